@@ -1,0 +1,110 @@
+"""Configuration of one analogy: the paper's and the official implementation's defaults.
+
+Levels are numbered as in the paper: L = 5..1 are relu5_1 .. relu1_1 and level 0 is the image.
+Per-level tuples are indexed by level - 1 (first entry is relu1_1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
+
+# The official implementation's settings for the four uses (DESIGN.md, step 6).
+PRESETS: dict[str, dict[str, Any]] = {
+    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False},
+    "style2style": {"blend": 3, "ratio": 1.0, "refine": False},
+    "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
+    "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
+}
+
+
+@dataclass(frozen=True)
+class AnalogyConfig:
+    """Every knob of the method, defaulting to the official implementation.
+
+    Attributes
+    ----------
+    blend : int
+        Alpha preset 1, 2 or 3 (see ``gpuanalogy.blending.ALPHA_PRESETS``).
+    ratio : float
+        Extra scale applied after the size rule; outputs always come back at the input size.
+    patchmatch_iterations : int
+        PatchMatch iterations per level (10).
+    patch_sizes : tuple of int
+        Patch size at levels 1..5 (5, 5, 3, 3, 3).
+    radii : tuple of int or None
+        Random-search radius in feature pixels at levels 1..5; None means the whole map.
+    lbfgs_iterations, lbfgs_history : int
+        L-BFGS iterations (100) and stored correction pairs (4) per deconvolution.
+    mask : {"sigmoid", "hard"}
+        The paper's sigmoid response mask, or the official code's hard step.
+    mask_k, mask_tau : float
+        Sigmoid slope (300) and threshold (0.05) on the normalised response.
+    nnf_init : {"identity", "random"}
+        NNF at the top level: identity (official) or random (paper).
+    output_patch_size : int
+        Patch size of the final voting of image pixels (3).
+    refine : bool
+        Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
+    seed : int
+        Seed of PatchMatch's random search and of a random initial NNF.
+    max_side, min_side, max_area : int
+        The official size rule applied before ``ratio``.
+    device : {"auto", "cpu", "cuda"}
+    weights : path or None
+        A VGG-19 weights file; None is the bundled exact Caffe VGG-19.
+    """
+
+    blend: int = 3
+    ratio: float = 1.0
+    patchmatch_iterations: int = 10
+    patch_sizes: tuple[int, int, int, int, int] = (5, 5, 3, 3, 3)
+    radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
+    lbfgs_iterations: int = 100
+    lbfgs_history: int = 4
+    mask: Literal["sigmoid", "hard"] = "sigmoid"
+    mask_k: float = 300.0
+    mask_tau: float = 0.05
+    nnf_init: Literal["identity", "random"] = "identity"
+    output_patch_size: int = 3
+    refine: bool = False
+    seed: int = 0
+    max_side: int = 700
+    min_side: int = 200
+    max_area: int = 350_000
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    weights: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        from .errors import InputError  # noqa: PLC0415
+
+        if self.blend not in (1, 2, 3):
+            raise InputError(f"blend={self.blend} is not supported. Try 1, 2 or 3.")
+        if not 0.05 <= self.ratio <= 4.0:
+            raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
+        if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
+            raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
+        if self.mask not in ("sigmoid", "hard"):
+            raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
+        if self.nnf_init not in ("identity", "random"):
+            raise InputError(f"nnf_init={self.nnf_init!r} is not supported. Try 'identity' or 'random'.")
+
+    @classmethod
+    def preset(cls, name: Preset, **overrides: Any) -> "AnalogyConfig":
+        """The official settings for one of the four uses, with any field overridden."""
+        from .errors import InputError  # noqa: PLC0415
+
+        if name not in PRESETS:
+            raise InputError(f"preset {name!r} is unknown. Try one of: {', '.join(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> "AnalogyConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["weights"] = None if self.weights is None else os.fspath(self.weights)
+        return data

@@ -1,0 +1,72 @@
+"""Deconvolution: find features at level L-1 whose image under the network matches a target.
+
+Given the target T at level L (B' features warped by the NNF), L-BFGS searches for features X at
+level L-2 such that CNN_{L-2 -> L}(X) ~= T, and the reconstruction at level L-1 is
+R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the bottom level the
+variable is the preprocessed image itself. SciPy owns the optimiser; the loss and gradient come
+from one ONNX Runtime run of the sub-network graph, and only the flat float64 vector crosses to
+the host.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .backend import Backend
+
+
+@dataclass(frozen=True)
+class DeconvolutionStats:
+    """What one L-BFGS run did: iterations, loss evaluations, loss before and after, seconds."""
+
+    iterations: int
+    evaluations: int
+    initial_loss: float
+    final_loss: float
+    seconds: float
+
+
+def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, history: int = 4,
+               backend: Backend) -> tuple[Any, DeconvolutionStats]:
+    """Reconstruct level L-1 features whose forward pass to level L matches ``target``.
+
+    Parameters
+    ----------
+    subnet : gpuanalogy.features.SubNetwork
+        The sub-network from level L-2 to level L with ``loss_and_grad`` and ``forward``.
+    x0 : array, shape (C, H, W), float32
+        Starting point at level L-2 (B' features warped by the upsampled NNF).
+    target : array, shape (C_L, H_L, W_L), float32
+    max_iter, history : L-BFGS iterations and the number of stored correction pairs
+        (official: 100 and 4).
+
+    Returns
+    -------
+    reconstruction : array, shape (C_{L-1}, H_{L-1}, W_{L-1}), float32, on ``backend.xp``
+    stats : DeconvolutionStats
+    """
+    start = time.perf_counter()
+    xp = backend.xp
+    shape = x0.shape
+    first_loss: list[float] = []
+
+    def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        x = xp.asarray(flat.reshape(shape), dtype=xp.float32)
+        loss, grad = subnet.loss_and_grad(x, target)
+        if not first_loss:
+            first_loss.append(float(loss))
+        return float(loss), backend.to_numpy(grad).ravel().astype(np.float64)
+
+    x_start = backend.to_numpy(x0).ravel().astype(np.float64)
+    result = minimize(loss_and_grad, x_start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "maxcor": history, "maxfun": 2 * max_iter})
+    x = xp.asarray(result.x.reshape(shape), dtype=xp.float32)
+    mid, _ = subnet.forward(x)
+    stats = DeconvolutionStats(int(result.nit), int(result.nfev),
+                               first_loss[0] if first_loss else float("nan"),
+                               float(result.fun), time.perf_counter() - start)
+    return mid, stats

@@ -1,0 +1,115 @@
+"""The files one analogy leaves in its output folder.
+
+Every file is written to a temporary name and renamed into place, and ``run.json`` comes last:
+a folder with a run.json whose listed files all exist is complete, which is what batch resume
+checks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, io
+from .config import AnalogyConfig
+from .pipeline import AnalogyResult
+from .visualize import make_sheet, nnf_to_color
+
+
+def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndarray,
+                 b_prime: np.ndarray, config: AnalogyConfig, extra: dict[str, Any] | None = None,
+                 save_levels: bool = False) -> dict[str, Any]:
+    """Write images, NNFs, plots, the sheet and ``run.json`` into ``outdir``.
+
+    Parameters
+    ----------
+    a, b_prime : ndarray, shape (H, W, 3), uint8
+        The inputs as read, for the sheet.
+    extra : dict, optional
+        More entries for run.json (input paths, peak memory, ...).
+
+    Returns
+    -------
+    dict
+        The run.json content.
+    """
+    out = io.check_output_dir(outdir)
+    files: dict[str, str] = {}
+
+    def image(name: str, array: np.ndarray) -> None:
+        io.write_image(out / name, array)
+        files[name] = name
+
+    image("a_prime.png", result.a_prime)
+    image("b.png", result.b)
+    for name, field in (("nnf_ab.npy", result.nnf_ab), ("nnf_ba.npy", result.nnf_ba)):
+        io.write_npy(out / name, field)
+        files[name] = name
+    image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
+    image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
+    if result.a_prime_refined is not None:
+        image("a_prime_refined.png", result.a_prime_refined)
+        image("b_refined.png", result.b_refined)
+    if save_levels:
+        for level, (a_prime_l, b_l) in sorted(result.levels.items()):
+            image(f"level{level}_a_prime.png", a_prime_l)
+            image(f"level{level}_b.png", b_l)
+    image("sheet.png", result_sheet(result, a, b_prime))
+
+    record = {
+        "gpuanalogy": __version__,
+        "files": sorted(files.values()),
+        "config": config.to_dict(),
+        "input_shapes": {"a": list(a.shape), "b_prime": list(b_prime.shape)},
+        "working_shapes": {k: list(v) for k, v in result.working_shapes.items()},
+        "device": result.device,
+        "seconds": {k: round(v, 4) for k, v in result.timings.items()},
+        "seconds_total": round(sum(result.timings.values()), 4),
+        "deconvolutions": [
+            {"level": level, "output": direction, "iterations": s.iterations,
+             "evaluations": s.evaluations, "initial_loss": s.initial_loss,
+             "final_loss": s.final_loss, "seconds": round(s.seconds, 4)}
+            for level, direction, s in result.deconvolutions],
+        "versions": versions(),
+        **(extra or {}),
+    }
+    io.write_json(out / "run.json", record)
+    return record
+
+
+def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray) -> np.ndarray:
+    """A, B', A', B side by side; refined outputs and NNF plots on a second row."""
+    rows = [[("A", a), ("B'", b_prime), ("A'", result.a_prime), ("B", result.b)]]
+    second = [("NNF A->B'", nnf_to_color(result.nnf_ab, b_prime.shape[:2])),
+              ("NNF B'->A", nnf_to_color(result.nnf_ba, a.shape[:2]))]
+    if result.a_prime_refined is not None:
+        second = [("A' refined", result.a_prime_refined), ("B refined", result.b_refined)] + second
+    rows.append(second)
+    if result.levels:
+        rows.append([(f"A' at L{lv}", ap) for lv, (ap, _) in sorted(result.levels.items(), reverse=True)])
+    return make_sheet(rows)
+
+
+def is_complete(outdir: str | os.PathLike) -> bool:
+    """True when ``outdir/run.json`` exists, parses, and every file it lists is present."""
+    path = Path(outdir) / "run.json"
+    try:
+        record = json.loads(path.read_text())
+        return all((Path(outdir) / name).is_file() for name in record["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def versions() -> dict[str, str]:
+    """Versions of the interpreter and of the packages that shape the results."""
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("numpy", "scipy", "numba", "onnxruntime", "onnx", "PIL", "cupy"):
+        module = sys.modules.get(name)
+        if module is not None:
+            found[name] = getattr(module, "__version__", "?")
+    return found

@@ -1,0 +1,317 @@
+"""Deep Image Analogy (Liao et al., SIGGRAPH 2017): the coarse-to-fine loop.
+
+Read top-down, this module is DESIGN.md's algorithm:
+
+1. bring A and B' to the working size and extract VGG-19 features at levels 5..1;
+2. at the top, A' borrows A's features and B borrows B''s;
+3. for L = 5 down to 1: search both NNFs with PatchMatch over both pairs of maps; then, above
+   the bottom level, reconstruct level L-1 of A' (and of B) by deconvolving the other image's
+   level-L features warped by the NNF, blend that with the structure image's own features, and
+   upsample the NNFs;
+4. the level-1 NNFs, brought to the input sizes, vote the output pixels;
+5. optionally, the WLS photo refinement.
+
+Each stage lives in its own module; this one only wires them.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import io, nnf as nnf_ops
+from .blending import alpha_for_level, blend, response_mask
+from .config import AnalogyConfig
+from .deconvolution import DeconvolutionStats, deconvolve
+from .patchmatch import normalize_features, patchmatch
+from .refinement import refine
+
+LEVELS = (5, 4, 3, 2, 1)
+LAYERS = {1: "relu1_1", 2: "relu2_1", 3: "relu3_1", 4: "relu4_1", 5: "relu5_1"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of the run, for progress displays: ``done`` of ``total`` steps are finished."""
+
+    stage: str
+    level: int
+    done: int
+    total: int
+
+
+@dataclass
+class AnalogyResult:
+    """What an analogy produces.
+
+    Attributes
+    ----------
+    a_prime : ndarray, shape (H_A, W_A, 3), uint8
+        A's structure with B''s appearance, at A's input size.
+    b : ndarray, shape (H_B, W_B, 3), uint8
+        B''s structure with A's appearance, at B''s input size.
+    nnf_ab : ndarray, shape (H_A, W_A, 2), float32
+        For each pixel of A, the (row, col) in B' it corresponds to.
+    nnf_ba : ndarray, shape (H_B, W_B, 2), float32
+        For each pixel of B', the (row, col) in A.
+    a_prime_refined, b_refined : ndarray or None
+        The outputs after the WLS photo refinement, when ``config.refine`` is set.
+    levels : dict
+        With ``keep_levels=True``: level -> (A', B) voted from that level's NNFs at input size.
+    timings : dict
+        Seconds per stage ("features", "patchmatch", "deconvolution", ...).
+    deconvolutions : list
+        (level, direction, DeconvolutionStats) for every L-BFGS run.
+    working_shapes : dict
+        "a" and "b_prime": the (H, W) the network saw.
+    device : str
+        The backend that ran ("cpu" or "cuda").
+    """
+
+    a_prime: np.ndarray
+    b: np.ndarray
+    nnf_ab: np.ndarray
+    nnf_ba: np.ndarray
+    a_prime_refined: np.ndarray | None = None
+    b_refined: np.ndarray | None = None
+    levels: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    deconvolutions: list[tuple[int, str, DeconvolutionStats]] = field(default_factory=list)
+    working_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def working_shape(shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:
+    """The size the network sees: the official size rule, then ``config.ratio``.
+
+    Each side is brought into [min_side, max_side] (the long side first), then the area is
+    capped at ``max_area``; the ratio applies last.
+    """
+    h, w = float(shape[0]), float(shape[1])
+    for side in (0, 1):
+        size = (h, w)[side]
+        if size > config.max_side:
+            h, w = h * config.max_side / size, w * config.max_side / size
+    for side in (0, 1):
+        size = (h, w)[side]
+        if size < config.min_side:
+            h, w = h * config.min_side / size, w * config.min_side / size
+    if h * w > config.max_area:
+        s = (config.max_area / (h * w)) ** 0.5
+        h, w = h * s, w * s
+    return max(int(round(h * config.ratio)), 1), max(int(round(w * config.ratio)), 1)
+
+
+def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model: Any = None,
+            on_progress: Callable[[Progress], None] | None = None,
+            keep_levels: bool = False) -> AnalogyResult:
+    """Deep Image Analogy between ``a`` and ``b_prime``.
+
+    Parameters
+    ----------
+    a, b_prime : array, shape (H, W, 3) or (H, W), uint8, uint16 or float in [0, 1]
+        NumPy, CuPy or any array the ``__array__`` / DLPack protocols convert. They may differ
+        in size and aspect.
+    config : AnalogyConfig, optional
+        Defaults to the official settings (``AnalogyConfig()``).
+    model : gpuanalogy.features.VGG19, optional
+        A loaded network, to reuse across calls (its backend is the one used).
+    on_progress : callable, optional
+        Called with a :class:`Progress` at the start of each stage.
+    keep_levels : bool
+        Also return each level's A' and B (voted from that level's NNFs).
+
+    Returns
+    -------
+    AnalogyResult
+
+    Examples
+    --------
+    >>> from skimage import data                              # doctest: +SKIP
+    >>> result = analogy(data.astronaut(), data.coffee())    # doctest: +SKIP
+    >>> result.a_prime.shape, result.nnf_ab.shape             # doctest: +SKIP
+    ((512, 512, 3), (512, 512, 2))
+    """
+    from .features import VGG19  # noqa: PLC0415 - loads ONNX Runtime; kept off import time
+
+    config = config or AnalogyConfig()
+    a_in = io.to_float_image(a, name="a")
+    bp_in = io.to_float_image(b_prime, name="b_prime")
+    model = model if model is not None else VGG19(config.weights, config.device)
+    backend, xp = model.backend, model.backend.xp
+    clock = _Clock(backend)
+    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2)
+    result = AnalogyResult(a_in, bp_in, a_in, bp_in, device=backend.name)  # filled in below
+
+    # 1. Working size and features. Level 0 is the preprocessed image (the variable of the
+    #    last deconvolution); levels 1..5 are relu1_1 .. relu5_1.
+    steps("features", 5)
+    with clock("features"):
+        a_work = io.resize_image(a_in, working_shape(a_in.shape[:2], config))
+        bp_work = io.resize_image(bp_in, working_shape(bp_in.shape[:2], config))
+        feat_a = _pyramid(model, backend.asarray(a_work))
+        feat_bp = _pyramid(model, backend.asarray(bp_work))
+    result.working_shapes = {"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]}
+
+    # 2. At the top, A' = A and B = B' in feature space.
+    feat_a_prime = {5: feat_a[5]}
+    feat_b = {5: feat_bp[5]}
+    shape = {side: {lv: f.shape[1:] for lv, f in pyr.items()}
+             for side, pyr in (("a", feat_a), ("b", feat_bp))}
+    init = nnf_ops.identity_nnf if config.nnf_init == "identity" else (
+        lambda sa, sb, backend: nnf_ops.random_nnf(sa, sb, config.seed, backend))
+    nnf_ab = init(shape["a"][5], shape["b"][5], backend=backend)
+    nnf_ba = init(shape["b"][5], shape["a"][5], backend=backend)
+
+    # 3. Coarse to fine.
+    for level in LEVELS:
+        steps("patchmatch", level)
+        with clock("patchmatch"):
+            nnf_ab, nnf_ba = _search(level, feat_a, feat_a_prime, feat_b, feat_bp,
+                                     nnf_ab, nnf_ba, config, backend)
+        if keep_levels:
+            with clock("level previews"):
+                result.levels[level] = (_vote_output(bp_in, nnf_ab, a_in.shape, config, backend),
+                                        _vote_output(a_in, nnf_ba, bp_in.shape, config, backend))
+        if level == 1:
+            break
+        for direction, nnf, structure, appearance, rebuilt in (
+                ("a_prime", nnf_ab, feat_a, feat_bp, feat_a_prime),
+                ("b", nnf_ba, feat_bp, feat_a, feat_b)):
+            steps(f"deconvolution {direction}", level)
+            rebuilt[level - 1], stats = _reconstruct(level, nnf, structure, appearance,
+                                                     model, config, backend, clock)
+            result.deconvolutions.append((level - 1, direction, stats))
+        with clock("nnf upsampling"):
+            nnf_ab = nnf_ops.upsample_nnf(nnf_ab, shape["a"][level - 1], shape["b"][level - 1],
+                                          backend=backend)
+            nnf_ba = nnf_ops.upsample_nnf(nnf_ba, shape["b"][level - 1], shape["a"][level - 1],
+                                          backend=backend)
+
+    # 4. The level-1 NNFs at the input sizes vote the output pixels.
+    steps("output", 0)
+    with clock("output"):
+        nnf_ab_full = nnf_ops.upsample_nnf(nnf_ab, a_in.shape[:2], bp_in.shape[:2], backend=backend)
+        nnf_ba_full = nnf_ops.upsample_nnf(nnf_ba, bp_in.shape[:2], a_in.shape[:2], backend=backend)
+        result.a_prime = _to_uint8(backend.to_numpy(
+            nnf_ops.warp(backend.asarray(bp_in), nnf_ab_full,
+                         patch_size=config.output_patch_size, backend=backend)))
+        result.b = _to_uint8(backend.to_numpy(
+            nnf_ops.warp(backend.asarray(a_in), nnf_ba_full,
+                         patch_size=config.output_patch_size, backend=backend)))
+        result.nnf_ab = backend.to_numpy(nnf_ab_full).astype(np.float32)
+        result.nnf_ba = backend.to_numpy(nnf_ba_full).astype(np.float32)
+
+    # 5. Photo refinement: edges from the structure image, colours from the result.
+    if config.refine:
+        steps("refinement", 0)
+        with clock("refinement"):
+            result.a_prime_refined = refine(result.a_prime, _to_uint8(a_in))
+            result.b_refined = refine(result.b, _to_uint8(bp_in))
+    result.timings = dict(clock.seconds)
+    return result
+
+
+def _pyramid(model: Any, image: Any) -> dict[int, Any]:
+    """Levels 0..5 of one image: the preprocessed image, then relu1_1 .. relu5_1 (C x H x W)."""
+    features = model.features(image)
+    pyramid = {level: features[name] for level, name in LAYERS.items()}
+    pyramid[0] = model.preprocess(image)
+    return pyramid
+
+
+def _search(level: int, feat_a: dict, feat_a_prime: dict, feat_b: dict, feat_bp: dict,
+            nnf_ab: Any, nnf_ba: Any, config: AnalogyConfig, backend: Any) -> tuple[Any, Any]:
+    """Both NNFs at one level, each matching over the pairs (A, B) and (A', B')."""
+    a, a_prime, b, b_prime = (normalize_features(pyr[level], backend)
+                              for pyr in (feat_a, feat_a_prime, feat_b, feat_bp))
+    patch_size = config.patch_sizes[level - 1]
+    radius = config.radii[level - 1]
+    options = dict(patch_size=patch_size, iterations=config.patchmatch_iterations,
+                   backend=backend)
+    whole = max(*a.shape[:2], *b.shape[:2])
+    nnf_ab, _ = patchmatch(a, a_prime, b, b_prime, nnf_ab, radius=radius or whole,
+                           seed=config.seed * 10 + level, **options)
+    nnf_ba, _ = patchmatch(b_prime, b, a_prime, a, nnf_ba, radius=radius or whole,
+                           seed=config.seed * 10 + level + 5, **options)
+    return nnf_ab, nnf_ba
+
+
+def _reconstruct(level: int, nnf: Any, structure: dict, appearance: dict, model: Any,
+                 config: AnalogyConfig, backend: Any, clock: "_Clock") -> tuple[Any, DeconvolutionStats]:
+    """Level L-1 of the output that has ``structure``'s layout and ``appearance``'s look.
+
+    target = appearance^L warped by the NNF; deconvolution from level L-2 (started from
+    appearance^{L-2} warped by the NNF upsampled there); blend with structure^{L-1}.
+    """
+    xp = backend.xp
+    patch = {lv: config.patch_sizes[max(lv, 1) - 1] for lv in (level, level - 2)}
+    with clock("warping"):
+        target = _warp_chw(appearance[level], nnf, patch[level], backend)
+        nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
+                                         appearance[level - 2].shape[1:], backend=backend)
+        x0 = _warp_chw(appearance[level - 2], nnf_start, patch[level - 2], backend)
+    with clock("deconvolution"):
+        reconstruction, stats = deconvolve(model.subnet(level), x0, target,
+                                           max_iter=config.lbfgs_iterations,
+                                           history=config.lbfgs_history, backend=backend)
+    with clock("blending"):
+        own = structure[level - 1]
+        mask = response_mask(own, kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=xp)
+        weight = xp.float32(alpha_for_level(config.blend, level - 1)) * mask
+        return blend(own, reconstruction, weight), stats
+
+
+def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:
+    """Average-voting warp of a C x H x W map (the kernels work on H x W x C)."""
+    xp = backend.xp
+    hwc = xp.ascontiguousarray(source.transpose(1, 2, 0))
+    warped = nnf_ops.warp(hwc, nnf, patch_size=patch_size, backend=backend)
+    return xp.ascontiguousarray(warped.transpose(2, 0, 1))
+
+
+def _vote_output(source: np.ndarray, nnf: Any, out_shape: tuple, config: AnalogyConfig,
+                 backend: Any) -> np.ndarray:
+    """An output image voted from ``source`` pixels by ``nnf`` brought to the output size."""
+    full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend)
+    return _to_uint8(backend.to_numpy(nnf_ops.warp(
+        backend.asarray(source), full, patch_size=config.output_patch_size, backend=backend)))
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+class _Clock:
+    """Seconds per stage, with device work finished before each reading."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self.backend.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.backend.synchronize()
+            self.seconds[stage] += time.perf_counter() - start
+
+
+class _Steps:
+    """Counts stages and reports them to an optional progress callback."""
+
+    def __init__(self, callback: Callable[[Progress], None] | None, total: int) -> None:
+        self.callback, self.total, self.done = callback, total, 0
+
+    def __call__(self, stage: str, level: int) -> None:
+        if self.callback is not None:
+            self.callback(Progress(stage, level, self.done, self.total))
+        self.done += 1

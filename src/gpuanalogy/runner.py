@@ -1,0 +1,88 @@
+"""One pair from images in memory to a complete output folder, as ``run`` and ``batch`` do it."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import AnalogyConfig
+from .pipeline import Progress, analogy, working_shape
+
+
+def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
+             config: AnalogyConfig, *, names: tuple[str, str] = ("a", "b_prime"),
+             model: Any = None, save_levels: bool = False,
+             on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Run the analogy on ``a`` and ``b_prime`` (H x W x 3 uint8) and write ``outdir``.
+
+    Says on stderr when the size rule reduces an input. Returns the run.json record.
+    """
+    from .outputs import write_result  # noqa: PLC0415
+
+    for name, image in zip(names, (a, b_prime)):
+        shape = working_shape(image.shape[:2], config)
+        if shape[0] < image.shape[0] or shape[1] < image.shape[1]:
+            print(f"gpuanalogy: {name}: {image.shape[1]}x{image.shape[0]} is processed at "
+                  f"{shape[1]}x{shape[0]} (size rule and ratio); outputs come back at the "
+                  f"input size", file=sys.stderr)
+    peak = PeakMemory()
+    with peak:
+        start = time.perf_counter()
+        result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
+                         keep_levels=save_levels)
+        wall = time.perf_counter() - start
+    extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
+             "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
+             "onnxruntime_provider": getattr(model, "provider", None) or result.device}
+    return write_result(outdir, result, a=a, b_prime=b_prime, config=config, extra=extra,
+                        save_levels=save_levels)
+
+
+def demo_pair() -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
+    """The demo pair: scikit-image's astronaut portrait (NASA, public domain) as A and its
+    photo of Chelsea the cat (CC0) as B': a face to a cat's face."""
+    from .errors import InputError  # noqa: PLC0415
+
+    try:
+        from skimage import data  # noqa: PLC0415
+    except ImportError as exc:
+        raise InputError("the demo needs scikit-image: pip install 'gpuanalogy[examples]'") from exc
+    return data.astronaut(), data.chelsea(), ("skimage.data.astronaut", "skimage.data.chelsea")
+
+
+class PeakMemory:
+    """Peak resident memory of this process during a ``with`` block, in MiB.
+
+    On Linux the kernel's high-water mark is reset at entry (``/proc/self/clear_refs``) and read
+    at exit, so the figure belongs to the block alone; elsewhere it is the process's peak so far.
+    """
+
+    megabytes: float = 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.megabytes = round(_peak_rss_bytes() / 2**20, 1)
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource  # noqa: PLC0415
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale

@@ -1,0 +1,50 @@
+import pytest
+
+from gpuanalogy.config import PRESETS, AnalogyConfig
+from gpuanalogy.errors import InputError
+from gpuanalogy.pipeline import working_shape
+
+
+def test_defaults_are_the_official_settings():
+    c = AnalogyConfig()
+    assert (c.blend, c.ratio, c.patchmatch_iterations, c.lbfgs_iterations, c.lbfgs_history) == (3, 1.0, 10, 100, 4)
+    assert c.patch_sizes == (5, 5, 3, 3, 3) and c.radii == (4, 4, 6, 6, None)
+    assert (c.mask_k, c.mask_tau) == (300.0, 0.05)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_apply_and_can_be_overridden(name):
+    c = AnalogyConfig.preset(name)
+    for key, value in PRESETS[name].items():
+        assert getattr(c, key) == value
+    assert AnalogyConfig.preset(name, blend=1).blend == 1
+
+
+def test_style2photo_preset():
+    c = AnalogyConfig.preset("style2photo")
+    assert (c.blend, c.ratio, c.refine) == (2, 0.5, True)
+
+
+@pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"), dict(patchmatch_iterations=0)])
+def test_bad_options_are_one_line_input_errors(bad):
+    with pytest.raises(InputError) as err:
+        AnalogyConfig(**bad)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_preset():
+    with pytest.raises(InputError, match="photo2style"):
+        AnalogyConfig.preset("cartoon")
+
+
+@pytest.mark.parametrize("shape, ratio, expected", [
+    ((448, 448), 1.0, (448, 448)),        # inside every bound: unchanged
+    ((256, 256), 0.5, (128, 128)),        # ratio applies after the size rule
+    ((1400, 700), 1.0, (700, 350)),       # long side capped at 700
+    ((100, 150), 1.0, (200, 300)),        # short side raised to 200
+    ((700, 700), 1.0, (592, 592)),        # area capped at 350,000
+])
+def test_size_rule(shape, ratio, expected):
+    h, w = working_shape(shape, AnalogyConfig(ratio=ratio))
+    assert (h, w) == expected
+    assert h * w <= 350_000 * ratio ** 2 + 2000

@@ -1,0 +1,59 @@
+"""The whole method on small pairs (the one slow test of the suite)."""
+import numpy as np
+import pytest
+from skimage import data
+from skimage.transform import resize
+
+from gpuanalogy import AnalogyConfig, analogy
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(min_side=32, device="cpu", lbfgs_iterations=30)
+
+
+def _photo(size):
+    return (resize(data.astronaut()[30:330, 100:400], size, order=3, anti_aliasing=True) * 255
+            ).astype(np.uint8)
+
+
+def _psnr(x, y):
+    mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
+    return np.inf if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from gpuanalogy.features import VGG19
+    return VGG19(None, "cpu")
+
+
+def test_identity_pair_from_a_random_start_recovers_the_identity(model):
+    a = _photo((64, 64))
+    result = analogy(a, a, AnalogyConfig(nnf_init="random", seed=3, **SMALL), model=model)
+    rows, cols = np.mgrid[0:64, 0:64]
+    hit = (result.nnf_ab[..., 0] == rows) & (result.nnf_ab[..., 1] == cols)
+    hit_ba = (result.nnf_ba[..., 0] == rows) & (result.nnf_ba[..., 1] == cols)
+    interior = (slice(4, -4), slice(4, -4))
+    assert hit[interior].mean() >= 0.98
+    assert hit_ba[interior].mean() >= 0.98
+    assert _psnr(result.a_prime, a) >= 35
+    assert _psnr(result.b, a) >= 35
+
+
+def test_pairs_of_different_size_and_aspect(model):
+    a = _photo((48, 72))
+    b_prime = (resize(data.chelsea(), (64, 40), order=3, anti_aliasing=True) * 255).astype(np.uint8)
+    events = []
+    result = analogy(a, b_prime, AnalogyConfig(**SMALL), model=model, on_progress=events.append)
+    assert result.a_prime.shape == (48, 72, 3) and result.a_prime.dtype == np.uint8
+    assert result.b.shape == (64, 40, 3) and result.b.dtype == np.uint8
+    assert result.nnf_ab.shape == (48, 72, 2) and result.nnf_ab.dtype == np.float32
+    assert result.nnf_ba.shape == (64, 40, 2)
+    assert (result.nnf_ab[..., 0] >= 0).all() and (result.nnf_ab[..., 0] <= 63).all()
+    assert (result.nnf_ab[..., 1] >= 0).all() and (result.nnf_ab[..., 1] <= 39).all()
+    assert {"features", "patchmatch", "deconvolution", "output"} <= set(result.timings)
+    assert [e.level for e in events if e.stage == "patchmatch"] == [5, 4, 3, 2, 1]
+    assert len(result.deconvolutions) == 8
+    # A' takes its colours from B': its mean colour moves toward B''s.
+    assert np.abs(result.a_prime.mean((0, 1)) - b_prime.mean((0, 1))).sum() < \
+        np.abs(a.mean((0, 1)) - b_prime.mean((0, 1))).sum()

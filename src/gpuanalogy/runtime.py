@@ -1,0 +1,239 @@
+"""ONNX Runtime plumbing: one session factory, one runner per session, an on-disk model cache.
+
+- :func:`create_session` picks the execution provider from the backend (CUDA when the backend asks
+  for it and this onnxruntime build has it, the CPU otherwise) and says which one it got.
+- :class:`Runner` is the seam between array code and a session: ``run(feeds, names)`` takes and
+  returns arrays of the backend's array module. The CPU runner hands NumPy arrays to ORT without
+  copies; a CUDA runner with I/O binding on CuPy memory can replace it without touching callers.
+- :func:`cached_model_path` builds a graph once per (weights digest, graph version, kind) and keeps
+  it in the user's cache directory, written atomically and checked against a SHA-256 sidecar.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpuanalogy.errors import ModelError
+
+__all__ = ["Runner", "cache_dir", "cached_model_path", "create_session", "default_threads"]
+
+log = logging.getLogger("gpuanalogy")
+
+_KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
+_fallback_cache: Path | None = None
+
+
+def default_threads() -> int:
+    """Intra-op threads: ``$GPUANALOGY_THREADS`` if set, else the number of physical cores."""
+    env = os.environ.get("GPUANALOGY_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            log.warning("ignoring GPUANALOGY_THREADS=%r: not an integer", env)
+    try:
+        import psutil  # noqa: PLC0415 - optional; only its physical-core count is used
+
+        cores = psutil.cpu_count(logical=False)
+    except ImportError:
+        cores = None
+    if not cores:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, int(cores or 1))
+
+
+def _provider_name(provider: Any) -> str:
+    return provider[0] if isinstance(provider, tuple) else str(provider)
+
+
+def create_session(model_path: str | os.PathLike[str], backend: Any, *,
+                   threads: int | None = None) -> tuple[Any, str]:
+    """Open an ONNX Runtime session on the execution provider the backend asks for.
+
+    Parameters
+    ----------
+    model_path : path
+        An ``.onnx`` file.
+    backend : gpuanalogy.backend.Backend
+        Its ``ort_providers`` are asked for, best first; those this onnxruntime build lacks are
+        dropped (with one log line), and the CPU provider always remains as the last resort.
+    threads : int, optional
+        Intra-op threads; default :func:`default_threads`.
+
+    Returns
+    -------
+    session : onnxruntime.InferenceSession
+    provider : str
+        The provider the session runs on first, e.g. ``"CPUExecutionProvider"``.
+
+    Raises
+    ------
+    ModelError
+        The file is missing or is not a model onnxruntime can load.
+    """
+    import onnxruntime as ort  # noqa: PLC0415 - heavy import, only when a session is made
+
+    available = set(ort.get_available_providers())
+    providers = []
+    for provider in getattr(backend, "ort_providers", ("CPUExecutionProvider",)):
+        name = _provider_name(provider)
+        if name in available:
+            providers.append(provider)
+        else:
+            log.warning("onnxruntime has no %s in this install; using the next provider", name)
+    if not any(_provider_name(p) == "CPUExecutionProvider" for p in providers):
+        providers.append("CPUExecutionProvider")
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads if threads is not None else default_threads()
+    options.log_severity_level = 3  # warnings from graph merging are noise to our users
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: onnxruntime cannot load this model ({first})") from exc
+    used = session.get_providers()[0]
+    log.info("onnxruntime session for %s runs on %s", path.name, used)
+    return session, used
+
+
+class Runner:
+    """Runs one session on arrays of the backend's array module.
+
+    This CPU version feeds NumPy arrays straight to ``InferenceSession.run`` (C-contiguous
+    float32 arrays are wrapped, not copied) and returns ORT's output arrays. With a CUDA backend
+    it still works, through host copies; a runner with I/O binding on CuPy memory is the place
+    to remove those copies.
+    """
+
+    def __init__(self, session: Any, provider: str, backend: Any) -> None:
+        self.session = session
+        self.provider = provider
+        self.backend = backend
+        self._on_host = getattr(backend, "xp", np) is np
+
+    def run(self, feeds: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
+        """Run the graph on ``feeds`` and return the outputs ``names``, in that order."""
+        if self._on_host:
+            inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+            return self.session.run(list(names), inputs)
+        host = {k: np.ascontiguousarray(self.backend.to_numpy(v), dtype=np.float32)
+                for k, v in feeds.items()}
+        return [self.backend.asarray(o) for o in self.session.run(list(names), host)]
+
+
+def cache_dir() -> Path:
+    """Where built models live: ``$GPUANALOGY_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpuanalogy``,
+    else ``~/.cache/gpuanalogy``."""
+    explicit = os.environ.get("GPUANALOGY_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "gpuanalogy"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _intact(model: Path, sidecar: Path) -> bool:
+    """True when the sidecar exists, names the file's size and SHA-256, and they match."""
+    try:
+        recorded = sidecar.read_text(encoding="ascii").split()
+        if len(recorded) != 2 or int(recorded[1]) != model.stat().st_size:
+            return False
+        return _sha256(model) == recorded[0]
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _writable_cache_dir() -> Path:
+    global _fallback_cache  # noqa: PLW0603 - one temporary directory per process at most
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+    except OSError:
+        pass
+    if _fallback_cache is None:
+        _fallback_cache = Path(tempfile.mkdtemp(prefix="gpuanalogy-cache-"))
+        log.warning("cannot write the model cache %s; using %s for this run "
+                    "(set GPUANALOGY_CACHE_DIR to a writable directory)", directory,
+                    _fallback_cache)
+    return _fallback_cache
+
+
+def cached_model_path(kind: str, weights: Any, build_fn: Callable[[], Any]) -> Path:
+    """Path of the model ``kind`` for ``weights``, built by ``build_fn()`` when not cached.
+
+    Parameters
+    ----------
+    kind : str
+        What the graph is (letters, digits, ``_ . -``), e.g. ``"features"`` or
+        ``"subnet3-target"``; it names the file together with ``weights.digest`` and
+        :data:`gpuanalogy.vgg_graphs.GRAPH_VERSION`.
+    weights : VGG19Weights
+        Only its ``digest`` is used here.
+    build_fn : callable
+        Called with no arguments when the model must be (re)built; returns an
+        ``onnx.ModelProto``.
+
+    Returns
+    -------
+    pathlib.Path
+        A complete model file. It is written under a temporary name and moved into place with
+        ``os.replace``, then a ``.sha256`` sidecar (hash and size) is written the same way. A file
+        whose sidecar is missing or disagrees (torn write, disk corruption, manual edits) is
+        rebuilt.
+    """
+    from gpuanalogy.vgg_graphs import GRAPH_VERSION  # noqa: PLC0415 - keeps imports light
+
+    if not _KIND.match(kind):
+        raise ValueError(f"kind={kind!r} must be letters, digits, '_', '.' or '-'")
+    digest = str(getattr(weights, "digest", "") or "")
+    if not re.fullmatch(r"[0-9a-fA-F]{16,}", digest):
+        raise ModelError(f"weights from {getattr(weights, 'source', '?')} have no sha256 digest "
+                         "to key the model cache on")
+    directory = _writable_cache_dir()
+    path = directory / f"vgg19-{kind}-g{GRAPH_VERSION}-{digest[:24].lower()}.onnx"
+    sidecar = path.with_name(path.name + ".sha256")
+    if path.exists() and _intact(path, sidecar):
+        return path
+    if path.exists():
+        log.warning("cached model %s is corrupt or incomplete; rebuilding it", path)
+    data = build_fn().SerializeToString()
+    _write_atomic(path, data)
+    _write_atomic(sidecar, f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
+    log.info("built %s (%.1f MB)", path, len(data) / 1e6)
+    return path

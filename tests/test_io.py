@@ -685,3 +685,46 @@ def test_resize_bad_input():
         resize_image(np.zeros((4, 4), np.int64), (2, 2))
     with pytest.raises(InputError, match="must be positive"):
         resize_image(np.zeros((4, 4), np.uint8), (0, 2))
+
+
+# The permission tests above are skipped for root (chmod does not stop root); these
+# simulate the operating system's refusal so that the messages are checked everywhere.
+
+
+def _deny(real, folder: Path):
+    def guarded(path, *args, **kwargs):
+        if Path(os.fspath(path)).parent == folder or Path(os.fspath(path)) == folder:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    return guarded
+
+
+def test_unreadable_file_simulated(tmp_path, monkeypatch):
+    path = tmp_path / "secret.png"
+    Image.new("RGB", (40, 40)).save(path)
+    monkeypatch.setattr(io, "open", _deny(open, tmp_path), raising=False)
+    with pytest.raises(InputError) as excinfo:
+        read_image(path)
+    assert str(excinfo.value) == f"{path}: cannot open: Permission denied"
+
+
+def test_read_only_folder_simulated(tmp_path, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    monkeypatch.setattr(os, "open", _deny(os.open, folder))
+    with pytest.raises(InputError) as excinfo:
+        check_output_dir(folder)
+    assert str(excinfo.value) == f"cannot write to {folder}: Permission denied"
+    with pytest.raises(InputError) as excinfo:
+        write_image(folder / "out.png", gradient_rgb())
+    assert str(excinfo.value) == f"cannot write to {folder}: Permission denied"
+    assert leftover_files(folder) == []
+
+
+def test_writers_accept_cupy_like_arrays(tmp_path):
+    rgb = gradient_rgb(32, 32)
+    write_image(tmp_path / "out.png", _FakeCupy(rgb))
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), rgb)
+    write_npy(tmp_path / "out.npy", _FakeCupy(rgb))
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), rgb)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,10 +59,13 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyErr
 
 
 def _label(text: str) -> str:
-    """`text` made safe for a one-line message: control characters are escaped."""
-    if text.isprintable():
-        return text
-    return text.encode("unicode_escape").decode("ascii")
+    """`text` made safe for a one-line message: line breaks and control characters escaped."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+        else char
+        for char in text
+    )
 
 
 def _reason(error: BaseException) -> str:
@@ -98,7 +102,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
       white, with a :class:`UserWarning` "``NAME: alpha channel composited over white``"
       when any pixel is not fully opaque.
     - Greyscale is repeated into three channels; 1-bit becomes 0 / 255.
-    - 16-bit images are scaled to 8 bits (65535 -> 255, rounding), not clipped. Mode "I"
+    - 16-bit greyscale is scaled to 8 bits (65535 -> 255, rounding), not clipped; 16-bit
+      RGB(A) is reduced to 8 bits by Pillow's decoder (high byte). Mode "I"
       (32-bit integer) is read as 16-bit data and must lie in 0..65535.
     - Mode "F" (32-bit float) is read as [0, 1] when its maximum is at most 1, else as
       0..255; other values are refused.
@@ -302,7 +307,7 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         raise InputError(f"{label}: dtype={dtype} is not supported. {_SUPPORTED_DTYPES}")
 
     shape = tuple(int(n) for n in data.shape)
-    if data.ndim == 3 and shape[2] not in (1, 3, 4) and shape[0] in (1, 3, 4):
+    if data.ndim == 3 and shape[0] in (1, 3, 4) and min(shape[1:]) > 4:
         raise InputError(
             f"{label}: shape {shape} looks channels-first; {_SUPPORTED_SHAPES} "
             "(use array.transpose(1, 2, 0))"
@@ -456,6 +461,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     path : str or os.PathLike
         Ends in ``.png``, ``.jpg`` or ``.jpeg`` (any case). JPEGs are written at quality 95.
     image : ndarray, shape (H, W, 3), (H, W, 1) or (H, W), dtype uint8
+        NumPy, or CuPy (copied to the host).
 
     Raises
     ------
@@ -470,7 +476,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
         raise InputError(
             f"{label}: unknown image extension {final.suffix!r}; use .png, .jpg or .jpeg"
         )
-    array = np.asarray(image)
+    array = _to_host(image, label)
     if array.dtype != np.uint8:
         raise InputError(f"{label}: image to write has dtype={array.dtype}; expected uint8")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -513,8 +519,12 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def write_npy(path: str | os.PathLike[str], array: Any) -> None:
-    """Write `array` in NumPy ``.npy`` format (no pickles), atomically, to exactly `path`."""
-    data = np.asarray(array)
+    """Write `array` in NumPy ``.npy`` format (no pickles), atomically, to exactly `path`.
+
+    `path` is used as given (no ``.npy`` is appended). CuPy arrays are copied to the host.
+    Object arrays raise ``ValueError`` (they would need pickles); nothing is written then.
+    """
+    data = _to_host(array, _label(os.fspath(path)))
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.save(handle, data, allow_pickle=False)
 

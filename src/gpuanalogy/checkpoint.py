@@ -121,7 +121,7 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any) -> np.nda
     view = np.lib.stride_tricks.as_strided(
         flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
     )
-    return np.ascontiguousarray(view)
+    return np.array(view, order="C")  # always a fresh, writeable array that owns its memory
 
 
 def _rebuild_tensor_v2(storage: Any, offset: int, size: Any, stride: Any, *_rest: Any) -> np.ndarray:
@@ -202,8 +202,9 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        The saved object with every tensor replaced by a C-contiguous ``numpy.ndarray``
-        (``bfloat16`` tensors become ``float32``). Parameters become plain arrays.
+        The saved object with every tensor replaced by a C-contiguous ``numpy.ndarray`` that owns
+        its memory (tensors sharing a storage do not share memory here; ``bfloat16`` tensors
+        become ``float32``). Parameters become plain arrays.
 
     Raises
     ------

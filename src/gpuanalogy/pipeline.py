@@ -152,8 +152,8 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     #    last deconvolution); levels 1..5 are relu1_1 .. relu5_1.
     steps("features", 5)
     with clock("features"):
-        a_work = io.resize_image(a_in, working_shape(a_in.shape[:2], config))
-        bp_work = io.resize_image(bp_in, working_shape(bp_in.shape[:2], config))
+        a_work = _resize01(a_in, working_shape(a_in.shape[:2], config))
+        bp_work = _resize01(bp_in, working_shape(bp_in.shape[:2], config))
         feat_a = _pyramid(model, backend.asarray(a_work))
         feat_bp = _pyramid(model, backend.asarray(bp_work))
     result.working_shapes = {"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]}
@@ -281,6 +281,13 @@ def _vote_output(source: np.ndarray, nnf: Any, out_shape: tuple, config: Analogy
     full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend)
     return _to_uint8(backend.to_numpy(nnf_ops.warp(
         backend.asarray(source), full, patch_size=config.output_patch_size, backend=backend)))
+
+
+def _resize01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a float image in [0, 1], clipped back into [0, 1] (cubic overshoots)."""
+    if image.shape[:2] == tuple(shape):
+        return image
+    return np.clip(io.resize_image(image, shape), 0.0, 1.0)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

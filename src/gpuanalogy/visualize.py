@@ -218,7 +218,7 @@ def _to_rgb_uint8(image: np.ndarray, label: str) -> np.ndarray:
 
 def _font(label_height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:  # Pillow >= 10.1 scales its built-in font when FreeType is there
-        return ImageFont.load_default(size=max(label_height * 0.7, 6))
+        return ImageFont.load_default(size=max(int(label_height * 0.7), 6))
     except TypeError:
         return ImageFont.load_default()
 

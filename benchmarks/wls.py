@@ -98,8 +98,11 @@ def _print_table(rows: list[dict]) -> None:
     cells = [[r["stage"], f"{r['seconds']:.3f}", f"{r['peak_bytes'] / 2**20:.0f} MiB",
               r["size"], r["device"]] for r in rows]
     if print_table is not None:
-        print_table(columns, cells)
-        return
+        try:
+            print_table(columns, cells)
+            return
+        except TypeError:  # a printer with another signature: fall back to the plain table
+            pass
     widths = [max(len(str(c)) for c in col) for col in zip(columns, *cells)]
     for line in [columns, ["-" * w for w in widths], *cells]:
         print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())

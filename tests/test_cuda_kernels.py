@@ -1,0 +1,109 @@
+"""Every CUDA kernel against its CPU twin.
+
+Without a GPU the kernels run in Numba's CUDA simulator (``conftest.py`` sets
+``NUMBA_ENABLE_CUDASIM=1``) on NumPy arrays; on a GPU machine they run for real on CuPy arrays
+when CuPy is installed. Inputs are tiny because the simulator runs each thread in Python.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+numba_cuda = pytest.importorskip("numba.cuda")
+
+import gpuanalogy.kernels.cuda as cuda_kernels  # noqa: E402
+from gpuanalogy.backend import Backend, cpu_backend  # noqa: E402
+from gpuanalogy.nnf import identity_nnf, nnf_energy, random_nnf, upsample_nnf, warp  # noqa: E402
+from gpuanalogy.patchmatch import normalize_features, patchmatch  # noqa: E402
+
+CPU = cpu_backend()
+SIMULATED = bool(numba_cuda.config.ENABLE_CUDASIM)
+
+
+def _gpu_backend() -> Backend:
+    if SIMULATED:
+        return Backend("cuda-sim", np, cuda_kernels)
+    if not numba_cuda.is_available():
+        pytest.skip("no CUDA device and the simulator is off")
+    cupy = pytest.importorskip("cupy")
+    return Backend("cuda", cupy, cuda_kernels)
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Backend:
+    return _gpu_backend()
+
+
+def features(rng, height, width, channels=4):
+    return normalize_features(rng.standard_normal((channels, height, width)).astype(np.float32),
+                              CPU)
+
+
+def test_both_kernel_modules_expose_the_same_api():
+    import inspect
+
+    import gpuanalogy.kernels.cpu as cpu_kernels
+
+    assert cpu_kernels.__all__ == cuda_kernels.__all__
+    for name in cpu_kernels.__all__:
+        assert (inspect.signature(getattr(cpu_kernels, name))
+                == inspect.signature(getattr(cuda_kernels, name))), name
+
+
+def test_random_and_identity_nnf(gpu):
+    np.testing.assert_array_equal(gpu.to_numpy(random_nnf((8, 9), (7, 10), 3, gpu)),
+                                  random_nnf((8, 9), (7, 10), 3, CPU))
+    np.testing.assert_array_equal(gpu.to_numpy(identity_nnf((8, 9), (5, 12), gpu)),
+                                  identity_nnf((8, 9), (5, 12), CPU))
+
+
+@pytest.mark.parametrize(("old_a", "new_a", "old_b", "new_b"), [
+    ((4, 5), (8, 10), (5, 4), (10, 8)),
+    ((5, 4), (9, 7), (6, 5), (11, 10)),
+])
+def test_upsample_equal(gpu, old_a, new_a, old_b, new_b):
+    nnf = random_nnf(old_a, old_b, 2, CPU)
+    want = upsample_nnf(nnf, new_a, new_b, CPU, shape_b_old=old_b)
+    got = upsample_nnf(gpu.asarray(nnf), new_a, new_b, gpu, shape_b_old=old_b)
+    np.testing.assert_array_equal(gpu.to_numpy(got), want)
+
+
+@pytest.mark.parametrize(("channels", "patch_size"), [(3, 3), (9, 5)])
+def test_warp_equal(gpu, channels, patch_size):
+    rng = np.random.default_rng(channels)
+    source = rng.standard_normal((7, 10, channels)).astype(np.float32)
+    nnf = random_nnf((8, 9), (7, 10), 1, CPU)
+    want = warp(source, nnf, patch_size=patch_size, backend=CPU)
+    got = warp(gpu.asarray(source), gpu.asarray(nnf), patch_size=patch_size, backend=gpu)
+    np.testing.assert_allclose(gpu.to_numpy(got), want, rtol=1e-6, atol=1e-6)
+
+
+def test_nnf_energy_equal(gpu):
+    rng = np.random.default_rng(3)
+    maps = [features(rng, 8, 9, 11), features(rng, 8, 9, 11),
+            features(rng, 7, 10, 11), features(rng, 7, 10, 11)]
+    nnf = random_nnf((8, 9), (7, 10), 5, CPU)
+    want = nnf_energy(*maps, nnf, 3, CPU)
+    got = nnf_energy(*(gpu.asarray(m) for m in maps), gpu.asarray(nnf), 3, gpu)
+    np.testing.assert_allclose(gpu.to_numpy(got), want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("channels", "patch_size", "radius"), [(4, 3, 100), (16, 5, 4)])
+def test_patchmatch_equal(gpu, channels, patch_size, radius):
+    """Same random streams, same arithmetic: the same field (the simulator rounds like the
+    CPU; a real GPU may contract multiply-adds, so there only the energy is compared)."""
+    rng = np.random.default_rng(channels)
+    maps = [features(rng, 8, 9, channels), features(rng, 8, 9, channels),
+            features(rng, 7, 10, channels), features(rng, 7, 10, channels)]
+    start = random_nnf((8, 9), (7, 10), 0, CPU)
+    kwargs = dict(patch_size=patch_size, radius=radius, iterations=2, seed=7)
+    nnf_cpu, e_cpu = patchmatch(*maps, start, backend=CPU, **kwargs)
+    nnf_gpu, e_gpu = patchmatch(*(gpu.asarray(m) for m in maps), gpu.asarray(start),
+                                backend=gpu, **kwargs)
+    nnf_gpu, e_gpu = gpu.to_numpy(nnf_gpu), gpu.to_numpy(e_gpu)
+    assert e_gpu.mean() <= e_cpu.mean() * (1 + 1e-5)
+    np.testing.assert_allclose(e_gpu, nnf_energy(*maps, nnf_gpu, patch_size, CPU), rtol=1e-5,
+                               atol=1e-6)
+    if SIMULATED:
+        np.testing.assert_array_equal(nnf_gpu, nnf_cpu)
+        np.testing.assert_array_equal(e_gpu, e_cpu)

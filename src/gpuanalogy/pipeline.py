@@ -176,8 +176,9 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
                                      nnf_ab, nnf_ba, config, backend)
         if keep_levels:
             with clock("level previews"):
-                result.levels[level] = (_vote_output(bp_in, nnf_ab, a_in.shape, config, backend),
-                                        _vote_output(a_in, nnf_ba, bp_in.shape, config, backend))
+                result.levels[level] = (
+                    _vote_output(bp_in, nnf_ab, a_in.shape, shape["b"][level], config, backend),
+                    _vote_output(a_in, nnf_ba, bp_in.shape, shape["a"][level], config, backend))
         if level == 1:
             break
         for direction, nnf, structure, appearance, rebuilt in (
@@ -189,15 +190,17 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
             result.deconvolutions.append((level - 1, direction, stats))
         with clock("nnf upsampling"):
             nnf_ab = nnf_ops.upsample_nnf(nnf_ab, shape["a"][level - 1], shape["b"][level - 1],
-                                          backend=backend)
+                                          backend=backend, shape_b_old=shape["b"][level])
             nnf_ba = nnf_ops.upsample_nnf(nnf_ba, shape["b"][level - 1], shape["a"][level - 1],
-                                          backend=backend)
+                                          backend=backend, shape_b_old=shape["a"][level])
 
     # 4. The level-1 NNFs at the input sizes vote the output pixels.
     steps("output", 0)
     with clock("output"):
-        nnf_ab_full = nnf_ops.upsample_nnf(nnf_ab, a_in.shape[:2], bp_in.shape[:2], backend=backend)
-        nnf_ba_full = nnf_ops.upsample_nnf(nnf_ba, bp_in.shape[:2], a_in.shape[:2], backend=backend)
+        nnf_ab_full = nnf_ops.upsample_nnf(nnf_ab, a_in.shape[:2], bp_in.shape[:2],
+                                           backend=backend, shape_b_old=shape["b"][1])
+        nnf_ba_full = nnf_ops.upsample_nnf(nnf_ba, bp_in.shape[:2], a_in.shape[:2],
+                                           backend=backend, shape_b_old=shape["a"][1])
         result.a_prime = _to_uint8(backend.to_numpy(
             nnf_ops.warp(backend.asarray(bp_in), nnf_ab_full,
                          patch_size=config.output_patch_size, backend=backend)))
@@ -254,7 +257,8 @@ def _reconstruct(level: int, nnf: Any, structure: dict, appearance: dict, model:
     with clock("warping"):
         target = _warp_chw(appearance[level], nnf, patch[level], backend)
         nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
-                                         appearance[level - 2].shape[1:], backend=backend)
+                                         appearance[level - 2].shape[1:], backend=backend,
+                                         shape_b_old=appearance[level].shape[1:])
         x0 = _warp_chw(appearance[level - 2], nnf_start, patch[level - 2], backend)
     with clock("deconvolution"):
         reconstruction, stats = deconvolve(model.subnet(level), x0, target,
@@ -275,10 +279,11 @@ def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:
     return xp.ascontiguousarray(warped.transpose(2, 0, 1))
 
 
-def _vote_output(source: np.ndarray, nnf: Any, out_shape: tuple, config: AnalogyConfig,
-                 backend: Any) -> np.ndarray:
+def _vote_output(source: np.ndarray, nnf: Any, out_shape: tuple, nnf_b_shape: tuple,
+                 config: AnalogyConfig, backend: Any) -> np.ndarray:
     """An output image voted from ``source`` pixels by ``nnf`` brought to the output size."""
-    full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend)
+    full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend,
+                                shape_b_old=nnf_b_shape)
     return _to_uint8(backend.to_numpy(nnf_ops.warp(
         backend.asarray(source), full, patch_size=config.output_patch_size, backend=backend)))
 

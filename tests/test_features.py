@@ -208,3 +208,17 @@ def test_default_weights_match_numpy_reference():
     for name, value in feats.items():
         assert value.shape == reference[name].shape
         assert relative_error(value, reference[name]) < 1e-4, name
+
+
+def test_release_closes_sessions_and_they_reopen(model):
+    rgb = np.random.default_rng(5).random((20, 27, 3), dtype=np.float32)
+    x = model.features(rgb)["relu1_1"]
+    net = model.subnet(3)
+    mid, out = net.forward(x)
+    net.release()
+    assert not any(kind.startswith("subnet3") for kind in model._runners)
+    again = net.forward(x)
+    np.testing.assert_array_equal(again[1], out)
+    model.release()
+    assert not model._runners
+    np.testing.assert_array_equal(model.subnet(3).forward(x)[0], mid)

@@ -69,7 +69,7 @@ class VGG19:
         return runner.provider
 
     def _runner(self, kind: str) -> Runner:
-        """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad|forward>"."""
+        """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad>"."""
         runner = self._runners.get(kind)
         if runner is None:
             path = cached_model_path(self._cache_kind(kind), self.weights,
@@ -80,17 +80,21 @@ class VGG19:
 
     @staticmethod
     def _cache_kind(kind: str) -> str:
-        if kind == "features" or kind.endswith("-forward"):
+        if kind == "features":
             return kind
         return f"{kind}-{CONV_BACKWARD}-{POOL_BACKWARD}"
 
     def _build(self, kind: str) -> Any:
         if kind == "features":
             return build_features_graph(self.weights)
-        level_part, mode = kind.split("-")
-        grad_input = None if mode == "forward" else mode
+        level_part, grad_input = kind.split("-")
         return build_subnet_graph(self.weights, int(level_part.removeprefix("subnet")),
-                                  grad_input=grad_input)
+                                  grad_input=grad_input)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        """Close every open session (each holds its weights and a memory arena); graphs are
+        reopened from the model cache on next use."""
+        self._runners.clear()
 
     def preprocess(self, rgb: Any) -> Any:
         """Level 0: ``rgb`` (H, W, 3) float32 in [0, 1] -> network input (3, H, W) float32."""
@@ -189,10 +193,22 @@ class SubNetwork:
         return grad[0]
 
     def forward(self, x: Any) -> tuple[Any, Any]:
-        """(mid, out): the activations at levels L-1 and L for ``x`` at level L-2."""
-        mid, out = self._model._runner(f"subnet{self.level}-forward").run(
-            {"x": x[None]}, ("mid", "out"))
+        """(mid, out): the activations at levels L-1 and L for ``x`` at level L-2.
+
+        Runs the loss+gradient session with a zero target rather than a forward-only graph:
+        the deconvolution calls this once per ~100 ``loss_and_grad``, and one session per level
+        instead of two saves its weights and its memory arena (hundreds of MB at 448 px).
+        """
+        xp = self._model.backend.xp
+        target = xp.zeros(self.output_shape(x.shape), dtype=xp.float32)
+        mid, out = self._model._runner(f"subnet{self.level}-target").run(
+            {"x": x[None], "target": target[None]}, ("mid", "out"))
         return mid[0], out[0]
+
+    def release(self) -> None:
+        """Close this sub-network's sessions and free their memory (reopened on next use)."""
+        for mode in ("target", "out_grad"):
+            self._model._runners.pop(f"subnet{self.level}-{mode}", None)
 
 
 @functools.lru_cache(maxsize=2)

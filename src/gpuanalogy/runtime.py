@@ -113,9 +113,12 @@ class Runner:
     """Runs one session on arrays of the backend's array module.
 
     This CPU version feeds NumPy arrays straight to ``InferenceSession.run`` (C-contiguous
-    float32 arrays are wrapped, not copied) and returns ORT's output arrays. With a CUDA backend
-    it still works, through host copies; a runner with I/O binding on CuPy memory is the place
-    to remove those copies.
+    float32 arrays are wrapped, not copied) and returns ORT's output arrays. On the CPU, I/O
+    binding into preallocated outputs and ``run_with_ort_values`` were measured against it on
+    the level-2 and level-4 sub-networks at 224 x 224 (real weights, 2 cores): all three within
+    5 % of each other, inside the run-to-run noise, so the plain call stays. With a CUDA backend
+    this runner still works, through host copies; a runner with I/O binding on CuPy memory is
+    the place to remove those copies.
     """
 
     def __init__(self, session: Any, provider: str, backend: Any) -> None:

@@ -53,7 +53,8 @@ def test_subnetwork_api(model):
     for level in (2, 3, 4, 5):
         net = model.subnet(level)
         assert isinstance(net, SubNetwork) and model.subnet(level) is net
-        assert (net.input_layer, net.mid_layer, net.output_layer) == LEVEL_NAMES[level - 2:level + 1]
+        names = (net.input_layer, net.mid_layer, net.output_layer)
+        assert names == LEVEL_NAMES[level - 2:level + 1]
         x = levels[level - 2]
         mid, out = net.forward(x)
         assert relative_error(mid, levels[level - 1]) < 1e-5

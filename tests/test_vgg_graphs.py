@@ -97,7 +97,8 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- tests ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ceil_pool, shape", [(True, (20, 27)), (True, (37, 53)), (False, (21, 26))])
+@pytest.mark.parametrize("ceil_pool, shape",
+                         [(True, (20, 27)), (True, (37, 53)), (False, (21, 26))])
 def test_features_graph_matches_numpy_reference(ceil_pool, shape):
     weights = random_weights(divide=8, seed=1, ceil_pool=ceil_pool)
     rgb = np.random.default_rng(2).random((*shape, 3), dtype=np.float32)

@@ -381,10 +381,12 @@ def test_log_display_prints_one_line_per_stage():
     display.start_pair(1, "dog")
     display.stage(Progress("features", 5, 0, 15))
     display.stage(Progress("deconvolution a_prime", 5, 2, 15))
+    display.stage(Progress("output", 0, 14, 15))
     display.close()
     lines = stream.getvalue().splitlines()
-    assert "\r" not in stream.getvalue() and len(lines) == 2
+    assert "\r" not in stream.getvalue() and len(lines) == 3
     assert lines[1].startswith("[2/2] dog: level 5 deconvolution a_prime (step 3/15)")
+    assert lines[2].startswith("[2/2] dog: output (step 15/15)")
 
 
 def test_summary_table_and_durations():

@@ -664,8 +664,8 @@ class BatchProgress:
     def stage(self, progress: Any) -> None:
         """The ``on_progress`` callback of :func:`gpuanalogy.runner.run_pair`."""
         self.fraction = progress.done / max(progress.total, 1)
-        where = f"level {progress.level}" if progress.level else "output"
-        text = (f"{self._head()} {self.name}: {where} {progress.stage} "
+        where = f"level {progress.level} " if progress.level else ""
+        text = (f"{self._head()} {self.name}: {where}{progress.stage} "
                 f"(step {progress.done + 1}/{progress.total}) | {self._tally()} | "
                 f"ETA {self._eta()}")
         if self.tty:

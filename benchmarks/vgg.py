@@ -2,8 +2,9 @@
 
 For each size, with the default (plain Caffe) weights:
 
-- "open ..." rows: first use of a graph: build it (unless the model cache has it) and open the
-  ONNX Runtime session;
+- "open graph + first ..." rows: first use of a graph: build it (unless the model cache has
+  it), open the ONNX Runtime session and run it once; "first ... at this size" rows: the first
+  run of an open session at a new image size (ORT plans and grows its memory arena);
 - "features": relu1_1 .. relu5_1 of one image (median of ``--repeat`` runs);
 - "loss_and_grad L": one value+gradient of the sub-network L-2 -> L-1 -> L, the unit of work
   of the deconvolution's L-BFGS (about 100 of them per level and direction), median of runs.
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         def stage(name: str) -> Stage:
             return Stage(name, image_size=label, device=device, sync=backend.synchronize)
 
-        with stage("open features graph + first run") as s:
+        def first(kind: str, what: str) -> str:
+            opened = kind in model._runners  # a session is open: only the size is new
+            return f"first {what} at this size" if opened else f"open graph + first {what}"
+
+        with stage(first("features", "features")) as s:
             feats = model.features(rgb)
         device = f"{backend.name} ({model.provider}, {threads} threads)"
         s.row.device = device
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             net = model.subnet(level)
             x = backend.xp.ascontiguousarray(levels[level - 2])
             target = backend.xp.ascontiguousarray(levels[level] * 0.9)
-            with stage(f"open subnet {level} + first loss_and_grad") as s:
+            with stage(first(f"subnet{level}-target", f"loss_and_grad {level}")) as s:
                 net.loss_and_grad(x, target)
             rows.append(s.row)
             rows.append(_median(args.repeat, lambda: net.loss_and_grad(x, target),

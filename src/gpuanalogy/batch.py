@@ -485,24 +485,23 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
                 todo.append(result)
                 if why != "not computed yet":
                     result.warnings.append(f"computed again: {why}")
-        progress = progress or BatchProgress(len(pairs), to_run=len(todo))
+        progress = progress or BatchProgress(len(pairs))
+        progress.total, progress.to_run = len(pairs), len(todo)
         model, loaded = None, False
-        for index, result in enumerate(results):
-            progress.start_pair(index, result.pair.name)
-            if result.status == "skipped":
+        try:
+            for index, result in enumerate(results):
+                progress.start_pair(index, result.pair.name)
+                if result.status != "skipped":
+                    for note in result.warnings:
+                        progress.notice(f"{result.pair.name}: {note}")
+                    if not loaded:
+                        model, loaded = load_model(result.pair.config), True
+                    _run_one(result, out, model, save_levels, progress, debug)
                 progress.end_pair(result)
                 if on_update:
                     on_update(results)
-                continue
-            for note in result.warnings:
-                progress.notice(f"{result.pair.name}: {note}")
-            if not loaded:
-                model, loaded = load_model(result.pair.config), True
-            _run_one(result, out, model, save_levels, progress, debug)
-            progress.end_pair(result)
-            if on_update:
-                on_update(results)
-    progress.close()
+        finally:
+            progress.close()   # an interruption's message starts on a clean line
     return results
 
 

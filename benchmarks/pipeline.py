@@ -1,0 +1,87 @@
+"""Stage timings of one whole analogy on the embedded defaults, with the VGG work counted.
+
+    python benchmarks/pipeline.py [--sizes 224,448] [--ratio 1] [--lbfgs-iters 100] [--device auto]
+
+The pair is scikit-image's astronaut (A) and Chelsea the cat (B'), each resized to SIZE x SIZE.
+Peak memory is the process's resident high-water mark over the whole run (reset at the start
+on Linux). The VGG work of the deconvolution is counted from the layer shapes: every L-BFGS
+evaluation runs the sub-network forward and its input-gradient backward, 2 x 2 x k^2 C_in C_out
+H W floating-point operations per 3x3 convolution; the table gives the rate achieved.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from skimage import data
+from skimage.transform import resize
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _table import Row, print_table  # noqa: E402
+
+from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
+from gpuanalogy.features import VGG19  # noqa: E402
+from gpuanalogy.runner import PeakMemory  # noqa: E402
+from gpuanalogy.vgg_graphs import level_shape, segment  # noqa: E402
+
+
+def subnet_flops(weights, level: int, shape: tuple[int, int]) -> float:
+    """FLOPs of one forward + input-gradient pass of the level-(L-2 -> L) sub-network."""
+    total = 0.0
+    for step_level in (level - 1, level):
+        h, w = level_shape(*shape, step_level - 1, ceil_pool=weights.ceil_pool)
+        for kind, name in segment(step_level):
+            if kind == "pool":
+                h, w = -(-h // 2), -(-w // 2)
+                continue
+            c_out, c_in, kh, kw = weights.convs[name][0].shape
+            total += 2.0 * 2.0 * kh * kw * c_in * c_out * h * w
+    return total
+
+
+def pair(size: int) -> tuple[np.ndarray, np.ndarray]:
+    def fit(img):
+        return (resize(img, (size, size), order=3, anti_aliasing=True) * 255).astype(np.uint8)
+    return fit(data.astronaut()), fit(data.chelsea()[:, 75:375])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="224,448")
+    parser.add_argument("--ratio", type=float, default=1.0)
+    parser.add_argument("--lbfgs-iters", type=int, default=100)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    model = VGG19(None, args.device)
+    device = f"{model.backend.name} ({model.provider})"
+    for size in (int(s) for s in args.sizes.split(",")):
+        a, b_prime = pair(size)
+        config = AnalogyConfig(ratio=args.ratio, lbfgs_iterations=args.lbfgs_iters,
+                               device=args.device)
+        analogy(a[:64, :64], b_prime[:64, :64], config.replace(min_side=32, lbfgs_iterations=2),
+                model=model)   # warm-up: graph sessions and Numba compilation
+        with PeakMemory() as peak:
+            result = analogy(a, b_prime, config, model=model)
+        work = "x".join(map(str, result.working_shapes["a"]))
+        label = f"{size}x{size} (work {work})"
+        rows = [Row(stage, seconds, label, device) for stage, seconds in result.timings.items()]
+        total = sum(result.timings.values())
+        flops = sum(subnet_flops(model.weights, level + 1,
+                                 result.working_shapes["a" if side == "a_prime" else "b_prime"])
+                    * stats.evaluations for level, side, stats in result.deconvolutions)
+        deconv = result.timings["deconvolution"]
+        evals = sum(s.evaluations for _, _, s in result.deconvolutions)
+        rows.append(Row("total", total, label, device, peak_bytes=int(peak.megabytes * 2**20)))
+        print_table(rows, title=f"analogy at {size}x{size}, ratio {args.ratio}, "
+                                f"L-BFGS {args.lbfgs_iters} iterations")
+        print(f"VGG work in L-BFGS: {flops / 1e12:.2f} TFLOP in {evals} evaluations "
+              f"({flops / deconv / 1e9:.0f} GFLOP/s over the deconvolution stage, "
+              f"{100 * deconv / total:.0f} % of the total)\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,7 +24,8 @@ growth during the stage.
 
 Random features are PatchMatch's worst case: their optimal field is incoherent (propagation
 rarely proposes the current match again, so few candidates are skipped) and every candidate
-costs about the same (the early exit rarely fires). Real VGG features do better on both.
+costs about the same (the early exit rarely fires). Coherent features do better on both: at
+relu1_1 for a 224 px image, a pair where B is A shifted needed a quarter of the distance work.
 """
 from __future__ import annotations
 

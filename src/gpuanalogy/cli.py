@@ -86,8 +86,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def config_from_args(args: argparse.Namespace, preset: str | None = None) -> Any:
-    """An AnalogyConfig from a preset plus every option given on the command line."""
+def config_from_args(args: argparse.Namespace, preset: str | None = None,
+                     base: Any = None) -> Any:
+    """An AnalogyConfig: ``base`` (or the preset, or the defaults) plus every option given."""
     from .config import AnalogyConfig  # noqa: PLC0415
 
     overrides = {key: value for key, value in (
@@ -96,7 +97,9 @@ def config_from_args(args: argparse.Namespace, preset: str | None = None) -> Any
         ("refine", args.refine), ("device", args.device), ("weights", args.weights))
         if value is not None}
     name = preset or args.preset
-    return AnalogyConfig.preset(name, **overrides) if name else AnalogyConfig(**overrides)
+    if name:
+        return AnalogyConfig.preset(name, **overrides)
+    return (base or AnalogyConfig()).replace(**overrides)
 
 
 class ProgressPrinter:
@@ -128,11 +131,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .runner import demo_pair, run_pair  # noqa: PLC0415
+    from .runner import DEMO_CONFIG, demo_pair, run_pair  # noqa: PLC0415
 
-    config = config_from_args(args)
+    config = config_from_args(args, base=DEMO_CONFIG)
     a, b_prime, names = demo_pair()
-    print(f"gpuanalogy demo: A = {names[0]}, B' = {names[1]}", file=sys.stderr)
+    print(f"gpuanalogy demo: A = {names[0]}, B' = {names[1]}; preset photo2style, "
+          f"ratio {config.ratio} (the official setting for faces)", file=sys.stderr)
     record = run_pair(a, b_prime, args.output, config, names=names,
                       save_levels=args.save_levels, on_progress=ProgressPrinter())
     _print_written(args.output, record)

@@ -44,15 +44,23 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
 
 
 def demo_pair() -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
-    """The demo pair: scikit-image's astronaut portrait (NASA, public domain) as A and its
-    photo of Chelsea the cat (CC0) as B': a face to a cat's face."""
+    """The demo pair, both shipped by scikit-image: a face to a cat's face.
+
+    A is the astronaut portrait (NASA, public domain) cropped to head and shoulders; B' is
+    Chelsea the cat (CC0) cropped to her face. Both are 300 x 300 x 3 uint8.
+    """
     from .errors import InputError  # noqa: PLC0415
 
     try:
         from skimage import data  # noqa: PLC0415
     except ImportError as exc:
         raise InputError("the demo needs scikit-image: pip install 'gpuanalogy[examples]'") from exc
-    return data.astronaut(), data.chelsea(), ("skimage.data.astronaut", "skimage.data.chelsea")
+    return (data.astronaut()[20:320, 110:410], data.chelsea()[:, 75:375],
+            ("skimage astronaut (face crop)", "skimage chelsea (face crop)"))
+
+
+DEMO_CONFIG = AnalogyConfig.preset("photo2style", ratio=0.5)
+"""The official photo-to-style setting for faces (ratio 0.5), which the demo pair is."""
 
 
 class PeakMemory:

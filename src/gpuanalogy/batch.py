@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__, io
-from .config import AnalogyConfig
+from .config import AnalogyConfig, config_from_options
 from .errors import GpuAnalogyError, InputError
 
 __all__ = [
@@ -769,10 +769,10 @@ def run_batch(args: Any) -> int:
     ``args`` is the parsed command line: ``pairs``, ``b_folder``, ``output``, the settings
     options, ``save_levels`` and ``debug``.
     """
-    from .cli import config_from_args  # noqa: PLC0415 - the command's own option rules
-
     started = time.perf_counter()
-    base = config_from_args(args)   # refuses a bad command-line value before anything else
+    options = vars(args)
+    # refuses a bad command-line value before anything else
+    base = config_from_options(options, preset=args.preset)
     progress_stream = sys.stderr
 
     def notice(text: str) -> None:
@@ -792,7 +792,8 @@ def run_batch(args: Any) -> int:
                              f"a folder holding A/ and B/")
         pairs = pairs_from_folders(sub["a"], sub["b"], base, on_notice=notice)
     else:
-        pairs = read_pairs_csv(source, lambda preset: config_from_args(args, preset))
+        pairs = read_pairs_csv(source, lambda preset: config_from_options(
+            options, preset=preset or args.preset))
 
     out = io.check_output_dir(args.output)
 

@@ -88,18 +88,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, preset: str | None = None,
                      base: Any = None) -> Any:
-    """An AnalogyConfig: ``base`` (or the preset, or the defaults) plus every option given."""
-    from .config import AnalogyConfig  # noqa: PLC0415
+    """An AnalogyConfig: the preset (``preset`` or ``--preset``), or ``base``, plus the options."""
+    from .config import config_from_options  # noqa: PLC0415
 
-    overrides = {key: value for key, value in (
-        ("blend", args.blend), ("ratio", args.ratio), ("patchmatch_iterations", args.iters),
-        ("lbfgs_iterations", args.lbfgs_iters), ("seed", args.seed), ("mask", args.mask),
-        ("refine", args.refine), ("device", args.device), ("weights", args.weights))
-        if value is not None}
-    name = preset or args.preset
-    if name:
-        return AnalogyConfig.preset(name, **overrides)
-    return (base or AnalogyConfig()).replace(**overrides)
+    return config_from_options(vars(args), preset=preset or args.preset, base=base)
 
 
 class ProgressPrinter:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
@@ -52,6 +54,40 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); used around timings."""
         if self.name == "cuda":
             self.xp.cuda.Device().synchronize()
+
+    @contextmanager
+    def out_of_memory_as_error(self, what: str) -> Iterator[None]:
+        """Turn the device running out of memory inside the block into one clear error.
+
+        CuPy raises ``OutOfMemoryError``, ONNX Runtime a ``RuntimeException`` that mentions a
+        failed allocation, Numba a ``CudaAPIError``; all become a ``DeviceMemoryError`` naming
+        ``what`` and suggesting a smaller ratio or the CPU.
+        """
+        try:
+            yield
+        except MemoryError as exc:
+            raise self._memory_error(what, exc) from exc
+        except Exception as exc:
+            if self.name == "cuda" and _is_out_of_memory(exc):
+                raise self._memory_error(what, exc) from exc
+            raise
+
+    def _memory_error(self, what: str, exc: BaseException) -> Exception:
+        from .errors import DeviceMemoryError  # noqa: PLC0415
+
+        device = "the GPU" if self.name == "cuda" else "the machine"
+        advice = "a smaller --ratio (e.g. 0.5) or --device cpu" if self.name == "cuda" else \
+            "a smaller --ratio (e.g. 0.5)"
+        return DeviceMemoryError(f"{what}: {device} ran out of memory; try {advice}")
+
+
+_OOM_MARKERS = ("out of memory", "failed to allocate", "cudaerrormemoryallocation",
+                "cuda_error_out_of_memory", "bfcarena")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "outofmemory" in text.replace(" ", "") or any(m in text for m in _OOM_MARKERS)
 
 
 def cpu_backend() -> Backend:

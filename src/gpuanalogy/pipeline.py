@@ -143,10 +143,18 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     a_in = io.to_float_image(a, name="a")
     bp_in = io.to_float_image(b_prime, name="b_prime")
     model = model if model is not None else VGG19(config.weights, config.device)
-    backend, xp = model.backend, model.backend.xp
+    with model.backend.out_of_memory_as_error(
+            f"analogy of {a_in.shape[1]}x{a_in.shape[0]} and {bp_in.shape[1]}x{bp_in.shape[0]}"):
+        return _analogy(a_in, bp_in, config, model, on_progress, keep_levels)
+
+
+def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: Any,
+             on_progress: Callable[[Progress], None] | None, keep_levels: bool) -> AnalogyResult:
+    backend = model.backend
     clock = _Clock(backend)
-    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2)
-    result = AnalogyResult(a_in, bp_in, a_in, bp_in, device=backend.name)  # filled in below
+    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2 + config.refine)
+    levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    deconvolutions: list[tuple[int, str, DeconvolutionStats]] = []
 
     # 1. Working size and features. Level 0 is the preprocessed image (the variable of the
     #    last deconvolution); levels 1..5 are relu1_1 .. relu5_1.
@@ -156,7 +164,6 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
         bp_work = _resize01(bp_in, working_shape(bp_in.shape[:2], config))
         feat_a = _pyramid(model, backend.asarray(a_work))
         feat_bp = _pyramid(model, backend.asarray(bp_work))
-    result.working_shapes = {"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]}
 
     # 2. At the top, A' = A and B = B' in feature space.
     feat_a_prime = {5: feat_a[5]}
@@ -176,9 +183,9 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
                                      nnf_ab, nnf_ba, config, backend)
         if keep_levels:
             with clock("level previews"):
-                result.levels[level] = (
-                    _vote_output(bp_in, nnf_ab, a_in.shape, shape["b"][level], config, backend),
-                    _vote_output(a_in, nnf_ba, bp_in.shape, shape["a"][level], config, backend))
+                levels[level] = (
+                    _vote(bp_in, nnf_ab, a_in.shape, shape["b"][level], config, backend)[0],
+                    _vote(a_in, nnf_ba, bp_in.shape, shape["a"][level], config, backend)[0])
         if level == 1:
             break
         for direction, nnf, structure, appearance, rebuilt in (
@@ -187,7 +194,7 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
             steps(f"deconvolution {direction}", level)
             rebuilt[level - 1], stats = _reconstruct(level, nnf, structure, appearance,
                                                      model, config, backend, clock)
-            result.deconvolutions.append((level - 1, direction, stats))
+            deconvolutions.append((level - 1, direction, stats))
         with clock("nnf upsampling"):
             nnf_ab = nnf_ops.upsample_nnf(nnf_ab, shape["a"][level - 1], shape["b"][level - 1],
                                           backend=backend, shape_b_old=shape["b"][level])
@@ -197,25 +204,18 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     # 4. The level-1 NNFs at the input sizes vote the output pixels.
     steps("output", 0)
     with clock("output"):
-        nnf_ab_full = nnf_ops.upsample_nnf(nnf_ab, a_in.shape[:2], bp_in.shape[:2],
-                                           backend=backend, shape_b_old=shape["b"][1])
-        nnf_ba_full = nnf_ops.upsample_nnf(nnf_ba, bp_in.shape[:2], a_in.shape[:2],
-                                           backend=backend, shape_b_old=shape["a"][1])
-        result.a_prime = _to_uint8(backend.to_numpy(
-            nnf_ops.warp(backend.asarray(bp_in), nnf_ab_full,
-                         patch_size=config.output_patch_size, backend=backend)))
-        result.b = _to_uint8(backend.to_numpy(
-            nnf_ops.warp(backend.asarray(a_in), nnf_ba_full,
-                         patch_size=config.output_patch_size, backend=backend)))
-        result.nnf_ab = backend.to_numpy(nnf_ab_full).astype(np.float32)
-        result.nnf_ba = backend.to_numpy(nnf_ba_full).astype(np.float32)
+        a_prime, nnf_ab_full = _vote(bp_in, nnf_ab, a_in.shape, shape["b"][1], config, backend)
+        b, nnf_ba_full = _vote(a_in, nnf_ba, bp_in.shape, shape["a"][1], config, backend)
+    result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, levels=levels,
+                           deconvolutions=deconvolutions, device=backend.name,
+                           working_shapes={"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]})
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
     if config.refine:
         steps("refinement", 0)
         with clock("refinement"):
-            result.a_prime_refined = refine(result.a_prime, _to_uint8(a_in))
-            result.b_refined = refine(result.b, _to_uint8(bp_in))
+            result.a_prime_refined = refine(a_prime, _to_uint8(a_in))
+            result.b_refined = refine(b, _to_uint8(bp_in))
     result.timings = dict(clock.seconds)
     return result
 
@@ -279,13 +279,17 @@ def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:
     return xp.ascontiguousarray(warped.transpose(2, 0, 1))
 
 
-def _vote_output(source: np.ndarray, nnf: Any, out_shape: tuple, nnf_b_shape: tuple,
-                 config: AnalogyConfig, backend: Any) -> np.ndarray:
-    """An output image voted from ``source`` pixels by ``nnf`` brought to the output size."""
+def _vote(source: np.ndarray, nnf: Any, out_shape: tuple, nnf_b_shape: tuple,
+          config: AnalogyConfig, backend: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An output image voted from ``source`` pixels (H x W x 3 float) by ``nnf`` (whose values
+    index a map of ``nnf_b_shape``) brought to the input sizes; returns the uint8 image and
+    the full-size field as float32."""
     full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend,
                                 shape_b_old=nnf_b_shape)
-    return _to_uint8(backend.to_numpy(nnf_ops.warp(
-        backend.asarray(source), full, patch_size=config.output_patch_size, backend=backend)))
+    image = nnf_ops.warp(backend.asarray(source), full, patch_size=config.output_patch_size,
+                         backend=backend)
+    return (_to_uint8(backend.to_numpy(image)),
+            backend.to_numpy(full).astype(np.float32))
 
 
 def _resize01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

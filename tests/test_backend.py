@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from gpuanalogy.backend import Backend, cpu_backend, get_backend
+from gpuanalogy.errors import DeviceMemoryError
+
+
+def test_cpu_backend_is_numpy_and_cpu_kernels():
+    b = get_backend("cpu")
+    assert b.name == "cpu" and b.xp is np and b.kernels.__name__.endswith("kernels.cpu")
+    assert get_backend(b) is b
+
+
+def test_cuda_request_without_gpu_says_so_once_and_runs_on_cpu(capsys):
+    pytest.importorskip("numpy")
+    try:
+        import cupy  # noqa: F401
+        cupy.cuda.runtime.getDeviceCount()
+        pytest.skip("a GPU is present")
+    except Exception:
+        pass
+    b = get_backend("cuda")
+    err = capsys.readouterr().err
+    assert b.name == "cpu"
+    assert err.count("\n") == 1 and "running on the CPU" in err
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="auto"):
+        get_backend("tpu")
+
+
+class OutOfMemoryError(Exception):
+    """Stands in for cupy.cuda.memory.OutOfMemoryError."""
+
+
+@pytest.mark.parametrize("exc", [
+    OutOfMemoryError("Out of memory allocating 1,073,741,824 bytes"),
+    RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : BFCArena::AllocateRawInternal "
+                 "Failed to allocate memory for requested buffer of size 123"),
+])
+def test_gpu_out_of_memory_becomes_one_clear_line(exc):
+    gpu = Backend("cuda", np, cpu_backend().kernels)
+    with pytest.raises(DeviceMemoryError) as err:
+        with gpu.out_of_memory_as_error("analogy of 700x500"):
+            raise exc
+    message = str(err.value)
+    assert "\n" not in message and "700x500" in message and "--ratio" in message
+    assert "--device cpu" in message
+
+
+def test_other_errors_pass_through():
+    gpu = Backend("cuda", np, cpu_backend().kernels)
+    with pytest.raises(KeyError):
+        with gpu.out_of_memory_as_error("x"):
+            raise KeyError("nope")

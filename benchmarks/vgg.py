@@ -9,9 +9,39 @@ For each size, with the default (plain Caffe) weights:
 - "loss_and_grad L": one value+gradient of the sub-network L-2 -> L-1 -> L, the unit of work
   of the deconvolution's L-BFGS (about 100 of them per level and direction), median of runs.
 
-    python benchmarks/vgg.py [--sizes 224,448] [--repeat 3] [--device cpu] [--cold]
+    python benchmarks/vgg.py [--sizes 224,448] [--repeat 3] [--device cpu] [--cold] [--profile]
 
 ``--cold`` builds every graph into a fresh temporary cache instead of the user's cache.
+``--profile`` also runs each sub-network under ONNX Runtime's profiler and prints where one
+loss_and_grad spends its time per operator type: each node's minimum over the runs, summed, so
+the shares hold on a machine that another process keeps busy (the wall-clock rows do not).
+
+Graph version 2 (blocked-layout ReLU masks, ReLU before each max-pool masked at the pooled
+resolution, no float64 copy of the residual) against version 1 (``Where`` after every ReLU),
+one loss_and_grad, ORT 1.32 CPU, 2 cores (AVX-512), real weights, interleaved runs of the two
+graphs, milliseconds, min of 15 / 10 / 5 runs at 128 / 224 / 448 px; another process kept 1-2
+of the 2 cores busy (load average 3.1-4.2), so the absolute numbers are inflated and the ratios
+carry a few percent of noise (the convolution-bound levels 4-5 at 128 px did not change):
+
+    size  level   v1 (min)   v2 (min)   v2 / v1
+     128    2        82         62      0.75
+     128    3        88         68      0.77
+     128    4       118        117      0.99
+     128    5       137        138      1.01
+     224    2       209        151      0.72
+     224    3       243        207      0.85
+     224    4       306        282      0.92
+     224    5       344        352      1.02
+     448    2       671        492      0.73
+     448    3       893        754      0.84
+     448    4      1084        968      0.89
+     448    5      1272       1157      0.91
+
+On an idle moment (load below 1), level 2 at 224 px took 78 ms with version 1 and 53 ms with
+version 2 (level 3: 100 -> 80 ms). Per-node profiles of version 2 at 224 px: convolutions are
+66 / 73 / 90 / 97 % of levels 2 / 3 / 4 / 5 and run at about one core's AVX-512 peak per
+thread; the rest is mostly ``MaxPool`` with ``Indices`` (ONNX Runtime's generic loop without a
+blocked kernel, 10-15x slower than its index-free pooling) and ``MaxUnpool``.
 """
 from __future__ import annotations
 
@@ -36,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--cold", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="per-operator time of each loss_and_grad from ORT's profiler")
     args = parser.parse_args(argv)
     if args.cold:
         os.environ["GPUANALOGY_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpuanalogy-bench-")
@@ -43,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from gpuanalogy.backend import get_backend  # noqa: PLC0415
     from gpuanalogy.features import VGG19  # noqa: PLC0415
     from gpuanalogy.runtime import cache_dir, default_threads  # noqa: PLC0415
+    profiles: list[str] = []
 
     try:
         from gpuanalogy.weights import load_default_weights  # noqa: PLC0415
@@ -89,13 +122,40 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_median(args.repeat, lambda: net.loss_and_grad(x, target),
                                 stage(f"loss_and_grad {level} ({net.input_layer} -> "
                                       f"{net.output_layer})")))
+            if args.profile:
+                profiles.append(_profile(model, level, x, target, label, max(args.repeat, 3)))
 
     machine = platform.processor() or platform.machine()
     print_table(rows, title=(f"VGG-19 on ONNX Runtime ({machine}, {os.cpu_count()} logical "
                              f"CPUs); model cache {cache_dir()}"))
     print("seconds: median of", args.repeat, "runs where repeated; memory: peak RSS during the "
           "stage (+ rise over its start)")
+    if profiles:
+        print("\nONNX Runtime profile of one loss_and_grad (each node's minimum over the runs, "
+              "summed per operator type):")
+        print("\n".join(profiles))
     return 0
+
+
+def _profile(model, level: int, x, target, label: str, runs: int) -> str:
+    """One line: the sub-network's per-operator time under ORT's profiler."""
+    from gpuanalogy.runtime import (  # noqa: PLC0415
+        cached_model_path, create_session, profile_by_op)
+
+    kind = f"subnet{level}-target"
+    path = cached_model_path(model._cache_kind(kind), model.weights,
+                             lambda: model._build(kind))
+    with tempfile.TemporaryDirectory(prefix="gpuanalogy-profile-") as folder:
+        session, _ = create_session(path, model.backend, profile_prefix=str(Path(folder) / "p"))
+        feeds = {"x": np.ascontiguousarray(model.backend.to_numpy(x))[None],
+                 "target": np.ascontiguousarray(model.backend.to_numpy(target))[None]}
+        for _ in range(runs + 1):
+            session.run(["loss", "grad"], feeds)
+        seconds, _ = profile_by_op(session.end_profiling())
+    total = sum(seconds.values())
+    parts = ", ".join(f"{op} {100 * t / total:.0f}%" for op, t in seconds.items()
+                      if t >= 0.01 * total)
+    return f"  {label} level {level}: {1e3 * total:7.1f} ms  {parts}"
 
 
 def _median(repeat: int, fn, template: Stage) -> Row:

@@ -223,3 +223,19 @@ def test_release_closes_sessions_and_they_reopen(model):
     model.release()
     assert not model._runners
     np.testing.assert_array_equal(model.subnet(3).forward(x)[0], mid)
+
+
+def test_create_session_profile_and_profile_by_op(small_weights, tmp_path):
+    path = runtime.cached_model_path("features", small_weights,
+                                     lambda: build_features_graph(small_weights))
+    session, _ = runtime.create_session(path, get_backend("cpu"),
+                                        profile_prefix=str(tmp_path / "prof"))
+    image = np.random.default_rng(6).random((1, 3, 20, 27), dtype=np.float32)
+    for _ in range(3):
+        session.run(None, {"image": image})
+    profile = session.end_profiling()
+    assert str(profile).startswith(str(tmp_path / "prof"))
+    seconds, runs = runtime.profile_by_op(profile)
+    assert runs == 3
+    assert "Conv" in seconds and all(t >= 0 for t in seconds.values())
+    assert list(seconds.values()) == sorted(seconds.values(), reverse=True)

@@ -270,6 +270,87 @@ def test_backward_variants_agree(conv_backward, pool_backward, ceil_pool):
     assert relative_error(other.run(["grad"], feeds)[0], base.run(["grad"], feeds)[0]) < 1e-5
 
 
+def _tied_inputs(weights, level: int, shape, seed: int):
+    """x at level L-2 whose top-left quarter is constant, so that equal activations fill whole
+    max-pool windows there (ties at positive values as well as at zero)."""
+    x, rng = _subnet_inputs(weights, level, shape=shape, seed=seed)
+    h, w = x.shape[2:]
+    x[:, :, : h // 2, : w // 2] = np.abs(x[:, :, :1, :1]) + 0.05
+    return x, rng
+
+
+@pytest.mark.parametrize("level", [2, 3, 4, 5])
+@pytest.mark.parametrize("shape", [(38, 44), (37, 51)])
+def test_relu_backward_variants_give_the_same_gradient_bit_for_bit(level, shape):
+    """The blocked-layout masks ("mask_conv", with the ReLU before each max-pool masked at the
+    pooled resolution) against graph version 1's ``Where(y > 0, g, 0)`` after every ReLU.
+
+    Channels divided by 4 only, so every layer has a multiple of 16 channels and ONNX Runtime
+    runs the convolutions and masks in its NCHWc layout, as with the real weights. Odd sizes
+    exercise ceil-mode pooling; the constant region exercises ties in the max-pool windows, which
+    both variants give to the same (first) element.
+    """
+    weights = random_weights(divide=4, seed=12)
+    x, rng = _tied_inputs(weights, level, shape, seed=20 + level)
+    fast = session(vgg_graphs.build_subnet_graph(weights, level))
+    reference = session(vgg_graphs.build_subnet_graph(weights, level, relu_backward="where"))
+    _, out = session(vgg_graphs.build_subnet_graph(weights, level, grad_input=None)).run(
+        None, {"x": x})
+    target = (out * rng.random(out.shape)).astype(np.float32)
+    feeds = {"x": x, "target": target}
+    mid, out2, loss, grad = fast.run(None, feeds)
+    mid_r, out_r, loss_r, grad_r = reference.run(None, feeds)
+    assert np.array_equal(mid, mid_r) and np.array_equal(out2, out_r)
+    assert np.array_equal(grad, grad_r)
+    assert loss == pytest.approx(loss_r, rel=1e-12)
+    assert loss == pytest.approx(0.5 * np.sum((out.astype(np.float64) - target) ** 2), rel=1e-6)
+    assert np.abs(grad).max() > 0
+
+
+def test_relu_mask_conv_is_exactly_zero_or_one():
+    """``Clip(2**127 * y, 0, 1)`` is exactly 1 for every y >= 2**-127 (normal floats included)
+    and exactly 0 at y = 0, so ``grad * mask`` is ``grad`` or zero."""
+    g = vgg_graphs._Graph(random_weights(divide=16))
+    g.dims["y"] = (16, "H", "W")
+    g.dims["g"] = (16, "H", "W")
+    out = g.relu_backward("g", "y", "conv")
+    g.node("Identity", [out], outputs=["masked"])
+    tensor = vgg_graphs._tensor
+    model = g.model("mask", [tensor("g", 16, "H", "W"), tensor("y", 16, "H", "W")],
+                    [tensor("masked", 16, "H", "W")], "test")
+    values = np.array([0.0, 2.0 ** -127, 2.0 ** -126, 1e-30, 1e-7, 1.0, 3e4, 3.4e38], np.float32)
+    y = np.resize(values, (1, 16, 5, 8)).astype(np.float32)
+    grad = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    (masked,) = session(model).run(None, {"g": grad, "y": y})
+    assert np.array_equal(masked, np.where(y > 0, grad, 0.0))
+
+
+def test_relu_masks_stay_in_the_blocked_layout(tmp_path):
+    """ONNX Runtime's NCHWc rewrite keeps the full-resolution masks blocked: fewer layout
+    reorders than with ``Where`` (which has no blocked kernel), and no ``Where`` at all."""
+    import onnx  # noqa: PLC0415
+
+    weights = random_weights(divide=4, seed=13)
+
+    def optimized(**kwargs):
+        path = tmp_path / f"opt{len(list(tmp_path.iterdir()))}.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(path)
+        options.log_severity_level = 3
+        ort.InferenceSession(vgg_graphs.build_subnet_graph(weights, 4, **kwargs)
+                             .SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+    reference = optimized(relu_backward="where")
+    reorders = ("ReorderInput", "ReorderOutput")
+    if not any(op in reorders for op in reference):
+        pytest.skip("this CPU gets no NCHWc rewrite from onnxruntime")
+    fast = optimized()
+    assert "Where" not in fast
+    assert sum(op in reorders for op in fast) < sum(op in reorders for op in reference)
+
+
 def test_segments_and_bad_arguments():
     assert vgg_graphs.segment(1) == (("conv", "conv1_1"),)
     assert vgg_graphs.segment(4) == (("conv", "conv3_2"), ("conv", "conv3_3"),
@@ -282,6 +363,8 @@ def test_segments_and_bad_arguments():
             vgg_graphs.build_subnet_graph(weights, bad)
     with pytest.raises(ValueError, match="grad_input"):
         vgg_graphs.build_subnet_graph(weights, 3, grad_input="loss")
+    with pytest.raises(ValueError, match="relu_backward"):
+        vgg_graphs.build_subnet_graph(weights, 3, relu_backward="sign")
     model = vgg_graphs.build_subnet_graph(weights, 3)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["gpuanalogy.weights_digest"] == weights.digest

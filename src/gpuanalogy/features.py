@@ -16,8 +16,8 @@ from gpuanalogy.backend import Backend, DeviceName, get_backend
 from gpuanalogy.errors import InputError
 from gpuanalogy.runtime import Runner, cached_model_path, create_session
 from gpuanalogy.vgg_graphs import (
-    CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, build_features_graph, build_subnet_graph,
-    level_shape,
+    CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, RELU_BACKWARD, build_features_graph,
+    build_subnet_graph, level_shape,
 )
 
 __all__ = ["VGG19", "SubNetwork", "vgg19_features"]
@@ -82,7 +82,7 @@ class VGG19:
     def _cache_kind(kind: str) -> str:
         if kind == "features":
             return kind
-        return f"{kind}-{CONV_BACKWARD}-{POOL_BACKWARD}"
+        return f"{kind}-{CONV_BACKWARD}-{POOL_BACKWARD}-{RELU_BACKWARD}"
 
     def _build(self, kind: str) -> Any:
         if kind == "features":
@@ -177,7 +177,7 @@ class SubNetwork:
         Returns
         -------
         loss : float
-            Summed in float64.
+            The squares summed along each row in float32, the rows in float64.
         grad : array, shape (C, H, W), float32, on ``backend.xp``
         """
         self._check(x, target, "target")

@@ -14,10 +14,22 @@ and the input-gradient of ``0.5 * ||out - target||^2``. Its backward pass is wri
 - conv input-gradient: a ``Conv`` with the spatially flipped, in/out-transposed kernel (pad 1),
   measured faster on ORT CPU than ``ConvTranspose`` with the forward weights (numbers at
   ``CONV_BACKWARD``; both are available);
-- ReLU: the gradient is kept where the forward activation is positive (``Where(y > 0, g, 0)``);
+- ReLU: the gradient is kept where the forward activation is positive, as a multiplication by a
+  0/1 mask (see ``RELU_BACKWARD``). A ReLU whose output is max-pooled is masked at the pooled
+  resolution, before the unpooling: the gradient only reaches each window's argmax, whose value
+  is the pooled value, so ``pooled > 0`` is the same mask on a tensor four times smaller;
 - max-pool: ``MaxPool`` also returns its argmax ``Indices`` and ``MaxUnpool`` scatters the gradient
-  back with ``output_shape`` set to the pre-pool shape, so ceil-mode (odd) sizes round-trip.
+  back with ``output_shape`` set to the pre-pool shape, so ceil-mode (odd) sizes round-trip. Ties
+  in a window give the whole gradient to the first maximum in row-major order (ONNX Runtime's
+  ``Indices``), as before;
 - no second forward pass: the backward reads the forward's own activations and indices.
+
+Layout: ONNX Runtime's CPU provider rewrites the 3x3 convolutions into its blocked NCHWc kernels
+(``ReorderInput``/``ReorderOutput`` around every node it cannot run blocked). The graphs are
+written so that the full-resolution ReLU masks stay blocked (a depthwise 1x1 ``Conv`` with a
+fused ``Clip`` and a same-shape ``Mul``, with symbolic shapes in ``value_info`` so that the
+rewriter can prove the two operands alike); only the max-pool (``MaxPool`` with ``Indices`` and
+``MaxUnpool`` have no blocked kernels), the loss and the graph outputs cross layouts.
 
 The gradient reaching ``x`` is not masked by the sign of ``x``: ``x`` is the free variable.
 """
@@ -31,12 +43,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
-    "CONV_BACKWARD", "GRAPH_VERSION", "LEVEL_NAMES", "OPSET", "POOL_BACKWARD",
+    "CONV_BACKWARD", "GRAPH_VERSION", "LEVEL_NAMES", "OPSET", "POOL_BACKWARD", "RELU_BACKWARD",
     "build_features_graph", "build_subnet_graph", "level_shape", "segment",
 ]
 
 #: Bump whenever a builder changes what it emits: cached models are keyed on it.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 OPSET = 18
 LEVEL_NAMES = ("data", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -59,6 +71,20 @@ CONV_BACKWARD: ConvBackward = "flipped_conv"
 #: 0.657 / 0.820 s with ScatterElements, both with ConvTranspose). MaxUnpool is the default;
 #: "scatter" is there for execution providers without a MaxUnpool kernel.
 POOL_BACKWARD: PoolBackward = "max_unpool"
+#: How the ReLU gradient is masked. "mask_conv": multiply by ``Clip(2**127 * y, 0, 1)`` (a
+#: depthwise 1x1 ``Conv`` that ONNX Runtime fuses with the ``Clip`` and runs in its blocked NCHWc
+#: layout, followed by a same-layout ``Mul``) at full resolution, by ``Cast(y > 0)`` at the
+#: pooled resolution and on the output level (there the tensors are in plain NCHW anyway).
+#: ``2**127 * y >= 1`` for every ``y >= 2**-127``, so the mask is exactly 0 or 1 except for
+#: subnormal activations below 2**-127 (about 5.9e-39), which get a factor below 1.
+#: "where": ``Where(y > 0, g, 0)`` after every ReLU at full resolution, the formulation of graph
+#: version 1, kept as the reference: both give the same gradient bit for bit (up to the sign of
+#: zeros). Measured on ORT 1.32 CPU (2 cores, AVX-512), one loss+gradient evaluation with the real
+#: weights, 224 x 224, levels 2 / 3 / 4 / 5: per-node profiles put ``Where`` at 28 / 16 / 7 / 3 %
+#: of the time and the layout reorders around it at another 11 / 8 / 4 / 2 %; the table in
+#: ``benchmarks/vgg.py``'s docstring has the before/after timings.
+ReluBackward = Literal["mask_conv", "where"]
+RELU_BACKWARD: ReluBackward = "mask_conv"
 
 _BLOCKS = (
     ("conv1_1", "conv1_2"),
@@ -116,7 +142,8 @@ def _preprocess_affine(preprocess: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Graph:
-    """Accumulates nodes and initializers with unique names."""
+    """Accumulates nodes and initializers with unique names, and the shape of every 4-D tensor
+    (channels and symbolic spatial dimensions) for the value_info of the model."""
 
     def __init__(self, weights: Any) -> None:
         self.weights = weights
@@ -124,16 +151,20 @@ class _Graph:
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()
         self._count = 0
+        self.dims: dict[str, tuple[int, str, str]] = {}
 
     def fresh(self, stem: str) -> str:
         self._count += 1
         return f"{stem}__{self._count}"
 
     def node(self, op: str, inputs: Sequence[str], n_out: int = 1, stem: str | None = None,
-             outputs: Sequence[str] | None = None, **attrs: Any) -> list[str]:
+             outputs: Sequence[str] | None = None, like: str | None = None,
+             **attrs: Any) -> list[str]:
         outs = list(outputs) if outputs is not None else [
             self.fresh(stem or op.lower()) for _ in range(n_out)]
         self.nodes.append(helper.make_node(op, list(inputs), outs, name=self.fresh(op), **attrs))
+        if like is not None:
+            self.dims[outs[0]] = self.dims[like]
         return outs
 
     def const(self, name: str, array: np.ndarray) -> str:
@@ -153,28 +184,58 @@ class _Graph:
         (pre,) = self.node("Conv", [x, w, b], stem=f"{layer}_pre", kernel_shape=[3, 3],
                            pads=[1, 1, 1, 1], strides=[1, 1])
         outs = [output] if output else None
-        return self.node("Relu", [pre], stem=layer.replace("conv", "relu"), outputs=outs)[0]
+        y = self.node("Relu", [pre], stem=layer.replace("conv", "relu"), outputs=outs)[0]
+        if x in self.dims:
+            _, h, w_ = self.dims[x]
+            self.dims[pre] = self.dims[y] = (int(self.weights.convs[layer][0].shape[0]), h, w_)
+        return y
 
     def pool(self, x: str, *, indices: bool) -> tuple[str, str | None]:
         attrs = dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=int(self.weights.ceil_pool))
         outs = self.node("MaxPool", [x], n_out=2 if indices else 1, stem="pool", **attrs)
+        if x in self.dims:
+            c, h, w = self.dims[x]
+            self.dims[outs[0]] = (c, _halved(h), _halved(w))
         return outs[0], (outs[1] if indices else None)
 
     # backward -------------------------------------------------------------------------------
-    def relu_backward(self, grad: str, y: str) -> str:
-        zero = self.const("zero_f32", np.zeros((), np.float32))
-        (positive,) = self.node("Greater", [y, zero], stem="mask")
-        return self.node("Where", [positive, grad, zero], stem="grad")[0]
+    def relu_backward(self, grad: str, y: str, mask: str) -> str:
+        """``grad`` where ``y > 0``, else 0; ``mask`` picks the formulation:
 
-    def conv_backward(self, grad: str, layer: str, variant: str, output: str | None = None) -> str:
+        - ``"where"``: ``Where(y > 0, grad, 0)``;
+        - ``"cast"``: ``grad * Cast(y > 0)``;
+        - ``"conv"``: ``grad * Clip(2**127 * y, 0, 1)`` with the scaling as a depthwise 1x1 conv,
+          which ONNX Runtime fuses with the Clip and keeps, like the Mul, in its NCHWc layout.
+          ``y`` is a ReLU output (``y >= 0``).
+        """
+        zero = self.const("zero_f32", np.zeros((), np.float32))
+        if mask == "conv":
+            channels = self.dims[y][0]
+            scale = self.const(f"mask_scale_{channels}",
+                               np.full((channels, 1, 1, 1), 2.0 ** 127, np.float32))
+            (scaled,) = self.node("Conv", [y, scale], stem="mask_scaled", group=channels,
+                                  kernel_shape=[1, 1], like=y)
+            one = self.const("one_f32", np.ones((), np.float32))
+            (m,) = self.node("Clip", [scaled, zero, one], stem="mask", like=y)
+            return self.node("Mul", [grad, m], stem="grad", like=y)[0]
+        (positive,) = self.node("Greater", [y, zero], stem="positive")
+        if mask == "where":
+            return self.node("Where", [positive, grad, zero], stem="grad", like=y)[0]
+        (m,) = self.node("Cast", [positive], stem="mask", to=TensorProto.FLOAT, like=y)
+        return self.node("Mul", [grad, m], stem="grad", like=y)[0]
+
+    def conv_backward(self, grad: str, layer: str, variant: str, like: str,
+                      output: str | None = None) -> str:
         outs = [output] if output else None
         attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
         if variant == "conv_transpose":
             w, _ = self.conv_weights(layer)
-            return self.node("ConvTranspose", [grad, w], stem="grad", outputs=outs, **attrs)[0]
+            return self.node("ConvTranspose", [grad, w], stem="grad", outputs=outs, like=like,
+                             **attrs)[0]
         w_np = np.asarray(self.weights.convs[layer][0], np.float32)
         flipped = self.const(f"{layer}_Wflip", w_np[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return self.node("Conv", [grad, flipped], stem="grad", outputs=outs, **attrs)[0]
+        return self.node("Conv", [grad, flipped], stem="grad", outputs=outs, like=like,
+                         **attrs)[0]
 
     def pool_backward(self, grad: str, indices: str, pooled_input: str, variant: str) -> str:
         (shape,) = self.node("Shape", [pooled_input], stem="pool_in_shape")
@@ -183,7 +244,7 @@ class _Graph:
             # rejects an output_shape below (pooled - 1) * 2 + 2 - pads: pads = 1 at the end lowers
             # that floor to 2 * pooled - 1, so the odd sizes of ceil-mode pooling are accepted.
             # The indices are flat offsets into the pre-pool tensor, which is exactly the output.
-            return self.node("MaxUnpool", [grad, indices, shape], stem="grad",
+            return self.node("MaxUnpool", [grad, indices, shape], stem="grad", like=pooled_input,
                              kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1])[0]
         # "scatter": the same scatter written as ScatterElements into a flat zero tensor.
         flat = self.const("flat_shape", np.array([-1], np.int64))
@@ -194,11 +255,14 @@ class _Graph:
         (grad_flat,) = self.node("Reshape", [grad, flat], stem="grad_flat")
         (scattered,) = self.node("ScatterElements", [zeros_flat, idx_flat, grad_flat],
                                  stem="scattered", axis=0)
-        return self.node("Reshape", [scattered, shape], stem="grad")[0]
+        return self.node("Reshape", [scattered, shape], stem="grad", like=pooled_input)[0]
 
     def model(self, name: str, inputs: list[onnx.ValueInfoProto],
               outputs: list[onnx.ValueInfoProto], kind: str) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        declared = {v.name for v in (*inputs, *outputs)}
+        graph.value_info.extend(_tensor(n, c, h, w) for n, (c, h, w) in self.dims.items()
+                                if n not in declared)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="gpuanalogy")
         model.ir_version = min(model.ir_version, 9)  # readable by older onnxruntime releases
@@ -210,6 +274,12 @@ class _Graph:
         })
         onnx.checker.check_model(model)
         return model
+
+
+def _halved(dim: str) -> str:
+    """Symbolic name of a spatial size after one 2x2 pooling: H -> H_2 -> H_4 ..."""
+    stem, _, factor = dim.partition("_")
+    return f"{stem}_{2 * int(factor or 1)}"
 
 
 def _tensor(name: str, channels: int | str, height: str, width: str,
@@ -255,7 +325,8 @@ GradInput = Literal["target", "out_grad"]
 
 def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None = "target",
                        conv_backward: ConvBackward = CONV_BACKWARD,
-                       pool_backward: PoolBackward = POOL_BACKWARD) -> onnx.ModelProto:
+                       pool_backward: PoolBackward = POOL_BACKWARD,
+                       relu_backward: ReluBackward = RELU_BACKWARD) -> onnx.ModelProto:
     """The deconvolution sub-network: level ``level - 2`` -> ``level - 1`` -> ``level``.
 
     Parameters
@@ -265,7 +336,8 @@ def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None
         The output level L.
     grad_input : {"target", "out_grad", None}
         ``"target"``: inputs ``x`` (1, C_{L-2}, H, W) and ``target`` (1, C_L, H_L, W_L); outputs
-        ``mid``, ``out``, ``loss`` (float64 scalar, 0.5 * ||out - target||^2) and ``grad``
+        ``mid``, ``out``, ``loss`` (float64 scalar, 0.5 * ||out - target||^2, the squares summed
+        along each row in float32 and the rows in float64) and ``grad``
         (d loss / d x, shaped like ``x``).
         ``"out_grad"``: inputs ``x`` and ``out_grad`` (shaped like ``out``); outputs ``mid``,
         ``out`` and ``grad``, the gradient of <out, out_grad> with respect to ``x``.
@@ -274,6 +346,8 @@ def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None
         How the conv input-gradient is written (see ``CONV_BACKWARD``).
     pool_backward : {"max_unpool", "scatter"}
         How the max-pool gradient is scattered back (see ``POOL_BACKWARD``).
+    relu_backward : {"mask_conv", "where"}
+        How the ReLU gradient is masked (see ``RELU_BACKWARD``); the same gradient either way.
 
     Returns
     -------
@@ -287,10 +361,15 @@ def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None
     if pool_backward not in ("max_unpool", "scatter"):
         raise ValueError(f"pool_backward={pool_backward!r} is not supported. "
                          "Try 'max_unpool' or 'scatter'.")
+    if relu_backward not in ("mask_conv", "where"):
+        raise ValueError(f"relu_backward={relu_backward!r} is not supported. "
+                         "Try 'mask_conv' or 'where'.")
     if grad_input not in ("target", "out_grad", None):
         raise ValueError(f"grad_input={grad_input!r} is not supported. "
                          "Try 'target', 'out_grad' or None.")
     g = _Graph(weights)
+    c_in, c_mid, c_out = (_channels(weights, lv) for lv in (level - 2, level - 1, level))
+    g.dims["x"] = (c_in, "H", "W")
     # Forward, remembering what the backward pass needs: (kind, layer, input, output, indices).
     tape: list[tuple[str, str, str, str, str | None]] = []
     x = "x"
@@ -306,33 +385,48 @@ def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None
                 tape.append(("conv", layer, x, y, None))
             x = y
 
-    c_in, c_mid, c_out = (_channels(weights, lv) for lv in (level - 2, level - 1, level))
     inputs = [_tensor("x", c_in, "H", "W")]
-    outputs = [_tensor("mid", c_mid, "Hm", "Wm"), _tensor("out", c_out, "Ho", "Wo")]
+    outputs = [_tensor("mid", *g.dims["mid"]), _tensor("out", *g.dims["out"])]
     kind = f"subnet{level}"
     if grad_input is None:
         return g.model(f"vgg19_subnet{level}_forward", inputs, outputs, f"{kind}-forward")
 
     if grad_input == "target":
-        inputs.append(_tensor("target", c_out, "Ho", "Wo"))
-        (grad,) = g.node("Sub", ["out", "target"], stem="residual")
-        (wide,) = g.node("Cast", [grad], stem="residual64", to=TensorProto.DOUBLE)
-        (sq,) = g.node("ReduceSumSquare", [wide], stem="sumsq", keepdims=0)
+        inputs.append(_tensor("target", *g.dims["out"]))
+        g.dims["target"] = g.dims["out"]
+        (grad,) = g.node("Sub", ["out", "target"], stem="residual", like="out")
+        # Squares summed along each row in float32 (W_L terms), the rows in float64: the float64
+        # Cast of the whole residual cost more than the rest of the loss.
+        axes = g.const("axes_w", np.array([3], np.int64))
+        (rows,) = g.node("ReduceSumSquare", [grad, axes], stem="row_sumsq", keepdims=0)
+        (wide,) = g.node("Cast", [rows], stem="row_sumsq64", to=TensorProto.DOUBLE)
+        (sq,) = g.node("ReduceSum", [wide], stem="sumsq", keepdims=0)
         half = g.const("half_f64", np.array(0.5, np.float64))
         g.node("Mul", [sq, half], outputs=["loss"])
         outputs.append(helper.make_tensor_value_info("loss", TensorProto.DOUBLE, []))
     else:
-        inputs.append(_tensor("out_grad", c_out, "Ho", "Wo"))
+        inputs.append(_tensor("out_grad", *g.dims["out"]))
+        g.dims["out_grad"] = g.dims["out"]
         grad = "out_grad"
 
+    reference = relu_backward == "where"
+    masked = False  # the ReLU before a max-pool, already masked at the pooled resolution
     for n, (step, layer, x_in, y, idx) in enumerate(reversed(tape)):
         first = n == len(tape) - 1  # the step that consumed "x" itself
         if step == "pool":
             assert idx is not None
+            if not reference:
+                # Only each window's argmax receives gradient, and its value is the pooled value.
+                grad = g.relu_backward(grad, y, "cast")
+                masked = True
             grad = g.pool_backward(grad, idx, x_in, pool_backward)
         else:
-            grad = g.relu_backward(grad, y)
-            grad = g.conv_backward(grad, layer, conv_backward, output="grad" if first else None)
+            if not masked:
+                mask = "where" if reference else "cast" if n == 0 else "conv"
+                grad = g.relu_backward(grad, y, mask)
+            masked = False
+            grad = g.conv_backward(grad, layer, conv_backward, like=x_in,
+                                   output="grad" if first else None)
     outputs.append(_tensor("grad", c_in, "H", "W"))
     return g.model(f"vgg19_subnet{level}_{grad_input}", inputs, outputs,
-                   f"{kind}-{grad_input}-{conv_backward}-{pool_backward}")
+                   f"{kind}-{grad_input}-{conv_backward}-{pool_backward}-{relu_backward}")

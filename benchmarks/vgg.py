@@ -37,11 +37,20 @@ carry a few percent of noise (the convolution-bound levels 4-5 at 128 px did not
      448    4      1084        968      0.89
      448    5      1272       1157      0.91
 
-On an idle moment (load below 1), level 2 at 224 px took 78 ms with version 1 and 53 ms with
-version 2 (level 3: 100 -> 80 ms). Per-node profiles of version 2 at 224 px: convolutions are
-66 / 73 / 90 / 97 % of levels 2 / 3 / 4 / 5 and run at about one core's AVX-512 peak per
-thread; the rest is mostly ``MaxPool`` with ``Indices`` (ONNX Runtime's generic loop without a
-blocked kernel, 10-15x slower than its index-free pooling) and ``MaxUnpool``.
+Less sensitive to the load, each node's minimum over interleaved runs, summed: everything but
+the 3x3 convolutions (v2's depthwise mask convolutions counted in) took 85 / 73 / 34 / 19 ms
+(v1) and 41 / 49 / 17 / 10 ms (v2) at 224 px, 27 / 26 / 9 / 6 ms and 14 / 17 / 6 / 2 ms at 128
+px, levels 2 / 3 / 4 / 5. In the one idle spell seen (load below 1), level 2 at 224 px took 78
+ms with ``Where`` after every ReLU and 53 ms with version 2. Per-node profiles of version 2 at
+224 px: convolutions are 66 / 73 / 90 / 97 % of levels 2 / 3 / 4 / 5 and run at about one core's
+AVX-512 peak per thread; the rest is mostly ``MaxPool`` with ``Indices`` (ONNX Runtime's generic
+loop without a blocked kernel, 10-15x slower than its index-free pooling) and ``MaxUnpool``.
+Tried and left out: ConvTranspose for the 3-channel input-gradient of level 2 (no gain); a
+blocked max-pool backward (compare with the upsampled pooled value, ties sharing the gradient,
+even sizes only): 2 / 9 % less on levels 2 / 3 at 224 px, 7 % more / 8 % less at 128 px, nothing
+on levels 4-5, so not worth a second graph per level for odd sizes and a new tie rule; intra-op
+spinning off, arena or memory patterns off, session.dynamic_block_base (see
+runtime.create_session).
 """
 from __future__ import annotations
 

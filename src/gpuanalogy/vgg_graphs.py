@@ -80,9 +80,11 @@ POOL_BACKWARD: PoolBackward = "max_unpool"
 #: "where": ``Where(y > 0, g, 0)`` after every ReLU at full resolution, the formulation of graph
 #: version 1, kept as the reference: both give the same gradient bit for bit (up to the sign of
 #: zeros). Measured on ORT 1.32 CPU (2 cores, AVX-512), one loss+gradient evaluation with the real
-#: weights, 224 x 224, levels 2 / 3 / 4 / 5: per-node profiles put ``Where`` at 28 / 16 / 7 / 3 %
-#: of the time and the layout reorders around it at another 11 / 8 / 4 / 2 %; the table in
-#: ``benchmarks/vgg.py``'s docstring has the before/after timings.
+#: weights, 224 x 224, levels 2 / 3 / 4 / 5: with "where", per-node profiles put ``Where`` at
+#: 28 / 16 / 7 / 3 % of the time and the layout reorders at another 11 / 8 / 4 / 2 %; everything
+#: but the 3x3 convolutions took 85 / 73 / 34 / 19 ms per evaluation with "where" and
+#: 41 / 49 / 17 / 10 ms with "mask_conv" (each node's minimum over 8 interleaved runs on a busy
+#: machine, summed). ``benchmarks/vgg.py``'s docstring has the wall-clock before/after table.
 ReluBackward = Literal["mask_conv", "where"]
 RELU_BACKWARD: ReluBackward = "mask_conv"
 

@@ -239,3 +239,21 @@ def test_create_session_profile_and_profile_by_op(small_weights, tmp_path):
     assert runs == 3
     assert "Conv" in seconds and all(t >= 0 for t in seconds.values())
     assert list(seconds.values()) == sorted(seconds.values(), reverse=True)
+
+
+def test_bound_runner_gives_the_plain_runner_results(tmp_path, monkeypatch):
+    """I/O binding (the GPU path) exercised on ORT's CPU device: same outputs as plain run."""
+    from gpuanalogy.backend import cpu_backend
+    from gpuanalogy.runtime import BoundRunner
+
+    monkeypatch.setenv("GPUANALOGY_CACHE_DIR", str(tmp_path))
+    model = VGG19(None, "cpu")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 2, (64, 20, 23)).astype(np.float32)
+    target = rng.uniform(0, 2, model.subnet(3).output_shape(x.shape)).astype(np.float32)
+    plain = model._runner("subnet3-target")
+    bound = BoundRunner(plain.session, plain.provider, cpu_backend(), device_type="cpu")
+    names = ("mid", "out", "loss", "grad")
+    feeds = {"x": x[None], "target": target[None]}
+    for got, want in zip(bound.run(feeds, names), plain.run(feeds, names)):
+        np.testing.assert_array_equal(got, want)

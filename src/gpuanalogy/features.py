@@ -14,7 +14,7 @@ import numpy as np
 
 from gpuanalogy.backend import Backend, DeviceName, get_backend
 from gpuanalogy.errors import InputError
-from gpuanalogy.runtime import Runner, cached_model_path, create_session
+from gpuanalogy.runtime import Runner, cached_model_path, create_session, make_runner
 from gpuanalogy.vgg_graphs import (
     CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, RELU_BACKWARD, build_features_graph,
     build_subnet_graph, level_shape,
@@ -58,6 +58,9 @@ class VGG19:
         self.weights = _resolve_weights(weights)
         self._runners: dict[str, Runner] = {}
         self._subnets: dict[int, SubNetwork] = {}
+        # ONNX Runtime's CUDA provider has no MaxUnpool kernel but has ScatterElements (opset
+        # 18, since 1.17); the two give the same gradients bit for bit.
+        self._pool_backward = "scatter" if self.backend.name == "cuda" else POOL_BACKWARD
 
     def __repr__(self) -> str:
         return (f"VGG19(weights={getattr(self.weights, 'source', '?')!r}, "
@@ -75,21 +78,20 @@ class VGG19:
             path = cached_model_path(self._cache_kind(kind), self.weights,
                                      functools.partial(self._build, kind))
             session, provider = create_session(path, self.backend)
-            runner = self._runners[kind] = Runner(session, provider, self.backend)
+            runner = self._runners[kind] = make_runner(session, provider, self.backend)
         return runner
 
-    @staticmethod
-    def _cache_kind(kind: str) -> str:
+    def _cache_kind(self, kind: str) -> str:
         if kind == "features":
             return kind
-        return f"{kind}-{CONV_BACKWARD}-{POOL_BACKWARD}-{RELU_BACKWARD}"
+        return f"{kind}-{CONV_BACKWARD}-{self._pool_backward}-{RELU_BACKWARD}"
 
     def _build(self, kind: str) -> Any:
         if kind == "features":
             return build_features_graph(self.weights)
         level_part, grad_input = kind.split("-")
         return build_subnet_graph(self.weights, int(level_part.removeprefix("subnet")),
-                                  grad_input=grad_input)  # type: ignore[arg-type]
+                                  grad_input=grad_input, pool_backward=self._pool_backward)  # type: ignore[arg-type]
 
     def release(self) -> None:
         """Close every open session (each holds its weights and a memory arena); graphs are

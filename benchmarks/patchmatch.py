@@ -183,23 +183,11 @@ def _warm_up(backend: Backend) -> None:
 
 
 def _print_table(rows: list[dict]) -> None:
-    columns = ["stage", "seconds", "peak memory", "image size", "device"]
-    cells = [[r["stage"], f"{r['seconds']:.3f}", f"{r['peak'] / 2**20:.1f} MiB", r["size"],
-              r["device"]] for r in rows]
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _table import print_table  # noqa: PLC0415 - shared table printer, when present
-    except ImportError:
-        print_table = None
-    if print_table is not None:
-        try:
-            print_table(columns, cells)
-            return
-        except TypeError:  # a printer with another signature: fall back to the plain table
-            pass
-    widths = [max(len(str(c)) for c in col) for col in zip(columns, *cells)]
-    for line in [columns, ["-" * w for w in widths], *cells]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _table import Row, print_table  # noqa: PLC0415 - the benchmarks' shared printer
+
+    print_table([Row(r["stage"], r["seconds"], r["size"], r["device"], peak_bytes=r["peak"])
+                 for r in rows])
 
 
 def main(argv: list[str] | None = None) -> None:

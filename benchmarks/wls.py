@@ -89,23 +89,12 @@ def _device_name(device: str) -> str:
 
 
 def _print_table(rows: list[dict]) -> None:
-    columns = ["stage", "seconds", "peak memory", "image size", "device"]
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from _table import print_table  # noqa: PLC0415 - shared table printer, when present
-    except ImportError:
-        print_table = None
-    cells = [[r["stage"], f"{r['seconds']:.3f}", f"{r['peak_bytes'] / 2**20:.0f} MiB",
-              r["size"], r["device"]] for r in rows]
-    if print_table is not None:
-        try:
-            print_table(columns, cells)
-            return
-        except TypeError:  # a printer with another signature: fall back to the plain table
-            pass
-    widths = [max(len(str(c)) for c in col) for col in zip(columns, *cells)]
-    for line in [columns, ["-" * w for w in widths], *cells]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _table import Row, print_table  # noqa: PLC0415 - the benchmarks' shared printer
+
+    print_table([Row(r["stage"], r["seconds"], r["size"], r["device"],
+                     peak_bytes=r["peak_bytes"])
+                 for r in rows])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -77,9 +77,16 @@ def main() -> int:
         rows.append(Row("total", total, label, device, peak_bytes=int(peak.megabytes * 2**20)))
         print_table(rows, title=f"analogy at {size}x{size}, ratio {args.ratio}, "
                                 f"L-BFGS {args.lbfgs_iters} iterations")
+        network = sum(s.network_seconds for _, _, s in result.deconvolutions)
+        transfer = sum(s.transfer_seconds for _, _, s in result.deconvolutions)
+        optimizer = sum(s.optimizer_seconds for _, _, s in result.deconvolutions)
         print(f"VGG work in L-BFGS: {flops / 1e12:.2f} TFLOP in {evals} evaluations "
               f"({flops / deconv / 1e9:.0f} GFLOP/s over the deconvolution stage, "
-              f"{100 * deconv / total:.0f} % of the total)\n", flush=True)
+              f"{100 * deconv / total:.0f} % of the total)", flush=True)
+        print(f"deconvolution split: sub-network evaluations {network:.1f} s "
+              f"({flops / max(network, 1e-9) / 1e9:.0f} GFLOP/s), vector transfers and float64 "
+              f"conversion {transfer:.1f} s, SciPy L-BFGS-B itself {optimizer:.1f} s; "
+              f"PatchMatch {result.timings['patchmatch']:.1f} s\n", flush=True)
     return 0
 
 

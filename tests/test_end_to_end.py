@@ -57,3 +57,9 @@ def test_pairs_of_different_size_and_aspect(model):
     # A' takes its colours from B': its mean colour moves toward B''s.
     assert np.abs(result.a_prime.mean((0, 1)) - b_prime.mean((0, 1))).sum() < \
         np.abs(a.mean((0, 1)) - b_prime.mean((0, 1))).sum()
+
+
+def test_inputs_reduced_by_the_size_rule_are_announced(model):
+    a = _photo((96, 80))
+    with pytest.warns(UserWarning, match=r"a: 80x96 is processed at 40x48"):
+        analogy(a, a, AnalogyConfig(ratio=0.5, **{**SMALL, "lbfgs_iterations": 1}), model=model)

@@ -16,6 +16,7 @@ Each stage lives in its own module; this one only wires them.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,11 @@ from .patchmatch import normalize_features, patchmatch
 from .refinement import refine
 
 LEVELS = (5, 4, 3, 2, 1)
+
+
+class SizeNotice(UserWarning):
+    """An input is processed below its own size (the size rule or ``ratio``)."""
+
 LAYERS = {1: "relu1_1", 2: "relu2_1", 3: "relu3_1", 4: "relu4_1", 5: "relu5_1"}
 
 
@@ -160,8 +166,8 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     #    last deconvolution); levels 1..5 are relu1_1 .. relu5_1.
     steps("features", 5)
     with clock("features"):
-        a_work = _resize01(a_in, working_shape(a_in.shape[:2], config))
-        bp_work = _resize01(bp_in, working_shape(bp_in.shape[:2], config))
+        a_work = _resize01(a_in, _announced_shape("a", a_in.shape[:2], config))
+        bp_work = _resize01(bp_in, _announced_shape("b_prime", bp_in.shape[:2], config))
         feat_a = _pyramid(model, backend.asarray(a_work))
         feat_bp = _pyramid(model, backend.asarray(bp_work))
 
@@ -290,6 +296,16 @@ def _vote(source: np.ndarray, nnf: Any, out_shape: tuple, nnf_b_shape: tuple,
                          backend=backend)
     return (_to_uint8(backend.to_numpy(image)),
             backend.to_numpy(full).astype(np.float32))
+
+
+def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:
+    """The working shape of an input, with a warning when it is smaller than the input."""
+    work = working_shape(shape, config)
+    if work[0] < shape[0] or work[1] < shape[1]:
+        warnings.warn(f"{name}: {shape[1]}x{shape[0]} is processed at {work[1]}x{work[0]} "
+                      f"(size rule and ratio); outputs come back at the input size",
+                      SizeNotice, stacklevel=4)
+    return work
 
 
 def _resize01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

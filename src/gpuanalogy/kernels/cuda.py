@@ -35,6 +35,20 @@ _patch_distance = _device_fn(_device.patch_distance)
 _upsample_coordinate = _device_fn(_device.upsample_coordinate)
 
 _INF = np.float32(np.inf)
+
+
+@_device_fn
+def _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, best_e):
+    """The better of pixel (r, c)'s current match and the candidate (qr, qc), with its energy.
+
+    The distance stops early once it exceeds the current best (see ``patch_distance``).
+    """
+    if qr == best_r and qc == best_c:
+        return best_r, best_c, best_e
+    e = _patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
+    if e < best_e:
+        return qr, qc, e
+    return best_r, best_c, best_e
 _BLOCK = (16, 8)  # (columns, rows) per block
 
 
@@ -80,13 +94,8 @@ def _pm_propagate(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out
             continue
         qr = _clamp(nnf_in[nr, nc, 0] - sr, 0, hb - 1)
         qc = _clamp(nnf_in[nr, nc, 1] - sc, 0, wb - 1)
-        if qr == best_r and qc == best_c:
-            continue
-        e = _patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
-        if e < best_e:
-            best_r = qr
-            best_c = qc
-            best_e = e
+        best_r, best_c, best_e = _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc,
+                                                  half, best_r, best_c, best_e)
     nnf_out[r, c, 0] = best_r
     nnf_out[r, c, 1] = best_c
     energy_out[r, c] = best_e
@@ -112,13 +121,8 @@ def _pm_random_search(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy
         qc = _random_in_window(seed, iteration, pixel, draw + 1, best_c, rad, wb)
         draw += 2
         rad //= 2
-        if qr == best_r and qc == best_c:
-            continue
-        e = _patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
-        if e < best_e:
-            best_r = qr
-            best_c = qc
-            best_e = e
+        best_r, best_c, best_e = _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc,
+                                                  half, best_r, best_c, best_e)
     nnf_out[r, c, 0] = best_r
     nnf_out[r, c, 1] = best_c
     energy_out[r, c] = best_e

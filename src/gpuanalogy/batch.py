@@ -11,8 +11,9 @@ Every pair is computed into a hidden sibling folder ``OUTDIR/.<name>.partial`` a
 either complete or absent. A rerun of the same batch skips the pairs whose folder is complete
 and was made from the same inputs with the same settings, removes what a killed run left (its
 ``.partial`` folders and temporary files) and computes the rest. One pair's failure (an
-unreadable image, the GPU out of memory) is recorded and the batch goes on; the exit status is
-1 when any pair failed.
+unreadable image, the GPU out of memory) is recorded and the batch goes on. The exit status is
+2 when a pair failed on bad input (as ``run`` exits for it), else 1 when a pair failed for
+another reason (the GPU out of memory, an unwritable folder, an internal error), else 0.
 
 ``OUTDIR/summary.json`` is rewritten (atomically) after every pair: one entry per pair with its
 status (``ok``, ``skipped``, ``failed`` or, while the batch runs, ``pending``), seconds, and the
@@ -39,7 +40,7 @@ from typing import Any, TextIO
 
 from . import __version__, io
 from .config import AnalogyConfig, config_from_options
-from .errors import GpuAnalogyError, InputError
+from .errors import EXIT_ERROR, GpuAnalogyError, InputError
 
 __all__ = [
     "Pair",
@@ -391,13 +392,14 @@ class PairResult:
     status: str = "pending"
     seconds: float = 0.0
     error: str | None = None
+    bad_input: bool = False
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.pair.name, "a": os.fspath(self.pair.a),
                 "b_prime": os.fspath(self.pair.b_prime), "line": self.pair.line,
                 "status": self.status, "seconds": round(self.seconds, 3), "error": self.error,
-                "warnings": self.warnings}
+                "bad_input": self.bad_input, "warnings": self.warnings}
 
 
 def up_to_date(folder: str | os.PathLike[str], pair: Pair, save_levels: bool = False
@@ -541,6 +543,7 @@ def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,
         result.status = "ok"
     except (GpuAnalogyError, OSError) as error:
         result.status = "failed"
+        result.bad_input = isinstance(error, InputError)
         result.error = io._reason(error) if isinstance(error, OSError) else _one_line(error)
         if isinstance(error, OSError):
             result.error = f"cannot write {io._label(os.fspath(final))}: {result.error}"
@@ -764,7 +767,7 @@ def summary_table(results: Iterable[PairResult]) -> str:
 
 
 def run_batch(args: Any) -> int:
-    """The ``gpuanalogy batch`` command; returns the exit status (1 when a pair failed).
+    """The ``gpuanalogy batch`` command; returns the exit status (see the module docstring).
 
     ``args`` is the parsed command line: ``pairs``, ``b_folder``, ``output``, the settings
     options, ``save_levels`` and ``debug``.
@@ -814,10 +817,12 @@ def run_batch(args: Any) -> int:
     results = run_pairs(pairs, out, save_levels=args.save_levels, on_update=write_summary,
                         debug=args.debug)
     write_summary(results, finished=True)
-    failed = sum(r.status == "failed" for r in results)
+    failed = [r for r in results if r.status == "failed"]
     print(summary_table(results))
     counts = ", ".join(f"{sum(r.status == s for r in results)} {s}"
                        for s in ("ok", "skipped", "failed"))
     print(f"{len(results)} pairs: {counts} in {time.perf_counter() - started:.1f} s; "
           f"summary in {out / SUMMARY}", file=sys.stderr)
+    if any(r.bad_input for r in failed):
+        return EXIT_ERROR
     return 1 if failed else 0

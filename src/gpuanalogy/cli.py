@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-
-EXIT_USAGE = 2
+from .errors import EXIT_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_USAGE
+        return EXIT_ERROR
     from .errors import GpuAnalogyError  # noqa: PLC0415
 
     try:
@@ -31,14 +30,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"gpuanalogy: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("gpuanalogy: interrupted", file=sys.stderr)
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpuanalogy",
         description="Visual attribute transfer through Deep Image Analogy (Liao et al. 2017).")
     parser.add_argument("--version", action="version", version=f"gpuanalogy {__version__}")
@@ -123,9 +129,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from . import io  # noqa: PLC0415
     from .runner import DEMO_CONFIG, demo_pair, run_pair  # noqa: PLC0415
 
     config = config_from_args(args, base=DEMO_CONFIG)
+    io.check_output_dir(args.output)
     a, b_prime, names = demo_pair()
     print(f"gpuanalogy demo: A = {names[0]}, B' = {names[1]}; preset photo2style, "
           f"ratio {config.ratio} (the official setting for faces)", file=sys.stderr)

@@ -82,8 +82,10 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
         return float(loss), grad
 
     x_start = backend.to_numpy(x0).ravel().astype(np.float64)
+    # maxiter bounds the work; maxfun only guards against a line search that never ends (we
+    # measure about 1.06 evaluations per iteration).
     result = minimize(loss_and_grad, x_start, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "maxcor": history, "maxfun": 2 * max_iter})
+                      options={"maxiter": max_iter, "maxcor": history, "maxfun": 5 * max_iter})
     x = xp.asarray(result.x.reshape(shape), dtype=xp.float32)
     mid, _ = subnet.forward(x)
     stats = DeconvolutionStats(int(result.nit), int(result.nfev),

@@ -4,6 +4,9 @@ The CLI prints ``str(error)`` and exits with status 2; ``--debug`` shows the tra
 """
 from __future__ import annotations
 
+#: Exit status of the command line for an error of this module (bad input, model, GPU memory).
+EXIT_ERROR = 2
+
 
 class GpuAnalogyError(Exception):
     """Base class for errors whose message is meant for the user, in one line."""

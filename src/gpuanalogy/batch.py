@@ -2,7 +2,7 @@
 
 The pairs come from a CSV file (columns ``a`` and ``b_prime``; optional ``name``, ``preset`` and
 per-pair overrides ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine``,
-``mask``; relative paths resolve against the CSV's folder) or from two folders whose images are
+``mask``, ``upsample``; relative paths resolve against the CSV's folder) or from two folders whose images are
 matched by file name. Settings are layered: preset (the row's, else ``--preset``), then the
 command-line options, then the row's own columns.
 
@@ -68,7 +68,7 @@ _ALIASES = {"b'": "b_prime", "bprime": "b_prime",
 # column -> (AnalogyConfig field, parser)
 _OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {}  # filled in below the parsers
 _KNOWN = ("a", "b_prime", "name", "preset", "blend", "ratio", "iters", "lbfgs_iters", "seed",
-          "refine", "mask")
+          "refine", "mask", "upsample")
 
 
 # --------------------------------------------------------------------------------------
@@ -272,6 +272,7 @@ _OVERRIDES.update({
     "seed": ("seed", _parse_int),
     "refine": ("refine", _parse_bool),
     "mask": ("mask", _parse_text),
+    "upsample": ("upsample", _parse_text),
 })
 
 

@@ -82,6 +82,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lbfgs-iters", type=int, help="L-BFGS iterations per deconvolution (100)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--mask", choices=("sigmoid", "hard"), help="blend mask (default sigmoid)")
+    p.add_argument("--upsample", choices=("cubic", "nnf"),
+                   help="outputs back to the input size: resize the working-size result "
+                        "(cubic, official) or vote input pixels through the upsampled field")
     p.add_argument("--refine", dest="refine", action="store_true", default=None,
                    help="apply the WLS photo refinement")
     p.add_argument("--no-refine", dest="refine", action="store_false")

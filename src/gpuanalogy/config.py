@@ -47,6 +47,12 @@ class AnalogyConfig:
         NNF at the top level: identity (official) or random (paper).
     output_patch_size : int
         Patch size of the final voting of image pixels (3).
+    upsample : {"cubic", "nnf"}
+        How the outputs come back to the input size when the network worked at another size
+        (the size rule or ``ratio``): "cubic" (official) votes the output at the working size
+        and resizes it bicubically; "nnf" brings the field to the input size and votes the
+        input's own pixels, which keeps the full-resolution texture of the source but shows
+        the field's 1-2 pixel misalignments as seams. Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     seed : int
@@ -70,6 +76,7 @@ class AnalogyConfig:
     mask_tau: float = 0.05
     nnf_init: Literal["identity", "random"] = "identity"
     output_patch_size: int = 3
+    upsample: Literal["cubic", "nnf"] = "cubic"
     refine: bool = False
     seed: int = 0
     max_side: int = 700
@@ -89,6 +96,8 @@ class AnalogyConfig:
             raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
+        if self.upsample not in ("cubic", "nnf"):
+            raise InputError(f"upsample={self.upsample!r} is not supported. Try 'cubic' or 'nnf'.")
         if self.nnf_init not in ("identity", "random"):
             raise InputError(f"nnf_init={self.nnf_init!r} is not supported. Try 'identity' or 'random'.")
 
@@ -114,7 +123,7 @@ class AnalogyConfig:
 OPTION_FIELDS: dict[str, str] = {
     "blend": "blend", "ratio": "ratio", "iters": "patchmatch_iterations",
     "lbfgs_iters": "lbfgs_iterations", "seed": "seed", "mask": "mask", "refine": "refine",
-    "device": "device", "weights": "weights",
+    "upsample": "upsample", "device": "device", "weights": "weights",
 }
 
 

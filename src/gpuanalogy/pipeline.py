@@ -8,7 +8,7 @@ Read top-down, this module is DESIGN.md's algorithm:
    the bottom level, reconstruct level L-1 of A' (and of B) by deconvolving the other image's
    level-L features warped by the NNF, blend that with the structure image's own features, and
    upsample the NNFs;
-4. the level-1 NNFs, brought to the input sizes, vote the output pixels;
+4. the level-1 NNFs vote the output pixels, which go back to the input sizes;
 5. optionally, the WLS photo refinement.
 
 Each stage lives in its own module; this one only wires them.
@@ -170,6 +170,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
         bp_work = _resize01(bp_in, _announced_shape("b_prime", bp_in.shape[:2], config))
         feat_a = _pyramid(model, backend.asarray(a_work))
         feat_bp = _pyramid(model, backend.asarray(bp_work))
+    images_a, images_bp = (a_in, a_work), (bp_in, bp_work)   # input and working size
 
     # 2. At the top, A' = A and B = B' in feature space.
     feat_a_prime = {5: feat_a[5]}
@@ -190,8 +191,8 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
         if keep_levels:
             with clock("level previews"):
                 levels[level] = (
-                    _vote(bp_in, nnf_ab, a_in.shape, shape["b"][level], config, backend)[0],
-                    _vote(a_in, nnf_ba, bp_in.shape, shape["a"][level], config, backend)[0])
+                    _vote(images_bp, images_a, nnf_ab, shape["b"][level], config, backend)[0],
+                    _vote(images_a, images_bp, nnf_ba, shape["a"][level], config, backend)[0])
         if level == 1:
             break
         for direction, nnf, structure, appearance, rebuilt in (
@@ -207,11 +208,12 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
             nnf_ba = nnf_ops.upsample_nnf(nnf_ba, shape["b"][level - 1], shape["a"][level - 1],
                                           backend=backend, shape_b_old=shape["a"][level])
 
-    # 4. The level-1 NNFs at the input sizes vote the output pixels.
+    # 4. The level-1 NNFs vote the output pixels; images and fields come back at the input
+    #    sizes (config.upsample says how).
     steps("output", 0)
     with clock("output"):
-        a_prime, nnf_ab_full = _vote(bp_in, nnf_ab, a_in.shape, shape["b"][1], config, backend)
-        b, nnf_ba_full = _vote(a_in, nnf_ba, bp_in.shape, shape["a"][1], config, backend)
+        a_prime, nnf_ab_full = _vote(images_bp, images_a, nnf_ab, shape["b"][1], config, backend)
+        b, nnf_ba_full = _vote(images_a, images_bp, nnf_ba, shape["a"][1], config, backend)
     result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, levels=levels,
                            deconvolutions=deconvolutions, device=backend.name,
                            working_shapes={"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]})
@@ -285,17 +287,31 @@ def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:
     return xp.ascontiguousarray(warped.transpose(2, 0, 1))
 
 
-def _vote(source: np.ndarray, nnf: Any, out_shape: tuple, nnf_b_shape: tuple,
-          config: AnalogyConfig, backend: Any) -> tuple[np.ndarray, np.ndarray]:
-    """An output image voted from ``source`` pixels (H x W x 3 float) by ``nnf`` (whose values
-    index a map of ``nnf_b_shape``) brought to the input sizes; returns the uint8 image and
-    the full-size field as float32."""
-    full = nnf_ops.upsample_nnf(nnf, out_shape[:2], source.shape[:2], backend=backend,
+def _vote(source: tuple[np.ndarray, np.ndarray], layout: tuple[np.ndarray, np.ndarray],
+          nnf: Any, nnf_b_shape: tuple, config: AnalogyConfig,
+          backend: Any) -> tuple[np.ndarray, np.ndarray]:
+    """An output with ``layout``'s grid voted from ``source`` pixels by ``nnf``.
+
+    ``source`` and ``layout`` are (input-size, working-size) pairs of H x W x 3 float images;
+    the field's values index a map of ``nnf_b_shape``. Returns the uint8 image at the layout
+    image's input size and the field brought to the input sizes (float32). With
+    ``config.upsample == "cubic"`` the vote happens at the working size and the image is
+    resized; with "nnf" the input-size field votes the input-size pixels.
+    """
+    (source_in, source_work), (layout_in, layout_work) = source, layout
+    full = nnf_ops.upsample_nnf(nnf, layout_in.shape[:2], source_in.shape[:2], backend=backend,
                                 shape_b_old=nnf_b_shape)
-    image = nnf_ops.warp(backend.asarray(source), full, patch_size=config.output_patch_size,
-                         backend=backend)
-    return (_to_uint8(backend.to_numpy(image)),
-            backend.to_numpy(full).astype(np.float32))
+    if config.upsample == "nnf":
+        image = backend.to_numpy(nnf_ops.warp(backend.asarray(source_in), full,
+                                              patch_size=config.output_patch_size,
+                                              backend=backend))
+    else:
+        work = nnf_ops.upsample_nnf(nnf, layout_work.shape[:2], source_work.shape[:2],
+                                    backend=backend, shape_b_old=nnf_b_shape)
+        voted = nnf_ops.warp(backend.asarray(source_work), work,
+                             patch_size=config.output_patch_size, backend=backend)
+        image = _resize01(backend.to_numpy(voted), layout_in.shape[:2])
+    return _to_uint8(image), backend.to_numpy(full).astype(np.float32)
 
 
 def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:

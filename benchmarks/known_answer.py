@@ -16,6 +16,7 @@ printed too. The "oracle" column is the ceiling of any integer NNF: the true fie
 whole pixels, voted with the same 3x3 patches.
 
     python benchmarks/known_answer.py [--size 256] [--ratio 1] [--photos astronaut,chelsea]
+                                      [--refine off|on|both] [--upsample cubic|nnf]
 """
 from __future__ import annotations
 
@@ -138,13 +139,16 @@ def main() -> int:
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refine", choices=("off", "on", "both"), default="off")
+    parser.add_argument("--upsample", choices=("cubic", "nnf"), default="cubic",
+                        help="how outputs come back to the input size when ratio != 1")
     args = parser.parse_args()
 
-    config = AnalogyConfig(ratio=args.ratio, device=args.device, lbfgs_iterations=args.lbfgs_iters)
+    config = AnalogyConfig(ratio=args.ratio, device=args.device, lbfgs_iterations=args.lbfgs_iters,
+                           upsample=args.upsample)
     model = VGG19(None, args.device)
     rng = np.random.default_rng(args.seed)
     rows = []
-    print(f"known-answer analogies: {args.size} px, ratio {args.ratio}, "
+    print(f"known-answer analogies: {args.size} px, ratio {args.ratio} ({args.upsample}), "
           f"L-BFGS {args.lbfgs_iters} iterations, device {model.backend.name}; PSNR in dB "
           "over pixels with a true counterpart (whole image in brackets)", flush=True)
     print(f"{'photo':10s} {'refine':6s} {'A-prime PSNR/SSIM':>24s} {'B PSNR/SSIM':>24s}"

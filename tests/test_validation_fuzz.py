@@ -1,4 +1,5 @@
-"""Fuzz the array validator: whatever it is given, it returns a clean image or one InputError."""
+"""Fuzz the input validation: whatever array it is given, the validator returns a clean image
+or raises one InputError, and ``analogy`` refuses a bad array before any work starts."""
 from __future__ import annotations
 
 import warnings
@@ -8,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from gpuanalogy import analogy
 from gpuanalogy.errors import InputError
 from gpuanalogy.io import MIN_SIDE, to_float_image
 
@@ -71,3 +73,43 @@ def test_to_float_image_returns_an_image_or_raises_input_error(array, name):
     assert out.min(initial=0.0) >= 0.0 and out.max(initial=0.0) <= 1.0
     assert not np.shares_memory(out, array)
     np.testing.assert_array_equal(array, original)  # the input is left alone
+
+
+class _Reached(Exception):
+    """The analogy got past validation to its first use of the model."""
+
+
+class _Model:
+    """A stand-in network: any use of it means the inputs were accepted."""
+
+    @property
+    def backend(self):
+        raise _Reached
+
+
+GOOD = np.full((MIN_SIDE, MIN_SIDE, 3), 128, np.uint8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(array=arrays(), as_a=st.booleans())
+def test_analogy_refuses_a_bad_array_before_any_work(array, as_a):
+    name = "a" if as_a else "b_prime"
+    pair = (array, GOOD) if as_a else (GOOD, array)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # alpha notices
+        try:
+            to_float_image(array, name=name)
+            valid = True
+        except InputError:
+            valid = False
+        try:
+            analogy(*pair, model=_Model())
+        except InputError as error:
+            assert not valid, str(error)
+            message = str(error)
+            assert message.startswith(f"{name}: ") and "\n" not in message, message
+            return
+        except _Reached:
+            assert valid
+            return
+    raise AssertionError("analogy neither refused the input nor used the model")

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,17 @@ def test_an_image_beyond_the_size_rule_is_announced_with_its_name(tmp_path, caps
     assert f"{big}: 800x600 is processed at 137x102" in err
     with Image.open(out / "a_prime.png") as a_prime:
         assert a_prime.size == (800, 600)
+
+
+def test_demo_runs_on_the_bundled_pair_and_prints_what_it_wrote(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--ratio", "0.25", "--lbfgs-iters", "2", "--iters", "1",
+                 "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    written = captured.out.splitlines()
+    assert str(out / "a_prime.png") in written and str(out / "run.json") in written
+    assert all(Path(line).is_file() for line in written)
+    assert "astronaut" in captured.err and "level 1: patchmatch" in captured.err
+    inputs = json.loads((out / "run.json").read_text())["input_shapes"]
+    with Image.open(out / "a_prime.png") as a_prime:
+        assert a_prime.size == tuple(inputs["a"][1::-1])

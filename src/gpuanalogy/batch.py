@@ -147,7 +147,7 @@ def read_pairs_csv(path: str | os.PathLike[str],
     [('cat', 3)]
     """
     file = Path(os.fspath(path))
-    label = io._label(os.fspath(path))
+    label = io.printable(os.fspath(path))
     if not file.exists():
         raise InputError(f"{label}: no such file")
     if file.is_dir():
@@ -158,7 +158,7 @@ def read_pairs_csv(path: str | os.PathLike[str],
         raise InputError(f"{label}: not UTF-8 text (byte {error.start}); save the CSV as UTF-8"
                          ) from error
     except OSError as error:
-        raise InputError(f"{label}: cannot open: {io._reason(error)}") from error
+        raise InputError(f"{label}: cannot open: {io.error_reason(error)}") from error
 
     folder = file.parent
     reader = csv.reader(text.splitlines(keepends=True), strict=True)
@@ -196,7 +196,7 @@ def _read_header(cells: list[str], where: str) -> list[str]:
         key = cell.strip().lower().replace("-", "_")
         key = _ALIASES.get(key, key)
         if key not in _KNOWN:
-            raise InputError(f"{where}: unknown column {io._label(cell.strip())!r}; "
+            raise InputError(f"{where}: unknown column {io.printable(cell.strip())!r}; "
                              f"the columns are: {', '.join(_KNOWN)}")
         if key in header:
             raise InputError(f"{where}: column {key!r} appears twice")
@@ -238,14 +238,14 @@ def _parse_int(text: str, key: str, where: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"{where}: {key}={io._label(text)!r} is not a whole number") from None
+        raise InputError(f"{where}: {key}={io.printable(text)!r} is not a whole number") from None
 
 
 def _parse_float(text: str, key: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"{where}: {key}={io._label(text)!r} is not a number") from None
+        raise InputError(f"{where}: {key}={io.printable(text)!r} is not a number") from None
     if not math.isfinite(value):
         raise InputError(f"{where}: {key}={text!r} is not a finite number")
     return value
@@ -257,7 +257,7 @@ def _parse_bool(text: str, key: str, where: str) -> bool:
         return True
     if value in ("0", "false", "no", "off", "n"):
         return False
-    raise InputError(f"{where}: {key}={io._label(text)!r} is not true or false")
+    raise InputError(f"{where}: {key}={io.printable(text)!r} is not true or false")
 
 
 def _parse_text(text: str, key: str, where: str) -> str:
@@ -288,7 +288,7 @@ def _check_name(name: str, where: str) -> None:
     elif len(name.encode("utf-8")) > 200:
         problem = "is longer than 200 bytes"
     if problem:
-        raise InputError(f"{where}: name {io._label(name)!r} {problem}")
+        raise InputError(f"{where}: name {io.printable(name)!r} {problem}")
 
 
 def _stem_name(path: Path) -> str:
@@ -343,30 +343,30 @@ def pairs_from_folders(a_folder: str | os.PathLike[str], b_folder: str | os.Path
             candidates = by_stem.get(a.stem, [])
             if len(candidates) > 1:
                 listed = ", ".join(sorted(p.name for p in candidates))
-                raise InputError(f"{io._label(os.fspath(a))}: several B' images match by name "
+                raise InputError(f"{io.printable(os.fspath(a))}: several B' images match by name "
                                  f"({listed}); keep one or use a CSV")
             b = candidates[0] if candidates else None
         if b is None:
             if on_notice:
-                on_notice(f"{io._label(os.fspath(a))}: no B' image of that name in "
-                          f"{io._label(os.fspath(b_folder))}; not paired")
+                on_notice(f"{io.printable(os.fspath(a))}: no B' image of that name in "
+                          f"{io.printable(os.fspath(b_folder))}; not paired")
             continue
         used_b.add(b)
         pairs.append(Pair(names.take(_stem_name(a)), a, b, config))
     if on_notice:
         for b in b_images:
             if b not in used_b:
-                on_notice(f"{io._label(os.fspath(b))}: no A image of that name in "
-                          f"{io._label(os.fspath(a_folder))}; not paired")
+                on_notice(f"{io.printable(os.fspath(b))}: no A image of that name in "
+                          f"{io.printable(os.fspath(a_folder))}; not paired")
     if not pairs:
-        raise InputError(f"{io._label(os.fspath(a_folder))} and {io._label(os.fspath(b_folder))}"
+        raise InputError(f"{io.printable(os.fspath(a_folder))} and {io.printable(os.fspath(b_folder))}"
                          ": no image file names in common, so there is nothing to pair")
     return pairs
 
 
 def _folder_images(folder: str | os.PathLike[str]) -> list[Path]:
     path = Path(os.fspath(folder))
-    label = io._label(os.fspath(folder))
+    label = io.printable(os.fspath(folder))
     if not path.exists():
         raise InputError(f"{label}: no such folder")
     if not path.is_dir():
@@ -374,7 +374,7 @@ def _folder_images(folder: str | os.PathLike[str]) -> list[Path]:
     try:
         entries = sorted(path.iterdir())
     except OSError as error:
-        raise InputError(f"{label}: cannot list the folder: {io._reason(error)}") from error
+        raise InputError(f"{label}: cannot list the folder: {io.error_reason(error)}") from error
     return [entry for entry in entries
             if not entry.name.startswith(".") and entry.suffix.lower() in IMAGE_SUFFIXES
             and entry.is_file()]
@@ -545,9 +545,9 @@ def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,
     except (GpuAnalogyError, OSError) as error:
         result.status = "failed"
         result.bad_input = isinstance(error, InputError)
-        result.error = io._reason(error) if isinstance(error, OSError) else _one_line(error)
+        result.error = io.error_reason(error) if isinstance(error, OSError) else _one_line(error)
         if isinstance(error, OSError):
-            result.error = f"cannot write {io._label(os.fspath(final))}: {result.error}"
+            result.error = f"cannot write {io.printable(os.fspath(final))}: {result.error}"
         if debug:
             progress.clear()
             traceback.print_exc()
@@ -568,7 +568,7 @@ def _one_line(error: BaseException) -> str:
 def _move_into_place(partial: Path, final: Path) -> None:
     """Rename the finished ``partial`` folder to ``final``, replacing an outdated one."""
     if final.is_symlink() or (final.exists() and not final.is_dir()):
-        raise InputError(f"cannot write to {io._label(os.fspath(final))}: "
+        raise InputError(f"cannot write to {io.printable(os.fspath(final))}: "
                          f"it exists and is not a folder")
     if final.exists():
         old = final.with_name(f".{final.name}{_REPLACED}")
@@ -578,7 +578,7 @@ def _move_into_place(partial: Path, final: Path) -> None:
         _remove_tree(old)
     else:
         os.rename(partial, final)
-    io._fsync_folder(final.parent)
+    io.fsync_folder(final.parent)
 
 
 def _remove_tree(path: Path) -> None:
@@ -618,7 +618,7 @@ def _exclusive(out: Path):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InputError(f"{io._label(os.fspath(out))}: another gpuanalogy batch is writing "
+            raise InputError(f"{io.printable(os.fspath(out))}: another gpuanalogy batch is writing "
                              f"there; wait for it or choose another output folder") from None
         except OSError:
             pass  # file systems without flock: run unlocked
@@ -785,13 +785,13 @@ def run_batch(args: Any) -> int:
     source = Path(os.fspath(args.pairs))
     if args.b_folder is not None:
         if not source.is_dir():
-            raise InputError(f"{io._label(args.pairs)}: with B_FOLDER, PAIRS must be the folder "
+            raise InputError(f"{io.printable(args.pairs)}: with B_FOLDER, PAIRS must be the folder "
                              f"of A images")
         pairs = pairs_from_folders(source, args.b_folder, base, on_notice=notice)
     elif source.is_dir():
         sub = {entry.name.lower(): entry for entry in source.iterdir() if entry.is_dir()}
         if "a" not in sub or "b" not in sub:
-            raise InputError(f"{io._label(args.pairs)}: is a folder; give the folder of B' "
+            raise InputError(f"{io.printable(args.pairs)}: is a folder; give the folder of B' "
                              f"images too (gpuanalogy batch A_DIR B_DIR -o OUT), or a CSV, or "
                              f"a folder holding A/ and B/")
         pairs = pairs_from_folders(sub["a"], sub["b"], base, on_notice=notice)

@@ -39,6 +39,9 @@ __all__ = [
     "check_output_dir",
     "resize_image",
     "sha256_file",
+    "fsync_folder",
+    "printable",
+    "error_reason",
 ]
 
 #: Smallest side, in pixels, of an image the method accepts. The deepest feature layer
@@ -60,7 +63,7 @@ _RANGE_TOLERANCE = 1e-3
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError)
 
 
-def _label(text: str) -> str:
+def printable(text: str) -> str:
     """`text` made safe for a one-line message: line breaks and control characters escaped."""
     return "".join(
         char.encode("unicode_escape").decode("ascii")
@@ -70,7 +73,7 @@ def _label(text: str) -> str:
     )
 
 
-def _reason(error: BaseException) -> str:
+def error_reason(error: BaseException) -> str:
     """A one-line description of an exception, for the end of a message."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
@@ -129,7 +132,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     (50, 40, 3)
     """
     file = Path(os.fspath(path))
-    label = _label(name if name is not None else os.fspath(path))
+    label = printable(name if name is not None else os.fspath(path))
 
     if not file.exists():
         raise InputError(f"{label}: no such file")
@@ -138,7 +141,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     try:
         handle = open(file, "rb")  # noqa: SIM115 - closed below, Pillow reads lazily
     except OSError as error:
-        raise InputError(f"{label}: cannot open: {_reason(error)}") from error
+        raise InputError(f"{label}: cannot open: {error_reason(error)}") from error
 
     with handle:
         with warnings.catch_warnings():
@@ -150,10 +153,10 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
                 raise InputError(f"{label}: not an image file (unknown or damaged format)") from error
             except Image.DecompressionBombError as error:
                 raise InputError(
-                    f"{label}: image is too large to decode safely ({_reason(error)})"
+                    f"{label}: image is too large to decode safely ({error_reason(error)})"
                 ) from error
             except _DECODE_ERRORS as error:
-                raise InputError(f"{label}: cannot read image header: {_reason(error)}") from error
+                raise InputError(f"{label}: cannot read image header: {error_reason(error)}") from error
 
         with image:
             width, height = image.size
@@ -174,11 +177,11 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
                 upright = ImageOps.exif_transpose(image)
             except _DECODE_ERRORS as error:
                 raise InputError(
-                    f"{label}: cannot decode image data (file truncated or corrupt): {_reason(error)}"
+                    f"{label}: cannot decode image data (file truncated or corrupt): {error_reason(error)}"
                 ) from error
             except Image.DecompressionBombError as error:
                 raise InputError(
-                    f"{label}: image is too large to decode safely ({_reason(error)})"
+                    f"{label}: image is too large to decode safely ({error_reason(error)})"
                 ) from error
     return _pil_to_rgb(upright, label)
 
@@ -262,7 +265,7 @@ def _to_host(array: Any, label: str) -> np.ndarray:
         return np.asarray(array)
     except (TypeError, ValueError, RuntimeError, BufferError, AttributeError) as error:
         raise InputError(
-            f"{label}: cannot be read as an array ({type(array).__name__}: {_reason(error)})"
+            f"{label}: cannot be read as an array ({type(array).__name__}: {error_reason(error)})"
         ) from error
 
 
@@ -297,7 +300,7 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
     >>> to_float_image(np.full((32, 40), 255, np.uint8)).shape
     (32, 40, 3)
     """
-    label = _label(str(name))
+    label = printable(str(name))
     data = _to_host(array, label)
     dtype = data.dtype
 
@@ -373,7 +376,7 @@ def _check_float_values(data: np.ndarray, label: str) -> None:
 
 
 def _cannot_write(folder: Path, error: OSError) -> InputError:
-    return InputError(f"cannot write to {_label(str(folder))}: {_reason(error)}")
+    return InputError(f"cannot write to {printable(str(folder))}: {error_reason(error)}")
 
 
 @contextlib.contextmanager
@@ -402,7 +405,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(os.fspath(path))
     folder = final.parent
     if final.is_dir():
-        raise InputError(f"{_label(str(final))}: is a folder, cannot write a file there")
+        raise InputError(f"{printable(str(final))}: is a folder, cannot write a file there")
     temp = _create_temp(folder, final.name)
     try:
         yield temp
@@ -412,7 +415,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    _fsync_folder(folder)
+    fsync_folder(folder)
 
 
 def _create_temp(folder: Path, name: str) -> Path:
@@ -427,7 +430,7 @@ def _create_temp(folder: Path, name: str) -> Path:
             raise _cannot_write(folder, error) from error
         os.close(fd)
         return temp
-    raise InputError(f"cannot write to {_label(str(folder))}: no free temporary file name")
+    raise InputError(f"cannot write to {printable(str(folder))}: no free temporary file name")
 
 
 def _fsync_file(path: Path) -> None:
@@ -438,7 +441,7 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename durable where the platform allows (POSIX); best effort elsewhere."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -472,7 +475,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
         writing (disk full, ...). No partial file is left behind in any case.
     """
     final = Path(os.fspath(path))
-    label = _label(str(final))
+    label = printable(str(final))
     fmt = _FORMATS.get(final.suffix.lower())
     if fmt is None:
         raise InputError(
@@ -495,7 +498,7 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     except InputError:
         raise
     except OSError as error:
-        raise InputError(f"{label}: could not write image: {_reason(error)}") from error
+        raise InputError(f"{label}: could not write image: {error_reason(error)}") from error
 
 
 def _json_default(value: Any) -> Any:
@@ -526,7 +529,7 @@ def write_npy(path: str | os.PathLike[str], array: Any) -> None:
     `path` is used as given (no ``.npy`` is appended). CuPy arrays are copied to the host.
     Object arrays raise ``ValueError`` (they would need pickles); nothing is written then.
     """
-    data = _to_host(array, _label(os.fspath(path)))
+    data = _to_host(array, printable(os.fspath(path)))
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.save(handle, data, allow_pickle=False)
 
@@ -547,7 +550,7 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     """
     folder = Path(os.fspath(path))
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"cannot write to {_label(str(folder))}: it exists and is not a folder")
+        raise InputError(f"cannot write to {printable(str(folder))}: it exists and is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

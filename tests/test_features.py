@@ -133,6 +133,23 @@ def test_cache_builds_once_reuses_and_rebuilds_corrupt_files(small_weights, cach
     assert provider == "CPUExecutionProvider" and session.get_inputs()[0].name == "image"
 
 
+def test_a_build_removes_cached_graphs_of_older_versions_only(small_weights, cache_dir):
+    from gpuanalogy.vgg_graphs import GRAPH_VERSION
+
+    digest = "0123456789abcdef01234567"
+    stale = [cache_dir / f"vgg19-features-g{GRAPH_VERSION - 1}-{digest}.onnx",
+             cache_dir / f"vgg19-subnet2-target-g{GRAPH_VERSION - 1}-{digest}.onnx.sha256"]
+    kept = [cache_dir / f"vgg19-features-g{GRAPH_VERSION}-{digest}.onnx",   # other weights
+            cache_dir / "notes.txt"]                                         # not ours
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for path in stale + kept:
+        path.write_text("x")
+    runtime.cached_model_path("features", small_weights,
+                              lambda: build_features_graph(small_weights))
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+
+
 def test_model_rebuilds_a_corrupt_cached_graph(small_weights, cache_dir):
     rgb = np.random.default_rng(3).random((20, 27, 3), dtype=np.float32)
     expected = VGG19(small_weights, "cpu").features(rgb)

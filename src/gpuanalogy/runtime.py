@@ -6,10 +6,12 @@
   returns arrays of the backend's array module. The CPU runner hands NumPy arrays to ORT without
   copies; a CUDA runner with I/O binding on CuPy memory can replace it without touching callers.
 - :func:`cached_model_path` builds a graph once per (weights digest, graph version, kind) and keeps
-  it in the user's cache directory, written atomically and checked against a SHA-256 sidecar.
+  it in the user's cache directory, written atomically and checked against a SHA-256 sidecar;
+  building one removes the files of older graph versions.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -341,4 +343,18 @@ def cached_model_path(kind: str, weights: Any, build_fn: Callable[[], Any]) -> P
     _write_atomic(path, data)
     _write_atomic(sidecar, f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
     log.info("built %s (%.1f MB)", path, len(data) / 1e6)
+    _prune_older_versions(directory, GRAPH_VERSION)
     return path
+
+
+_CACHED_NAME = re.compile(r"vgg19-[A-Za-z0-9_.-]+-g(\d+)-[0-9a-f]+\.onnx(\.sha256)?")
+
+
+def _prune_older_versions(directory: Path, version: int) -> None:
+    """Delete cached graphs of older graph versions: this code never reads them again."""
+    for entry in directory.iterdir():
+        match = _CACHED_NAME.fullmatch(entry.name)
+        if match and int(match.group(1)) < version:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                log.info("removed stale cached model %s", entry)

@@ -5,8 +5,9 @@ Each helper is a plain Python function. ``kernels.cpu`` wraps it with ``numba.nj
 arithmetic: the same random streams, the same order of floating-point operations (explicit
 ``float32`` everywhere, so NumPy scalars in the CUDA simulator round like compiled code).
 
-The helpers are flat on purpose: none calls another, because the plain function's globals
-would name the plain (un-jitted) version of the callee.
+A helper that calls another (``try_candidate`` calls ``patch_distance``) would, through the
+plain function's globals, reach the plain (un-jitted) callee; each backend therefore compiles
+it from :func:`bind`, which rebinds the callee's name to that backend's compiled version.
 
 Caching note: ``kernels.cpu`` caches its compiled kernels (``cache=True``). Numba checks only
 the caller's own source file for staleness, so after editing this file, delete the
@@ -14,6 +15,8 @@ the caller's own source file for staleness, so after editing this file, delete t
 time, so installed copies are unaffected).
 """
 from __future__ import annotations
+
+import types
 
 import numpy as np
 
@@ -144,6 +147,31 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
             if total > limit:
                 return total / count
     return total / count
+
+
+def try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, best_e):
+    """The better of pixel (r, c)'s current match and the candidate (qr, qc), with its energy.
+
+    The distance stops early once it exceeds the current best (see ``patch_distance``).
+    Compile it through :func:`bind` with the backend's ``patch_distance``.
+    """
+    if qr == best_r and qc == best_c:
+        return best_r, best_c, best_e
+    e = patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
+    if e < best_e:
+        return qr, qc, e
+    return best_r, best_c, best_e
+
+
+def bind(helper, **callees):
+    """``helper`` with the helpers it calls, by name, replaced by compiled versions.
+
+    Numba resolves a called function through the caller's globals at compile time, so a copy
+    of ``helper`` whose globals map e.g. ``patch_distance`` to the backend's jitted one
+    compiles against that.
+    """
+    return types.FunctionType(helper.__code__, {**helper.__globals__, **callees},
+                              helper.__name__, helper.__defaults__, helper.__closure__)
 
 
 def upsample_coordinate(p, old_a, new_a, q_parent, old_b, new_b):

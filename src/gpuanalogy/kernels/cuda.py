@@ -32,23 +32,10 @@ _device_fn = cuda.jit(device=True)
 _random_in_window = _device_fn(_device.random_in_window)
 _clamp = _device_fn(_device.clamp)
 _patch_distance = _device_fn(_device.patch_distance)
+_try_candidate = _device_fn(_device.bind(_device.try_candidate, patch_distance=_patch_distance))
 _upsample_coordinate = _device_fn(_device.upsample_coordinate)
 
 _INF = np.float32(np.inf)
-
-
-@_device_fn
-def _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, best_e):
-    """The better of pixel (r, c)'s current match and the candidate (qr, qc), with its energy.
-
-    The distance stops early once it exceeds the current best (see ``patch_distance``).
-    """
-    if qr == best_r and qc == best_c:
-        return best_r, best_c, best_e
-    e = _patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
-    if e < best_e:
-        return qr, qc, e
-    return best_r, best_c, best_e
 _BLOCK = (16, 8)  # (columns, rows) per block
 
 

@@ -2,8 +2,8 @@
 
 The pairs come from a CSV file (columns ``a`` and ``b_prime``; optional ``name``, ``preset`` and
 per-pair overrides ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine``,
-``mask``, ``upsample``; relative paths resolve against the CSV's folder) or from two folders whose images are
-matched by file name. Settings are layered: preset (the row's, else ``--preset``), then the
+``mask``, ``upsample``; relative paths resolve against the CSV's folder) or from two folders
+whose images are matched by file name. Settings are layered: preset (the row's, else ``--preset``), then the
 command-line options, then the row's own columns.
 
 Every pair is computed into a hidden sibling folder ``OUTDIR/.<name>.partial`` and renamed to

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EXIT_ERROR
+from .errors import EXIT_ERROR, GpuAnalogyError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +22,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
-    from .errors import GpuAnalogyError  # noqa: PLC0415
-
     try:
         return args.handler(args)
     except GpuAnalogyError as exc:

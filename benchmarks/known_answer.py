@@ -15,8 +15,13 @@ counterpart (for A': T(p) inside B'; for B: T^-1(q) inside A): with a 6 % shift 
 printed too. The "oracle" column is the ceiling of any integer NNF: the true field rounded to
 whole pixels, voted with the same 3x3 patches.
 
+"Subpixel" rows align the final fields to sub-pixel precision (``gpuanalogy.subpixel``, on in
+the photo2photo preset) before voting; ``--subpixel both`` runs each case twice, without and
+with it, from the same seed (the searches are identical up to that stage).
+
     python benchmarks/known_answer.py [--size 256] [--ratio 1] [--photos astronaut,chelsea]
                                       [--refine off|on|both] [--upsample cubic|nnf]
+                                      [--subpixel off|on|both] [--deconv-start own|warped]
 """
 from __future__ import annotations
 
@@ -141,51 +146,63 @@ def main() -> int:
     parser.add_argument("--refine", choices=("off", "on", "both"), default="off")
     parser.add_argument("--upsample", choices=("cubic", "nnf"), default="cubic",
                         help="how outputs come back to the input size when ratio != 1")
+    parser.add_argument("--subpixel", choices=("off", "on", "both"), default="off")
+    parser.add_argument("--deconv-start", choices=("own", "warped"), default="own")
     args = parser.parse_args()
 
     config = AnalogyConfig(ratio=args.ratio, device=args.device, lbfgs_iterations=args.lbfgs_iters,
-                           upsample=args.upsample)
+                           upsample=args.upsample, deconv_start=args.deconv_start)
+    subpixel = {"off": (False,), "on": (True,), "both": (False, True)}[args.subpixel]
     model = VGG19(None, args.device)
     rng = np.random.default_rng(args.seed)
     rows = []
     print(f"known-answer analogies: {args.size} px, ratio {args.ratio} ({args.upsample}), "
-          f"L-BFGS {args.lbfgs_iters} iterations, device {model.backend.name}; PSNR in dB "
-          "over pixels with a true counterpart (whole image in brackets)", flush=True)
-    print(f"{'photo':10s} {'refine':6s} {'A-prime PSNR/SSIM':>24s} {'B PSNR/SSIM':>24s}"
-          f" {'copy A':>12s} {'copy B-prime':>13s} {'oracle':>12s} {'EPE med':>8s} {'sec':>6s}"
-          f"\n{'':17s} {'':>24s} {'':>24s} {'(A-prime/B)':>12s} {'(A-prime/B)':>13s}"
+          f"L-BFGS {args.lbfgs_iters} iterations, deconvolution start {args.deconv_start}, "
+          f"device {model.backend.name}; PSNR in dB over pixels with a true counterpart "
+          "(whole image in brackets); EPE: median of nnf_ab / nnf_ba", flush=True)
+    print(f"{'photo':10s} {'subpx':5s} {'refine':6s} {'A-prime PSNR/SSIM':>24s}"
+          f" {'B PSNR/SSIM':>24s} {'copy A':>12s} {'copy B-prime':>13s} {'oracle':>12s}"
+          f" {'EPE ab/ba':>11s} {'sec':>6s}"
+          f"\n{'':23s} {'':>24s} {'':>24s} {'(A-prime/B)':>12s} {'(A-prime/B)':>13s}"
           f" {'(A-prime/B)':>12s}", flush=True)
     for i, name in enumerate(args.photos.split(",")):
         a, b_prime, a_prime_true, b_true, t = make_case(name, args.size, rng, kind=i % 3)
         nnf_ab_true, nnf_ba_true, valid_a, valid_b = true_fields(t, args.size)
-        start = time.perf_counter()
-        result = analogy(a.astype(np.float32), b_prime.astype(np.float32), config, model=model)
-        seconds = time.perf_counter() - start
-        epe = float(np.median(np.linalg.norm(result.nnf_ab - nnf_ab_true, axis=-1)[valid_a]))
         base = {"copy A": (scores(a, a_prime_true, valid_a)[0], scores(a, b_true, valid_b)[0]),
                 "copy B'": (scores(b_prime, a_prime_true, valid_a)[0],
                             scores(b_prime, b_true, valid_b)[0]),
                 "oracle": (scores(oracle(b_prime, nnf_ab_true), a_prime_true, valid_a)[0],
                            scores(oracle(a, nnf_ba_true), b_true, valid_b)[0])}
-        outputs = []
-        if args.refine in ("off", "both"):
-            outputs.append(("off", result.a_prime, result.b))
-        if args.refine in ("on", "both"):
-            from gpuanalogy.refinement import refine
-            outputs.append(("on", refine(result.a_prime, to_u8(a)), refine(result.b, to_u8(b_prime))))
-        for flag, a_prime, b in outputs:
-            ap, bq = scores(a_prime, a_prime_true, valid_a), scores(b, b_true, valid_b)
-            rows.append((name, flag, ap, bq, epe))
-            print(f"{name:10s} {flag:6s} {ap[0]:6.2f} [{ap[2]:5.2f}] / {ap[1]:.3f}"
-                  f"  {bq[0]:6.2f} [{bq[2]:5.2f}] / {bq[1]:.3f}"
-                  + "".join(f"  {base[k][0]:5.2f}/{base[k][1]:5.2f}" for k in base)
-                  + f"  {epe:7.2f} {seconds:6.1f}", flush=True)
-    for flag in sorted({r[1] for r in rows}):
-        sel = [r for r in rows if r[1] == flag]
-        print(f"{'mean':10s} {flag:6s} A' {np.mean([r[2][0] for r in sel]):.2f} dB / SSIM "
-              f"{np.mean([r[2][1] for r in sel]):.3f}, B {np.mean([r[3][0] for r in sel]):.2f} dB"
-              f" / SSIM {np.mean([r[3][1] for r in sel]):.3f}, median EPE "
-              f"{np.median([r[4] for r in sel]):.2f} px", flush=True)
+        for aligned in subpixel:
+            start = time.perf_counter()
+            result = analogy(a.astype(np.float32), b_prime.astype(np.float32),
+                             config.replace(subpixel=aligned), model=model)
+            seconds = time.perf_counter() - start
+            epe = tuple(float(np.median(np.linalg.norm(field - truth, axis=-1)[valid]))
+                        for field, truth, valid in ((result.nnf_ab, nnf_ab_true, valid_a),
+                                                    (result.nnf_ba, nnf_ba_true, valid_b)))
+            outputs = []
+            if args.refine in ("off", "both"):
+                outputs.append(("off", result.a_prime, result.b))
+            if args.refine in ("on", "both"):
+                from gpuanalogy.refinement import refine
+                outputs.append(("on", refine(result.a_prime, to_u8(a)),
+                                refine(result.b, to_u8(b_prime))))
+            for flag, a_prime, b in outputs:
+                ap, bq = scores(a_prime, a_prime_true, valid_a), scores(b, b_true, valid_b)
+                rows.append((name, "on" if aligned else "off", flag, ap, bq, epe))
+                print(f"{name:10s} {rows[-1][1]:5s} {flag:6s} {ap[0]:6.2f} [{ap[2]:5.2f}] / "
+                      f"{ap[1]:.3f}  {bq[0]:6.2f} [{bq[2]:5.2f}] / {bq[1]:.3f}"
+                      + "".join(f"  {base[k][0]:5.2f}/{base[k][1]:5.2f}" for k in base)
+                      + f"  {epe[0]:5.2f}/{epe[1]:5.2f} {seconds:6.1f}", flush=True)
+    for key in sorted({r[1:3] for r in rows}):
+        sel = [r for r in rows if r[1:3] == key]
+        print(f"{'mean':10s} {key[0]:5s} {key[1]:6s} A' {np.mean([r[3][0] for r in sel]):.2f} dB"
+              f" / SSIM {np.mean([r[3][1] for r in sel]):.3f}, B "
+              f"{np.mean([r[4][0] for r in sel]):.2f} dB / SSIM "
+              f"{np.mean([r[4][1] for r in sel]):.3f}, median EPE "
+              f"{np.median([r[5][0] for r in sel]):.2f} / {np.median([r[5][1] for r in sel]):.2f}"
+              " px", flush=True)
     return 0
 
 

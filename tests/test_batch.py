@@ -83,12 +83,13 @@ def test_csv_columns_paths_names_and_layered_settings(tmp_path):
     folder.mkdir()
     csv_path = folder / "pairs.csv"
     csv_path.write_text(
-        "\ufeffA,B_Prime,Name,preset,blend,ratio,iters,lbfgs-iters,seed,refine,mask,upsample\n"
-        "photos/cat.png,styles/ink.png,,,,,,,,,,\n"
+        "\ufeffA,B_Prime,Name,preset,blend,ratio,iters,lbfgs-iters,seed,refine,mask,upsample,"
+        "subpixel\n"
+        "photos/cat.png,styles/ink.png,,,,,,,,,,,\n"
         "# a comment line\n"
         "\n"
-        "photos/cat.jpg,/abs/b.png,,style2photo,,,5,,7,no,hard,\n"
-        "x/dog.png,y.png,portrait,,1,0.5,,20,,true,,nnf\n", encoding="utf-8")
+        "photos/cat.jpg,/abs/b.png,,style2photo,,,5,,7,no,hard,,yes\n"
+        "x/dog.png,y.png,portrait,photo2photo,1,0.5,,20,,true,,nnf,false\n", encoding="utf-8")
     base = AnalogyConfig(lbfgs_iterations=3, ratio=0.25)   # stands for the command-line options
 
     def make_config(preset):
@@ -104,10 +105,10 @@ def test_csv_columns_paths_names_and_layered_settings(tmp_path):
     # preset < command line < row
     second = pairs[1].config
     assert (second.blend, second.ratio, second.patchmatch_iterations, second.seed,
-            second.refine, second.mask) == (2, 0.25, 5, 7, False, "hard")
+            second.refine, second.mask, second.subpixel) == (2, 0.25, 5, 7, False, "hard", True)
     third = pairs[2].config
-    assert (third.blend, third.ratio, third.lbfgs_iterations, third.refine, third.upsample) == (
-        1, 0.5, 20, True, "nnf")
+    assert (third.blend, third.ratio, third.lbfgs_iterations, third.refine, third.upsample,
+            third.subpixel) == (1, 0.5, 20, True, "nnf", False)
 
 
 @pytest.mark.parametrize("text, parts", [

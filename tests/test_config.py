@@ -10,6 +10,7 @@ def test_defaults_are_the_official_settings():
     assert (c.blend, c.ratio, c.patchmatch_iterations, c.lbfgs_iterations, c.lbfgs_history) == (3, 1.0, 10, 100, 4)
     assert c.patch_sizes == (5, 5, 3, 3, 3) and c.radii == (4, 4, 6, 6, None)
     assert (c.mask_k, c.mask_tau) == (300.0, 0.05)
+    assert c.deconv_start == "own"     # L-BFGS starts from the structure's own features
 
 
 # DESIGN.md step 6, written out here rather than read back from PRESETS.
@@ -21,6 +22,7 @@ OFFICIAL = {"photo2style": (3, 1.0, False), "style2style": (3, 1.0, False),
 def test_presets_are_the_official_settings_and_can_be_overridden(name):
     c = AnalogyConfig.preset(name)
     assert (c.blend, c.ratio, c.refine) == OFFICIAL[name]
+    assert c.subpixel is (name == "photo2photo")      # our addition, for photo pairs only
     # everything else stays at the defaults
     assert (c.patch_sizes, c.lbfgs_iterations) == (AnalogyConfig().patch_sizes, 100)
     assert AnalogyConfig.preset(name, blend=1).blend == 1
@@ -32,7 +34,8 @@ def test_every_preset_is_covered():
 
 
 @pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"),
-                                 dict(patchmatch_iterations=0), dict(upsample="linear")])
+                                 dict(patchmatch_iterations=0), dict(upsample="linear"),
+                                 dict(deconv_start="noise")])
 def test_bad_options_are_one_line_input_errors(bad):
     with pytest.raises(InputError) as err:
         AnalogyConfig(**bad)

@@ -86,3 +86,53 @@ def test_outputs_come_back_to_the_input_size_by_cubic_resize_or_by_the_field(mod
     assert _psnr(cubic.a_prime[interior], round_trip[interior]) >= 33
     assert _psnr(cubic.a_prime[interior], a[interior]) < _psnr(field.a_prime[interior],
                                                                a[interior])
+
+
+@pytest.mark.parametrize("start", ["own", "warped"])
+def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, start):
+    import gpuanalogy.pipeline as pipeline
+    from gpuanalogy import io
+
+    starts = []
+    real = pipeline.deconvolve
+
+    def spy(subnet, x0, target, **options):
+        starts.append(model.backend.to_numpy(x0).copy())
+        return real(subnet, x0, target, **options)
+
+    monkeypatch.setattr(pipeline, "deconvolve", spy)
+    a = _photo((48, 48))
+    b_prime = np.ascontiguousarray(a[::-1])          # a different layout of the same content
+    analogy(a, b_prime, AnalogyConfig(deconv_start=start, **{**SMALL, "lbfgs_iterations": 1}),
+            model=model)
+    own = {side: pipeline._pyramid(model, model.backend.asarray(io.to_float_image(x, name=side)))
+           for side, x in (("a", a), ("b_prime", b_prime))}
+    # Per level L = 5..2: the A' run (structure A), then the B run (structure B').
+    expected = [own[side][level - 2] for level in (5, 4, 3, 2) for side in ("a", "b_prime")]
+    assert len(starts) == 8
+    for got, structure in zip(starts, expected):
+        assert got.shape == structure.shape
+        # "own" (official): the structure image's own features at L-2, the image itself at L=2.
+        assert np.array_equal(got, model.backend.to_numpy(structure)) == (start == "own")
+
+
+def test_subpixel_alignment_recovers_a_half_pixel_shift_across_a_re_tone(model):
+    from scipy import ndimage
+
+    a = _photo((56, 56))
+    grid = np.stack(np.mgrid[0:56, 0:56], axis=-1).astype(np.float64)
+    shift = np.array([0.5, -0.5])                    # B'(y) = retone(A(y - shift))
+    moved = np.stack([ndimage.map_coordinates(a[..., c] / 255.0, (grid - shift).transpose(2, 0, 1),
+                                              order=3, mode="reflect") for c in range(3)], -1)
+    b_prime = np.clip(moved[..., [2, 0, 1]], 0, 1).astype(np.float32)   # channels swapped
+    errors = {}
+    for subpixel in (False, True):
+        result = analogy(a, b_prime, AnalogyConfig(subpixel=subpixel, **SMALL), model=model)
+        assert ("subpixel" in result.timings) == subpixel
+        inside = (result.nnf_ab[..., 0] <= 55) & (result.nnf_ab[..., 1] <= 55)
+        assert inside.all() and (result.nnf_ab >= 0).all()
+        error = np.linalg.norm(result.nnf_ab - (grid + shift), axis=-1)[8:-8, 8:-8]
+        errors[subpixel] = np.median(error)
+    # Whole pixels are at least 0.7 px from a (0.5, -0.5) shift; the alignment gets close.
+    assert errors[False] >= 0.7
+    assert errors[True] <= 0.25

@@ -2,9 +2,9 @@
 
 The pairs come from a CSV file (columns ``a`` and ``b_prime``; optional ``name``, ``preset`` and
 per-pair overrides ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine``,
-``mask``, ``upsample``; relative paths resolve against the CSV's folder) or from two folders
-whose images are matched by file name. Settings are layered: preset (the row's, else ``--preset``), then the
-command-line options, then the row's own columns.
+``mask``, ``upsample``, ``subpixel``; relative paths resolve against the CSV's folder) or from
+two folders whose images are matched by file name. Settings are layered: preset (the row's,
+else ``--preset``), then the command-line options, then the row's own columns.
 
 Every pair is computed into a hidden sibling folder ``OUTDIR/.<name>.partial`` and renamed to
 ``OUTDIR/<name>`` only once its ``run.json`` is written, so at any moment each pair folder is
@@ -68,7 +68,7 @@ _ALIASES = {"b'": "b_prime", "bprime": "b_prime",
 # column -> (AnalogyConfig field, parser)
 _OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {}  # filled in below the parsers
 _KNOWN = ("a", "b_prime", "name", "preset", "blend", "ratio", "iters", "lbfgs_iters", "seed",
-          "refine", "mask", "upsample")
+          "refine", "mask", "upsample", "subpixel")
 
 
 # --------------------------------------------------------------------------------------
@@ -117,10 +117,10 @@ def read_pairs_csv(path: str | os.PathLike[str],
     ----------
     path : str or os.PathLike
         UTF-8 CSV with a header. Columns ``a`` and ``b_prime`` are required; ``name``,
-        ``preset``, ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine``
-        (true/false) and ``mask`` are optional, and an empty cell means "not set". Blank lines
-        and lines starting with ``#`` are skipped. Relative image paths are relative to the
-        CSV's folder.
+        ``preset``, ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine`` and
+        ``subpixel`` (true/false), ``mask`` and ``upsample`` are optional, and an empty cell
+        means "not set". Blank lines and lines starting with ``#`` are skipped. Relative image
+        paths are relative to the CSV's folder.
     make_config : callable
         ``make_config(preset_or_None)`` gives the settings a row starts from (the CLI passes
         the preset plus its options); the row's override columns are applied on top.
@@ -273,6 +273,7 @@ _OVERRIDES.update({
     "refine": ("refine", _parse_bool),
     "mask": ("mask", _parse_text),
     "upsample": ("upsample", _parse_text),
+    "subpixel": ("subpixel", _parse_bool),
 })
 
 

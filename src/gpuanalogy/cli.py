@@ -86,6 +86,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", dest="refine", action="store_true", default=None,
                    help="apply the WLS photo refinement")
     p.add_argument("--no-refine", dest="refine", action="store_false")
+    p.add_argument("--subpixel", dest="subpixel", action="store_true", default=None,
+                   help="align the final fields to sub-pixel precision under a local colour "
+                        "model before voting (on in photo2photo)")
+    p.add_argument("--no-subpixel", dest="subpixel", action="store_false")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--weights", metavar="FILE",
                    help="a VGG-19 weights file (torchvision state dict) instead of the bundled one")

@@ -12,12 +12,13 @@ from typing import Any, Literal
 
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
-# The official implementation's settings for the four uses (DESIGN.md, step 6).
+# The official implementation's settings for the four uses (DESIGN.md, step 6), plus our
+# sub-pixel alignment where both images are photographs of one kind of scene.
 PRESETS: dict[str, dict[str, Any]] = {
     "photo2style": {"blend": 3, "ratio": 1.0, "refine": False},
     "style2style": {"blend": 3, "ratio": 1.0, "refine": False},
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
-    "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
+    "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True, "subpixel": True},
 }
 
 
@@ -39,6 +40,11 @@ class AnalogyConfig:
         Random-search radius in feature pixels at levels 1..5; None means the whole map.
     lbfgs_iterations, lbfgs_history : int
         L-BFGS iterations (100) and stored correction pairs (4) per deconvolution.
+    deconv_start : {"own", "warped"}
+        Where each deconvolution's L-BFGS starts at level L-2: from the structure image's own
+        features there ("own": the official code, whose variable is the network's blob still
+        holding them), or from the appearance image's features warped by the upsampled NNF
+        ("warped": public PyTorch ports).
     mask : {"sigmoid", "hard"}
         The paper's sigmoid response mask, or the official code's hard step.
     mask_k, mask_tau : float
@@ -55,6 +61,9 @@ class AnalogyConfig:
         the field's 1-2 pixel misalignments as seams. Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
+    subpixel : bool
+        Align the final fields to sub-pixel precision under a local colour model before the
+        outputs are voted (``gpuanalogy.subpixel``; not in the paper; on for photo2photo).
     seed : int
         Seed of PatchMatch's random search and of a random initial NNF.
     max_side, min_side, max_area : int
@@ -71,6 +80,7 @@ class AnalogyConfig:
     radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
     lbfgs_iterations: int = 100
     lbfgs_history: int = 4
+    deconv_start: Literal["own", "warped"] = "own"
     mask: Literal["sigmoid", "hard"] = "sigmoid"
     mask_k: float = 300.0
     mask_tau: float = 0.05
@@ -78,6 +88,7 @@ class AnalogyConfig:
     output_patch_size: int = 3
     upsample: Literal["cubic", "nnf"] = "cubic"
     refine: bool = False
+    subpixel: bool = False
     seed: int = 0
     max_side: int = 700
     min_side: int = 200
@@ -98,6 +109,9 @@ class AnalogyConfig:
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
         if self.upsample not in ("cubic", "nnf"):
             raise InputError(f"upsample={self.upsample!r} is not supported. Try 'cubic' or 'nnf'.")
+        if self.deconv_start not in ("own", "warped"):
+            raise InputError(f"deconv_start={self.deconv_start!r} is not supported. Try 'own' or "
+                             "'warped'.")
         if self.nnf_init not in ("identity", "random"):
             raise InputError(f"nnf_init={self.nnf_init!r} is not supported. Try 'identity' or 'random'.")
 
@@ -123,7 +137,7 @@ class AnalogyConfig:
 OPTION_FIELDS: dict[str, str] = {
     "blend": "blend", "ratio": "ratio", "iters": "patchmatch_iterations",
     "lbfgs_iters": "lbfgs_iterations", "seed": "seed", "mask": "mask", "refine": "refine",
-    "upsample": "upsample", "device": "device", "weights": "weights",
+    "upsample": "upsample", "subpixel": "subpixel", "device": "device", "weights": "weights",
 }
 
 

@@ -50,7 +50,7 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     subnet : gpuanalogy.features.SubNetwork
         The sub-network from level L-2 to level L with ``loss_and_grad`` and ``forward``.
     x0 : array, shape (C, H, W), float32
-        Starting point at level L-2 (B' features warped by the upsampled NNF).
+        Starting point at level L-2 (officially the structure image's own features there).
     target : array, shape (C_L, H_L, W_L), float32
     max_iter, history : L-BFGS iterations and the number of stored correction pairs
         (official: 100 and 4).

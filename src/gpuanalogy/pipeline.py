@@ -8,7 +8,8 @@ Read top-down, this module is DESIGN.md's algorithm:
    the bottom level, reconstruct level L-1 of A' (and of B) by deconvolving the other image's
    level-L features warped by the NNF, blend that with the structure image's own features, and
    upsample the NNFs;
-4. the level-1 NNFs vote the output pixels, which go back to the input sizes;
+4. the level-1 NNFs (optionally aligned to sub-pixel precision, our addition) vote the output
+   pixels, which go back to the input sizes;
 5. optionally, the WLS photo refinement.
 
 Each stage lives in its own module; this one only wires them.
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io, nnf as nnf_ops
+from . import io, nnf as nnf_ops, subpixel
 from .blending import alpha_for_level, blend, response_mask
 from .config import AnalogyConfig
 from .deconvolution import DeconvolutionStats, deconvolve
@@ -158,7 +159,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
              on_progress: Callable[[Progress], None] | None, keep_levels: bool) -> AnalogyResult:
     backend = model.backend
     clock = _Clock(backend)
-    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2 + config.refine)
+    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2 + config.subpixel + config.refine)
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     deconvolutions: list[tuple[int, str, DeconvolutionStats]] = []
 
@@ -208,12 +209,22 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
             nnf_ba = nnf_ops.upsample_nnf(nnf_ba, shape["b"][level - 1], shape["a"][level - 1],
                                           backend=backend, shape_b_old=shape["a"][level])
 
-    # 4. The level-1 NNFs vote the output pixels; images and fields come back at the input
-    #    sizes (config.upsample says how).
+    # 4. The level-1 NNFs, optionally aligned to sub-pixel precision on the working-size
+    #    images, vote the output pixels; images and fields come back at the input sizes
+    #    (config.upsample says how).
+    fields = nnf_ops
+    if config.subpixel:
+        steps("subpixel", 0)
+        with clock("subpixel"):
+            nnf_ab = subpixel.align(a_work, bp_work, nnf_ab, backend=backend)
+            nnf_ba = subpixel.align(bp_work, a_work, nnf_ba, backend=backend)
+        fields = subpixel
     steps("output", 0)
     with clock("output"):
-        a_prime, nnf_ab_full = _vote(images_bp, images_a, nnf_ab, shape["b"][1], config, backend)
-        b, nnf_ba_full = _vote(images_a, images_bp, nnf_ba, shape["a"][1], config, backend)
+        a_prime, nnf_ab_full = _vote(images_bp, images_a, nnf_ab, shape["b"][1], config, backend,
+                                     fields)
+        b, nnf_ba_full = _vote(images_a, images_bp, nnf_ba, shape["a"][1], config, backend,
+                               fields)
     result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, levels=levels,
                            deconvolutions=deconvolutions, device=backend.name,
                            working_shapes={"a": a_work.shape[:2], "b_prime": bp_work.shape[:2]})
@@ -257,17 +268,21 @@ def _reconstruct(level: int, nnf: Any, structure: dict, appearance: dict, model:
                  config: AnalogyConfig, backend: Any, clock: "_Clock") -> tuple[Any, DeconvolutionStats]:
     """Level L-1 of the output that has ``structure``'s layout and ``appearance``'s look.
 
-    target = appearance^L warped by the NNF; deconvolution from level L-2 (started from
-    appearance^{L-2} warped by the NNF upsampled there); blend with structure^{L-1}.
+    target = appearance^L warped by the NNF; deconvolution from level L-2, started from
+    structure^{L-2} (official) or from appearance^{L-2} warped by the NNF upsampled there
+    (``config.deconv_start``); blend with structure^{L-1}.
     """
     xp = backend.xp
-    patch = {lv: config.patch_sizes[max(lv, 1) - 1] for lv in (level, level - 2)}
     with clock("warping"):
-        target = _warp_chw(appearance[level], nnf, patch[level], backend)
-        nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
-                                         appearance[level - 2].shape[1:], backend=backend,
-                                         shape_b_old=appearance[level].shape[1:])
-        x0 = _warp_chw(appearance[level - 2], nnf_start, patch[level - 2], backend)
+        target = _warp_chw(appearance[level], nnf, config.patch_sizes[level - 1], backend)
+        if config.deconv_start == "own":
+            x0 = structure[level - 2]
+        else:
+            nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
+                                             appearance[level - 2].shape[1:], backend=backend,
+                                             shape_b_old=appearance[level].shape[1:])
+            x0 = _warp_chw(appearance[level - 2], nnf_start,
+                           config.patch_sizes[max(level - 2, 1) - 1], backend)
     with clock("deconvolution"):
         reconstruction, stats = deconvolve(model.subnet(level), x0, target,
                                            max_iter=config.lbfgs_iterations,
@@ -288,28 +303,30 @@ def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:
 
 
 def _vote(source: tuple[np.ndarray, np.ndarray], layout: tuple[np.ndarray, np.ndarray],
-          nnf: Any, nnf_b_shape: tuple, config: AnalogyConfig,
-          backend: Any) -> tuple[np.ndarray, np.ndarray]:
+          nnf: Any, nnf_b_shape: tuple, config: AnalogyConfig, backend: Any,
+          fields: Any = nnf_ops) -> tuple[np.ndarray, np.ndarray]:
     """An output with ``layout``'s grid voted from ``source`` pixels by ``nnf``.
 
     ``source`` and ``layout`` are (input-size, working-size) pairs of H x W x 3 float images;
-    the field's values index a map of ``nnf_b_shape``. Returns the uint8 image at the layout
-    image's input size and the field brought to the input sizes (float32). With
+    the field's values index a map of ``nnf_b_shape``. ``fields`` is the module whose
+    ``upsample_nnf`` and ``warp`` handle the field: ``gpuanalogy.nnf`` for whole pixels,
+    ``gpuanalogy.subpixel`` for aligned ones. Returns the uint8 image at the layout image's
+    input size and the field brought to the input sizes (float32). With
     ``config.upsample == "cubic"`` the vote happens at the working size and the image is
     resized; with "nnf" the input-size field votes the input-size pixels.
     """
     (source_in, source_work), (layout_in, layout_work) = source, layout
-    full = nnf_ops.upsample_nnf(nnf, layout_in.shape[:2], source_in.shape[:2], backend=backend,
-                                shape_b_old=nnf_b_shape)
+    full = fields.upsample_nnf(nnf, layout_in.shape[:2], source_in.shape[:2], backend=backend,
+                               shape_b_old=nnf_b_shape)
     if config.upsample == "nnf":
-        image = backend.to_numpy(nnf_ops.warp(backend.asarray(source_in), full,
-                                              patch_size=config.output_patch_size,
-                                              backend=backend))
+        image = backend.to_numpy(fields.warp(backend.asarray(source_in), full,
+                                             patch_size=config.output_patch_size,
+                                             backend=backend))
     else:
-        work = nnf_ops.upsample_nnf(nnf, layout_work.shape[:2], source_work.shape[:2],
-                                    backend=backend, shape_b_old=nnf_b_shape)
-        voted = nnf_ops.warp(backend.asarray(source_work), work,
-                             patch_size=config.output_patch_size, backend=backend)
+        work = fields.upsample_nnf(nnf, layout_work.shape[:2], source_work.shape[:2],
+                                   backend=backend, shape_b_old=nnf_b_shape)
+        voted = fields.warp(backend.asarray(source_work), work,
+                            patch_size=config.output_patch_size, backend=backend)
         image = _resize01(backend.to_numpy(voted), layout_in.shape[:2])
     return _to_uint8(image), backend.to_numpy(full).astype(np.float32)
 

@@ -1,6 +1,7 @@
 """Stage timings of one whole analogy on the embedded defaults, with the VGG work counted.
 
     python benchmarks/pipeline.py [--sizes 224,448] [--ratio 1] [--lbfgs-iters 100] [--device auto]
+                                  [--preset photo2photo] [--subpixel]
 
 The pair is scikit-image's astronaut (A) and Chelsea the cat (B'), each resized to SIZE x SIZE.
 Peak memory is the process's resident high-water mark over the whole run (reset at the start
@@ -53,14 +54,20 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--preset", choices=("photo2style", "style2style", "style2photo",
+                                             "photo2photo"),
+                        help="start from a preset's settings (default: the plain defaults)")
+    parser.add_argument("--subpixel", action="store_true", help="with the sub-pixel alignment")
     args = parser.parse_args()
 
     model = VGG19(None, args.device)
     device = f"{model.backend.name} ({model.provider})"
     for size in (int(s) for s in args.sizes.split(",")):
         a, b_prime = pair(size)
-        config = AnalogyConfig(ratio=args.ratio, lbfgs_iterations=args.lbfgs_iters,
-                               device=args.device)
+        options = dict(ratio=args.ratio, lbfgs_iterations=args.lbfgs_iters, device=args.device,
+                       subpixel=args.subpixel)
+        config = (AnalogyConfig.preset(args.preset, **options) if args.preset
+                  else AnalogyConfig(**options))
         analogy(a[:64, :64], b_prime[:64, :64], config.replace(min_side=32, lbfgs_iterations=2),
                 model=model)   # warm-up: graph sessions and Numba compilation
         with PeakMemory() as peak:
@@ -76,7 +83,8 @@ def main() -> int:
         evals = sum(s.evaluations for _, _, s in result.deconvolutions)
         rows.append(Row("total", total, label, device, peak_bytes=int(peak.megabytes * 2**20)))
         print_table(rows, title=f"analogy at {size}x{size}, ratio {args.ratio}, "
-                                f"L-BFGS {args.lbfgs_iters} iterations")
+                                f"L-BFGS {args.lbfgs_iters} iterations, preset {args.preset}, "
+                                f"subpixel {args.subpixel}")
         network = sum(s.network_seconds for _, _, s in result.deconvolutions)
         transfer = sum(s.transfer_seconds for _, _, s in result.deconvolutions)
         optimizer = sum(s.optimizer_seconds for _, _, s in result.deconvolutions)

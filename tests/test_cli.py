@@ -64,7 +64,8 @@ def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
     a, b_prime = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b.png", 1)
     out = tmp_path / "out"
     code = main(["run", a, b_prime, "-o", str(out), "--preset", "photo2photo", "--save-levels",
-                 "--ratio", "0.25", "--lbfgs-iters", "3", "--iters", "2", "--device", "cpu"])
+                 "--subpixel", "--ratio", "0.25", "--lbfgs-iters", "3", "--iters", "2",
+                 "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0
     images = ["a_prime.png", "b.png", "a_prime_refined.png", "b_refined.png", "nnf_ab.png",

@@ -22,7 +22,7 @@ OFFICIAL = {"photo2style": (3, 1.0, False), "style2style": (3, 1.0, False),
 def test_presets_are_the_official_settings_and_can_be_overridden(name):
     c = AnalogyConfig.preset(name)
     assert (c.blend, c.ratio, c.refine) == OFFICIAL[name]
-    assert c.subpixel is (name == "photo2photo")      # our addition, for photo pairs only
+    assert c.subpixel is False        # our addition is never switched on by a preset
     # everything else stays at the defaults
     assert (c.patch_sizes, c.lbfgs_iterations) == (AnalogyConfig().patch_sizes, 100)
     assert AnalogyConfig.preset(name, blend=1).blend == 1

@@ -88,7 +88,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refine", dest="refine", action="store_false")
     p.add_argument("--subpixel", dest="subpixel", action="store_true", default=None,
                    help="align the final fields to sub-pixel precision under a local colour "
-                        "model before voting (on in photo2photo)")
+                        "model before voting (for two photographs of one scene)")
     p.add_argument("--no-subpixel", dest="subpixel", action="store_false")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--weights", metavar="FILE",

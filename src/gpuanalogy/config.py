@@ -12,13 +12,12 @@ from typing import Any, Literal
 
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
-# The official implementation's settings for the four uses (DESIGN.md, step 6), plus our
-# sub-pixel alignment where both images are photographs of one kind of scene.
+# The official implementation's settings for the four uses (DESIGN.md, step 6).
 PRESETS: dict[str, dict[str, Any]] = {
     "photo2style": {"blend": 3, "ratio": 1.0, "refine": False},
     "style2style": {"blend": 3, "ratio": 1.0, "refine": False},
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
-    "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True, "subpixel": True},
+    "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
 }
 
 
@@ -63,7 +62,8 @@ class AnalogyConfig:
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
-        outputs are voted (``gpuanalogy.subpixel``; not in the paper; on for photo2photo).
+        outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of
+        one scene; off in every preset.
     seed : int
         Seed of PatchMatch's random search and of a random initial NNF.
     max_side, min_side, max_area : int

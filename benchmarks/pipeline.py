@@ -91,7 +91,9 @@ def main() -> int:
         print(f"VGG work in L-BFGS: {flops / 1e12:.2f} TFLOP in {evals} evaluations "
               f"({flops / deconv / 1e9:.0f} GFLOP/s over the deconvolution stage, "
               f"{100 * deconv / total:.0f} % of the total)", flush=True)
-        print(f"deconvolution split: sub-network evaluations {network:.1f} s "
+        lanes = model.backend.lanes
+        print(f"deconvolution split{f' (summed over {lanes} side-by-side lanes)' if lanes > 1 else ''}: "
+              f"sub-network evaluations {network:.1f} s "
               f"({flops / max(network, 1e-9) / 1e9:.0f} GFLOP/s), vector transfers and float64 "
               f"conversion {transfer:.1f} s, SciPy L-BFGS-B itself {optimizer:.1f} s; "
               f"PatchMatch {result.timings['patchmatch']:.1f} s\n", flush=True)

@@ -94,13 +94,13 @@ def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, sta
     from gpuanalogy import io
 
     starts = []
-    real = pipeline.deconvolve
+    real = pipeline.deconvolve_all
 
-    def spy(subnet, x0, target, **options):
-        starts.append(model.backend.to_numpy(x0).copy())
-        return real(subnet, x0, target, **options)
+    def spy(problems, **options):
+        starts.extend(model.backend.to_numpy(x0).copy() for _, x0, _ in problems)
+        return real(problems, **options)
 
-    monkeypatch.setattr(pipeline, "deconvolve", spy)
+    monkeypatch.setattr(pipeline, "deconvolve_all", spy)
     a = _photo((48, 48))
     b_prime = np.ascontiguousarray(a[::-1])          # a different layout of the same content
     analogy(a, b_prime, AnalogyConfig(deconv_start=start, **{**SMALL, "lbfgs_iterations": 1}),

@@ -32,12 +32,20 @@ class Backend:
         ``gpuanalogy.kernels.cpu`` or ``gpuanalogy.kernels.cuda``.
     ort_providers : tuple
         ONNX Runtime execution providers to ask for, best first.
+    lanes : int
+        How many independent deconvolutions (the two directions of a level) run side by side,
+        each on its own thread with ``1 / lanes`` of the ONNX Runtime threads. On the CPU this
+        is 2 when there are two cores or more: SciPy's L-BFGS-B step runs on one core holding
+        Python's lock, so one direction's optimiser step overlaps the other's network
+        evaluation (ONNX Runtime releases the lock). One GPU already runs each evaluation
+        alone, so CUDA keeps 1.
     """
 
     name: str
     xp: ModuleType
     kernels: ModuleType
     ort_providers: tuple[Any, ...] = field(default=("CPUExecutionProvider",))
+    lanes: int = 1
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Move ``array`` (NumPy, CuPy or any DLPack producer) onto this backend."""
@@ -92,7 +100,10 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def cpu_backend() -> Backend:
     """The CPU backend: NumPy arrays and ``numba.njit(parallel=True)`` kernels."""
-    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu"))
+    from .runtime import default_threads  # noqa: PLC0415 - runtime imports io, which is heavier
+
+    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu"),
+                   lanes=2 if default_threads() >= 2 else 1)
 
 
 def _cuda_backend() -> Backend:

@@ -6,10 +6,16 @@ R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the b
 variable is the preprocessed image itself. SciPy owns the optimiser; the loss and gradient come
 from one ONNX Runtime run of the sub-network graph, and only the flat float64 vector crosses to
 the host.
+
+:func:`deconvolve_all` runs a level's independent deconvolutions (A' and B) side by side when
+the backend has lanes for them and the machine has the memory.
 """
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +23,13 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .backend import Backend
+
+log = logging.getLogger("gpuanalogy")
+
+# Host memory one more concurrent L-BFGS run adds, per float32 value of its variable: SciPy's
+# workspace ((2 * history + 5) float64 vectors), its wrapper's and our float64 copies, and ONNX
+# Runtime's activations; measured at 448 x 448 (see docs/performance.md) and rounded up.
+SIDE_BY_SIDE_BYTES_PER_VALUE = 240
 
 
 @dataclass(frozen=True)
@@ -93,3 +106,52 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
                                float(result.fun), time.perf_counter() - start,
                                spent["network"], spent["transfer"])
     return mid, stats
+
+
+def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 100,
+                   history: int = 4, backend: Backend) -> list[tuple[Any, DeconvolutionStats]]:
+    """:func:`deconvolve` each ``(subnet, x0, target)``, side by side where possible.
+
+    The problems are independent, so up to ``backend.lanes`` of them run at once on threads
+    (the sub-network sessions were opened with a matching share of the cores). They run one
+    after another when the backend has one lane or when another run's memory (estimated from
+    the largest variable) would take more than half of the memory available now. Each result
+    is the same either way.
+    """
+    lanes = min(backend.lanes, len(problems))
+    if lanes > 1:
+        largest = max(int(np.prod(x0.shape)) for _, x0, _ in problems)
+        extra = (lanes - 1) * largest * SIDE_BY_SIDE_BYTES_PER_VALUE
+        available = available_memory()
+        if available is not None and extra > available // 2:
+            log.info("deconvolutions run one at a time: side by side they would need %.1f GiB "
+                     "more, %.1f GiB is available", extra / 2**30, available / 2**30)
+            lanes = 1
+
+    def solve(problem: tuple[Any, Any, Any]) -> tuple[Any, DeconvolutionStats]:
+        subnet, x0, target = problem
+        return deconvolve(subnet, x0, target, max_iter=max_iter, history=history,
+                          backend=backend)
+
+    if lanes == 1:
+        return [solve(problem) for problem in problems]
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="deconvolution") as pool:
+        return list(pool.map(solve, problems))
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available to new allocations now, or None when unknown."""
+    try:
+        import psutil  # noqa: PLC0415 - optional
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Any
 
 import numpy as np
 
 from gpuanalogy.backend import Backend, DeviceName, get_backend
 from gpuanalogy.errors import InputError
-from gpuanalogy.runtime import Runner, cached_model_path, create_session, make_runner
+from gpuanalogy.runtime import (
+    Runner, cached_model_path, create_session, default_threads, make_runner)
 from gpuanalogy.vgg_graphs import (
     CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, RELU_BACKWARD, build_features_graph,
     build_subnet_graph, level_shape,
@@ -57,6 +59,7 @@ class VGG19:
         self.backend = get_backend(backend)
         self.weights = _resolve_weights(weights)
         self._runners: dict[str, Runner] = {}
+        self._opening = threading.Lock()   # side-by-side deconvolutions share one session
         self._subnets: dict[int, SubNetwork] = {}
         # ONNX Runtime's CUDA provider has no MaxUnpool kernel but has ScatterElements (opset
         # 18, since 1.17); the two give the same gradients bit for bit.
@@ -72,14 +75,21 @@ class VGG19:
         return runner.provider
 
     def _runner(self, kind: str) -> Runner:
-        """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad>"."""
-        runner = self._runners.get(kind)
-        if runner is None:
-            path = cached_model_path(self._cache_kind(kind), self.weights,
-                                     functools.partial(self._build, kind))
-            session, provider = create_session(path, self.backend)
-            runner = self._runners[kind] = make_runner(session, provider, self.backend)
-        return runner
+        """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad>".
+
+        Sub-network sessions get ``1 / backend.lanes`` of the threads: that many deconvolutions
+        run on them side by side.
+        """
+        with self._opening:
+            runner = self._runners.get(kind)
+            if runner is None:
+                path = cached_model_path(self._cache_kind(kind), self.weights,
+                                         functools.partial(self._build, kind))
+                threads = None if kind == "features" else \
+                    max(1, default_threads() // self.backend.lanes)
+                session, provider = create_session(path, self.backend, threads=threads)
+                runner = self._runners[kind] = make_runner(session, provider, self.backend)
+            return runner
 
     def _cache_kind(self, kind: str) -> str:
         if kind == "features":

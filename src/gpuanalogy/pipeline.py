@@ -29,7 +29,7 @@ import numpy as np
 from . import io, nnf as nnf_ops, subpixel
 from .blending import alpha_for_level, blend, response_mask
 from .config import AnalogyConfig
-from .deconvolution import DeconvolutionStats, deconvolve
+from .deconvolution import DeconvolutionStats, deconvolve_all
 from .patchmatch import normalize_features, patchmatch
 from .refinement import refine
 
@@ -159,7 +159,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
              on_progress: Callable[[Progress], None] | None, keep_levels: bool) -> AnalogyResult:
     backend = model.backend
     clock = _Clock(backend)
-    steps = _Steps(on_progress, total=len(LEVELS) + 2 * (len(LEVELS) - 1) + 2 + config.subpixel + config.refine)
+    steps = _Steps(on_progress, total=2 * len(LEVELS) - 1 + 2 + config.subpixel + config.refine)
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     deconvolutions: list[tuple[int, str, DeconvolutionStats]] = []
 
@@ -196,13 +196,25 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
                     _vote(images_a, images_bp, nnf_ba, shape["a"][level], config, backend)[0])
         if level == 1:
             break
-        for direction, nnf, structure, appearance, rebuilt in (
-                ("a_prime", nnf_ab, feat_a, feat_bp, feat_a_prime),
-                ("b", nnf_ba, feat_bp, feat_a, feat_b)):
-            steps(f"deconvolution {direction}", level)
-            rebuilt[level - 1], stats = _reconstruct(level, nnf, structure, appearance,
-                                                     model, config, backend, clock)
-            deconvolutions.append((level - 1, direction, stats))
+        # A' borrows B''s features through nnf_ab, B borrows A's through nnf_ba; the two
+        # deconvolutions are independent and may run side by side.
+        steps("deconvolution", level)
+        outputs = (("a_prime", nnf_ab, feat_a, feat_bp, feat_a_prime),
+                   ("b", nnf_ba, feat_bp, feat_a, feat_b))
+        with clock("warping"):
+            problems = [(model.subnet(level),
+                         *_deconvolution_problem(level, nnf, structure, appearance, config,
+                                                 backend))
+                        for _, nnf, structure, appearance, _ in outputs]
+        with clock("deconvolution"):
+            solved = deconvolve_all(problems, max_iter=config.lbfgs_iterations,
+                                    history=config.lbfgs_history, backend=backend)
+        with clock("blending"):
+            for (direction, _, structure, _, rebuilt), (reconstruction, stats) in zip(outputs,
+                                                                                      solved):
+                rebuilt[level - 1] = _blend_with_own(level, structure, reconstruction, config,
+                                                     backend)
+                deconvolutions.append((level - 1, direction, stats))
         with clock("nnf upsampling"):
             nnf_ab = nnf_ops.upsample_nnf(nnf_ab, shape["a"][level - 1], shape["b"][level - 1],
                                           backend=backend, shape_b_old=shape["b"][level])
@@ -264,34 +276,34 @@ def _search(level: int, feat_a: dict, feat_a_prime: dict, feat_b: dict, feat_bp:
     return nnf_ab, nnf_ba
 
 
-def _reconstruct(level: int, nnf: Any, structure: dict, appearance: dict, model: Any,
-                 config: AnalogyConfig, backend: Any, clock: "_Clock") -> tuple[Any, DeconvolutionStats]:
-    """Level L-1 of the output that has ``structure``'s layout and ``appearance``'s look.
+def _deconvolution_problem(level: int, nnf: Any, structure: dict, appearance: dict,
+                           config: AnalogyConfig, backend: Any) -> tuple[Any, Any]:
+    """(x0, target) of the deconvolution that rebuilds level L-1 of ``structure``'s analogy.
 
-    target = appearance^L warped by the NNF; deconvolution from level L-2, started from
-    structure^{L-2} (official) or from appearance^{L-2} warped by the NNF upsampled there
-    (``config.deconv_start``); blend with structure^{L-1}.
+    target = appearance^L warped by the NNF; L-BFGS starts at level L-2 from structure^{L-2}
+    (official) or from appearance^{L-2} warped by the NNF upsampled there
+    (``config.deconv_start``).
     """
+    target = _warp_chw(appearance[level], nnf, config.patch_sizes[level - 1], backend)
+    if config.deconv_start == "own":
+        return structure[level - 2], target
+    nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
+                                     appearance[level - 2].shape[1:], backend=backend,
+                                     shape_b_old=appearance[level].shape[1:])
+    x0 = _warp_chw(appearance[level - 2], nnf_start, config.patch_sizes[max(level - 2, 1) - 1],
+                   backend)
+    return x0, target
+
+
+def _blend_with_own(level: int, structure: dict, reconstruction: Any, config: AnalogyConfig,
+                    backend: Any) -> Any:
+    """Level L-1 of the analogy: the reconstruction, with structure^{L-1} kept where it
+    responds strongly (weight alpha_{L-1} * mask)."""
     xp = backend.xp
-    with clock("warping"):
-        target = _warp_chw(appearance[level], nnf, config.patch_sizes[level - 1], backend)
-        if config.deconv_start == "own":
-            x0 = structure[level - 2]
-        else:
-            nnf_start = nnf_ops.upsample_nnf(nnf, structure[level - 2].shape[1:],
-                                             appearance[level - 2].shape[1:], backend=backend,
-                                             shape_b_old=appearance[level].shape[1:])
-            x0 = _warp_chw(appearance[level - 2], nnf_start,
-                           config.patch_sizes[max(level - 2, 1) - 1], backend)
-    with clock("deconvolution"):
-        reconstruction, stats = deconvolve(model.subnet(level), x0, target,
-                                           max_iter=config.lbfgs_iterations,
-                                           history=config.lbfgs_history, backend=backend)
-    with clock("blending"):
-        own = structure[level - 1]
-        mask = response_mask(own, kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=xp)
-        weight = xp.float32(alpha_for_level(config.blend, level - 1)) * mask
-        return blend(own, reconstruction, weight), stats
+    own = structure[level - 1]
+    mask = response_mask(own, kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=xp)
+    weight = xp.float32(alpha_for_level(config.blend, level - 1)) * mask
+    return blend(own, reconstruction, weight)
 
 
 def _warp_chw(source: Any, nnf: Any, patch_size: int, backend: Any) -> Any:

@@ -13,6 +13,8 @@ from gpuanalogy.deconvolution import deconvolve, deconvolve_all
 class Quadratic:
     """A stand-in sub-network: out = M x (linear), mid = 2 x; loss 0.5 |M x - t|^2."""
 
+    level = 4          # its variable stands for relu2_1: half the image's size
+
     def __init__(self, m):
         self.m = m
         self.threads = set()
@@ -24,6 +26,9 @@ class Quadratic:
 
     def forward(self, x):
         return 2 * x, (self.m @ x.ravel()).reshape(-1, 1, 1)
+
+    def side_by_side(self, lanes):
+        return self
 
 
 def test_lbfgs_wiring_solves_a_least_squares_problem():
@@ -92,6 +97,12 @@ def test_deconvolve_all_runs_one_at_a_time_without_lanes_or_memory(monkeypatch, 
     deconvolve_all(problems, max_iter=5, backend=dataclasses.replace(cpu_backend(), lanes=1))
     assert problems[0][0].threads == problems[1][0].threads == {threading.get_ident()}
 
+    problems = _least_squares_problems(2)   # 3 x 4 maps at relu2_1: a 6 x 8 image, too large
+    monkeypatch.setattr(deconvolution, "SIDE_BY_SIDE_MAX_PIXELS", 47)
+    deconvolve_all(problems, max_iter=5, backend=dataclasses.replace(cpu_backend(), lanes=2))
+    assert problems[0][0].threads == problems[1][0].threads == {threading.get_ident()}
+    monkeypatch.undo()
+
     problems = _least_squares_problems(2)
     monkeypatch.setattr(deconvolution, "available_memory", lambda: 1000)   # bytes
     with caplog.at_level(logging.INFO, logger="gpuanalogy"):
@@ -109,6 +120,7 @@ def test_side_by_side_deconvolutions_through_real_vgg_equal_one_at_a_time():
     problems = [(subnet, model.features(images[i])["relu1_1"],
                  model.features(images[i + 1])["relu3_1"]) for i in (0, 2)]
     together = deconvolve_all(problems, max_iter=15, backend=model.backend)
+    assert "subnet3-target/2" in model._runners        # sessions with half the threads ran
     # One lane: sessions with all the threads, runs one after another; the answer is the same.
     alone = features.VGG19(None, dataclasses.replace(cpu_backend(), lanes=1))
     one_by_one = deconvolve_all([(alone.subnet(3), x0, target) for _, x0, target in problems],

@@ -33,12 +33,13 @@ class Backend:
     ort_providers : tuple
         ONNX Runtime execution providers to ask for, best first.
     lanes : int
-        How many independent deconvolutions (the two directions of a level) run side by side,
-        each on its own thread with ``1 / lanes`` of the ONNX Runtime threads. On the CPU this
-        is 2 when there are two cores or more: SciPy's L-BFGS-B step runs on one core holding
+        How many independent deconvolutions (the two directions of a level) may run side by
+        side, each on its own thread with ``1 / lanes`` of the ONNX Runtime threads
+        (``gpuanalogy.deconvolution.deconvolve_all`` says when they do). On the CPU this is 2
+        when there are two cores or more: SciPy's L-BFGS-B step runs on one core holding
         Python's lock, so one direction's optimiser step overlaps the other's network
-        evaluation (ONNX Runtime releases the lock). One GPU already runs each evaluation
-        alone, so CUDA keeps 1.
+        evaluation (ONNX Runtime releases the lock). CUDA keeps 1: the GPU runs one
+        evaluation at a time anyway.
     """
 
     name: str

@@ -74,21 +74,21 @@ class VGG19:
         runner = next(iter(self._runners.values()), None) or self._runner("features")
         return runner.provider
 
-    def _runner(self, kind: str) -> Runner:
+    def _runner(self, kind: str, share: int = 1) -> Runner:
         """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad>".
 
-        Sub-network sessions get ``1 / backend.lanes`` of the threads: that many deconvolutions
-        run on them side by side.
+        ``share`` > 1 gives a session of its own with ``1 / share`` of the threads, for that
+        many runs side by side.
         """
+        key = kind if share == 1 else f"{kind}/{share}"
         with self._opening:
-            runner = self._runners.get(kind)
+            runner = self._runners.get(key)
             if runner is None:
                 path = cached_model_path(self._cache_kind(kind), self.weights,
                                          functools.partial(self._build, kind))
-                threads = None if kind == "features" else \
-                    max(1, default_threads() // self.backend.lanes)
+                threads = None if share == 1 else max(1, default_threads() // share)
                 session, provider = create_session(path, self.backend, threads=threads)
-                runner = self._runners[kind] = make_runner(session, provider, self.backend)
+                runner = self._runners[key] = make_runner(session, provider, self.backend)
             return runner
 
     def _cache_kind(self, kind: str) -> str:
@@ -150,8 +150,9 @@ class SubNetwork:
         Names of levels L-2, L-1 and L (``"data"`` is the preprocessed image).
     """
 
-    def __init__(self, model: VGG19, level: int) -> None:
+    def __init__(self, model: VGG19, level: int, share: int = 1) -> None:
         self._model = model
+        self._share = share
         self.level = level
         self.input_layer = LEVEL_NAMES[level - 2]
         self.mid_layer = LEVEL_NAMES[level - 1]
@@ -159,6 +160,15 @@ class SubNetwork:
 
     def __repr__(self) -> str:
         return f"SubNetwork({self.input_layer} -> {self.mid_layer} -> {self.output_layer})"
+
+    def side_by_side(self, lanes: int) -> "SubNetwork":
+        """This sub-network on sessions with ``1 / lanes`` of the threads, for ``lanes``
+        deconvolutions at once (same results: ONNX Runtime's CPU kernels split the work, not
+        the sums, across threads)."""
+        return self if lanes == self._share else SubNetwork(self._model, self.level, lanes)
+
+    def _runner(self, mode: str) -> Runner:
+        return self._model._runner(f"subnet{self.level}-{mode}", share=self._share)
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """(C_L, H_L, W_L) of the output for an input of shape (C, H, W) at level L-2."""
@@ -193,14 +203,14 @@ class SubNetwork:
         grad : array, shape (C, H, W), float32, on ``backend.xp``
         """
         self._check(x, target, "target")
-        loss, grad = self._model._runner(f"subnet{self.level}-target").run(
+        loss, grad = self._runner("target").run(
             {"x": x[None], "target": target[None]}, ("loss", "grad"))
         return float(loss), grad[0]
 
     def vjp(self, x: Any, out_grad: Any) -> Any:
         """Gradient of ``<CNN(x), out_grad>`` with respect to ``x`` (shaped like ``x``)."""
         self._check(x, out_grad, "out_grad")
-        (grad,) = self._model._runner(f"subnet{self.level}-out_grad").run(
+        (grad,) = self._runner("out_grad").run(
             {"x": x[None], "out_grad": out_grad[None]}, ("grad",))
         return grad[0]
 
@@ -213,14 +223,15 @@ class SubNetwork:
         """
         xp = self._model.backend.xp
         target = xp.zeros(self.output_shape(x.shape), dtype=xp.float32)
-        mid, out = self._model._runner(f"subnet{self.level}-target").run(
+        mid, out = self._runner("target").run(
             {"x": x[None], "target": target[None]}, ("mid", "out"))
         return mid[0], out[0]
 
     def release(self) -> None:
         """Close this sub-network's sessions and free their memory (reopened on next use)."""
-        for mode in ("target", "out_grad"):
-            self._model._runners.pop(f"subnet{self.level}-{mode}", None)
+        prefix = f"subnet{self.level}-"
+        for key in [k for k in self._model._runners if k.startswith(prefix)]:
+            self._model._runners.pop(key, None)
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,7 +1,7 @@
 """Stage timings of one whole analogy on the embedded defaults, with the VGG work counted.
 
     python benchmarks/pipeline.py [--sizes 224,448] [--ratio 1] [--lbfgs-iters 100] [--device auto]
-                                  [--preset photo2photo] [--subpixel]
+                                  [--preset photo2photo] [--subpixel] [--lanes N]
 
 The pair is scikit-image's astronaut (A) and Chelsea the cat (B'), each resized to SIZE x SIZE.
 Peak memory is the process's resident high-water mark over the whole run (reset at the start
@@ -12,6 +12,7 @@ H W floating-point operations per 3x3 convolution; the table gives the rate achi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import Row, print_table  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
+from gpuanalogy.backend import get_backend  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.runner import PeakMemory  # noqa: E402
 from gpuanalogy.vgg_graphs import level_shape, segment  # noqa: E402
@@ -54,13 +56,19 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="deconvolutions allowed side by side (default: the backend's; "
+                             "1 runs them one at a time)")
     parser.add_argument("--preset", choices=("photo2style", "style2style", "style2photo",
                                              "photo2photo"),
                         help="start from a preset's settings (default: the plain defaults)")
     parser.add_argument("--subpixel", action="store_true", help="with the sub-pixel alignment")
     args = parser.parse_args()
 
-    model = VGG19(None, args.device)
+    backend = get_backend(args.device)
+    if args.lanes is not None:
+        backend = dataclasses.replace(backend, lanes=args.lanes)
+    model = VGG19(None, backend)
     device = f"{model.backend.name} ({model.provider})"
     for size in (int(s) for s in args.sizes.split(",")):
         a, b_prime = pair(size)

@@ -36,6 +36,7 @@ SIDE_BY_SIDE_MAX_PIXELS = 32_768
 # measured 250-320 bytes at 224 and 448 px.
 SIDE_BY_SIDE_BYTES_PER_VALUE = 320
 
+
 @dataclass(frozen=True)
 class DeconvolutionStats:
     """What one L-BFGS run did and where its time went.

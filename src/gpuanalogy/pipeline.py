@@ -210,8 +210,8 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
             solved = deconvolve_all(problems, max_iter=config.lbfgs_iterations,
                                     history=config.lbfgs_history, backend=backend)
         with clock("blending"):
-            for (direction, _, structure, _, rebuilt), (reconstruction, stats) in zip(outputs,
-                                                                                      solved):
+            for (direction, _, structure, _, rebuilt), (reconstruction, stats) in zip(
+                    outputs, solved):
                 rebuilt[level - 1] = _blend_with_own(level, structure, reconstruction, config,
                                                      backend)
                 deconvolutions.append((level - 1, direction, stats))

@@ -136,3 +136,23 @@ def test_subpixel_alignment_recovers_a_half_pixel_shift_across_a_re_tone(model):
     # Whole pixels are at least 0.7 px from a (0.5, -0.5) shift; the alignment gets close.
     assert errors[False] >= 0.7
     assert errors[True] <= 0.25
+
+
+def test_side_by_side_deconvolutions_give_the_same_analogy_as_one_at_a_time():
+    import dataclasses
+
+    from gpuanalogy.backend import cpu_backend
+    from gpuanalogy.features import VGG19
+
+    a = _photo((48, 48))
+    b_prime = np.ascontiguousarray(a[:, ::-1])
+    config = AnalogyConfig(**{**SMALL, "lbfgs_iterations": 10})
+    results = []
+    for lanes in (2, 1):
+        model = VGG19(None, dataclasses.replace(cpu_backend(), lanes=lanes))
+        results.append(analogy(a, b_prime, config, model=model))
+        shared = [key for key in model._runners if key.endswith("/2")]
+        assert bool(shared) == (lanes == 2)      # side by side ran on half-thread sessions
+    together, one_by_one = results
+    for name in ("a_prime", "b", "nnf_ab", "nnf_ba"):
+        np.testing.assert_array_equal(getattr(together, name), getattr(one_by_one, name))

@@ -88,6 +88,7 @@ def test_deconvolve_all_runs_the_problems_side_by_side_on_two_lanes():
     for (subnet, x0, target), (mid, stats) in zip(problems, solved):
         alone, _ = deconvolve(Quadratic(subnet.m), x0, target, max_iter=200, backend=backend)
         np.testing.assert_array_equal(mid, alone)     # same answer, in the caller's order
+        assert stats.lanes == 2
         assert threading.get_ident() not in subnet.threads   # ran on a worker thread
     assert problems[0][0].threads.isdisjoint(problems[1][0].threads)
 
@@ -128,4 +129,5 @@ def test_side_by_side_deconvolutions_through_real_vgg_equal_one_at_a_time():
     for (mid_a, stats_a), (mid_b, stats_b) in zip(together, one_by_one):
         np.testing.assert_array_equal(mid_a, mid_b)
         assert stats_a.evaluations == stats_b.evaluations
+        assert (stats_a.lanes, stats_b.lanes) == (2, 1)
         assert stats_a.final_loss == stats_b.final_loss < stats_a.initial_loss

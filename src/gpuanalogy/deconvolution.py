@@ -12,6 +12,7 @@ the backend has lanes for them and the machine has the memory.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ class DeconvolutionStats:
 
     ``seconds`` is the whole run; ``network_seconds`` the sub-network evaluations (value and
     gradient, on the backend's device); ``transfer_seconds`` moving the vector to the device
-    and the gradient back as float64; the rest is SciPy's optimiser itself.
+    and the gradient back as float64; the rest is SciPy's optimiser itself (and, side by side,
+    waiting for Python's lock). ``lanes`` is how many runs were in flight together: 1 alone,
+    2 side by side (see :func:`deconvolve_all`).
     """
 
     iterations: int
@@ -53,6 +56,7 @@ class DeconvolutionStats:
     seconds: float
     network_seconds: float = 0.0
     transfer_seconds: float = 0.0
+    lanes: int = 1
 
     @property
     def optimizer_seconds(self) -> float:
@@ -145,7 +149,8 @@ def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 
         return [solve(problem) for problem in problems]
     shared = [(subnet.side_by_side(lanes), x0, target) for subnet, x0, target in problems]
     with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="deconvolution") as pool:
-        return list(pool.map(solve, shared))
+        return [(mid, dataclasses.replace(stats, lanes=lanes))
+                for mid, stats in pool.map(solve, shared)]
 
 
 def _image_pixels(subnet: Any, x0: Any) -> int:

@@ -25,9 +25,7 @@ from _table import Row, print_table  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
-from gpuanalogy.deconvolution import SIDE_BY_SIDE_MAX_PIXELS  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
-from gpuanalogy.pipeline import working_shape  # noqa: E402
 from gpuanalogy.runner import PeakMemory  # noqa: E402
 from gpuanalogy.vgg_graphs import level_shape, segment  # noqa: E402
 
@@ -78,16 +76,8 @@ def main() -> int:
                        subpixel=args.subpixel)
         config = (AnalogyConfig.preset(args.preset, **options) if args.preset
                   else AnalogyConfig(**options))
-        # Warm-up (Numba compilation, sessions) on a 64 px crop, its deconvolutions side by side
-        # only if the measured run's are: it opens the sessions the run uses and no others,
-        # whose memory would count in the run's peak.
-        backend = model.backend
-        height, width = working_shape((size, size), config)
-        if height * width > SIDE_BY_SIDE_MAX_PIXELS:
-            model.backend = dataclasses.replace(backend, lanes=1)
         analogy(a[:64, :64], b_prime[:64, :64], config.replace(min_side=32, lbfgs_iterations=2),
-                model=model)
-        model.backend = backend
+                model=model)   # warm-up: graph sessions and Numba compilation
         with PeakMemory() as peak:
             result = analogy(a, b_prime, config, model=model)
         work = "x".join(map(str, result.working_shapes["a"]))

@@ -13,8 +13,6 @@ from gpuanalogy.deconvolution import deconvolve, deconvolve_all
 class Quadratic:
     """A stand-in sub-network: out = M x (linear), mid = 2 x; loss 0.5 |M x - t|^2."""
 
-    level = 4          # its variable stands for relu2_1: half the image's size
-
     def __init__(self, m):
         self.m = m
         self.threads = set()
@@ -97,12 +95,6 @@ def test_deconvolve_all_runs_one_at_a_time_without_lanes_or_memory(monkeypatch, 
     problems = _least_squares_problems(2)
     deconvolve_all(problems, max_iter=5, backend=dataclasses.replace(cpu_backend(), lanes=1))
     assert problems[0][0].threads == problems[1][0].threads == {threading.get_ident()}
-
-    problems = _least_squares_problems(2)   # 3 x 4 maps at relu2_1: a 6 x 8 image, too large
-    monkeypatch.setattr(deconvolution, "SIDE_BY_SIDE_MAX_PIXELS", 47)
-    deconvolve_all(problems, max_iter=5, backend=dataclasses.replace(cpu_backend(), lanes=2))
-    assert problems[0][0].threads == problems[1][0].threads == {threading.get_ident()}
-    monkeypatch.undo()
 
     problems = _least_squares_problems(2)
     monkeypatch.setattr(deconvolution, "available_memory", lambda: 1000)   # bytes

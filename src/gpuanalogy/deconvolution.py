@@ -27,14 +27,9 @@ from .backend import Backend
 
 log = logging.getLogger("gpuanalogy")
 
-# Side by side pays where ONNX Runtime's two threads are poorly used: on small images.
-# Measured (docs/performance.md) on 2 cores: -15 to -21 % at a 128 x 128 working size; at
-# 224 x 224 no gain beyond the host's noise for 30-70 % more memory, at 448 x 448 -1 % for 81 %
-# more. So runs go side by side when the working image has at most this many pixels (181 x 181).
-SIDE_BY_SIDE_MAX_PIXELS = 32_768
 # Host memory one more concurrent L-BFGS run adds, per value of its variable: SciPy's workspace
-# ((2 * history + 5) float64 vectors), its wrapper's and our copies, ONNX Runtime's activations;
-# measured 250-320 bytes at 224 and 448 px.
+# ((2 * history + 5) float64 vectors), its wrapper's and our copies, ONNX Runtime's activations.
+# Measured 250-320 bytes at 224, 256 and 448 px (docs/performance.md); the largest is used.
 SIDE_BY_SIDE_BYTES_PER_VALUE = 320
 
 
@@ -123,14 +118,11 @@ def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 
 
     The problems are independent, so up to ``backend.lanes`` of them run at once on threads,
     each sub-network on sessions with a matching share of the cores (``subnet.side_by_side``).
-    They run one after another, with all the cores each, when the backend has one lane, when
-    the working image is larger than ``SIDE_BY_SIDE_MAX_PIXELS``, or when another run's memory
-    (estimated from the largest variable) would take more than half of the memory available
-    now. Each result is the same either way.
+    They run one after another, with all the cores each, when the backend has one lane or
+    when another run's memory (estimated from the largest variable) would take more than half
+    of the memory available now. Each result is the same either way.
     """
     lanes = min(backend.lanes, len(problems))
-    if any(_image_pixels(subnet, x0) > SIDE_BY_SIDE_MAX_PIXELS for subnet, x0, _ in problems):
-        lanes = 1
     if lanes > 1:
         largest = max(int(np.prod(x0.shape)) for _, x0, _ in problems)
         extra = (lanes - 1) * largest * SIDE_BY_SIDE_BYTES_PER_VALUE
@@ -151,12 +143,6 @@ def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 
     with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="deconvolution") as pool:
         return [(mid, dataclasses.replace(stats, lanes=lanes))
                 for mid, stats in pool.map(solve, shared)]
-
-
-def _image_pixels(subnet: Any, x0: Any) -> int:
-    """Pixels of the working image behind a variable at level L-2 (levels 0 and 1 are at the
-    image's size, each level above halves it)."""
-    return int(x0.shape[-2] * x0.shape[-1]) * 4 ** max(subnet.level - 3, 0)
 
 
 def available_memory() -> int | None:

@@ -29,8 +29,8 @@ log = logging.getLogger("gpuanalogy")
 
 # Host memory one more concurrent L-BFGS run adds, per value of its variable: SciPy's workspace
 # ((2 * history + 5) float64 vectors), its wrapper's and our copies, ONNX Runtime's activations.
-# Measured 250-320 bytes at 224, 256 and 448 px (docs/performance.md); the largest is used.
-SIDE_BY_SIDE_BYTES_PER_VALUE = 320
+# Measured 260-330 bytes at 224, 256 and 448 px (docs/performance.md).
+SIDE_BY_SIDE_BYTES_PER_VALUE = 340
 
 
 @dataclass(frozen=True)

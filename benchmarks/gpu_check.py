@@ -72,7 +72,7 @@ TEST_FILES = (
 # Left out by default (--all-tests keeps them): the optimiser tests that compare with SciPy on
 # VGG-19 sub-networks on the CPU backend only. They take about 100 s on two cores, test
 # nothing on the GPU, and make test runs them anyway.
-DESELECT = {"tests/test_optimizer.py": "not each_vgg_subnetwork"}
+DESELECT = {"tests/test_optimizer.py": "not vgg_subnetwork"}
 TEST_TIMEOUT_S = 240
 
 

@@ -29,16 +29,48 @@ class Quadratic:
         return self
 
 
-def test_lbfgs_wiring_solves_a_least_squares_problem():
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_both_optimizers_solve_a_least_squares_problem_and_report_why_they_stopped(optimizer):
     rng = np.random.default_rng(0)
     m = rng.normal(size=(30, 24)) + 3 * np.eye(30, 24)
     x_true = rng.normal(size=(2, 3, 4)).astype(np.float32)
     target = (m @ x_true.ravel()).reshape(30, 1, 1)
     mid, stats = deconvolve(Quadratic(m), np.zeros_like(x_true), target, max_iter=200,
-                            history=4, backend=cpu_backend())
+                            history=4, optimizer=optimizer, backend=cpu_backend())
     np.testing.assert_allclose(mid, 2 * x_true, atol=1e-3)
     assert stats.final_loss < 1e-6 * stats.initial_loss
-    assert stats.evaluations <= 400
+    assert stats.iterations < 200 and stats.stop == "converged"
+    assert stats.iterations <= stats.evaluations <= 400
+    assert stats.optimizer == optimizer
+    assert (stats.transfer_seconds == 0.0) == (optimizer == "lbfgs")
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_deconvolution_reports_max_iterations(optimizer):
+    problem = _least_squares_problems(1)[0]
+    _, stats = deconvolve(*problem, max_iter=3, history=4, optimizer=optimizer,
+                          backend=cpu_backend())
+    assert stats.iterations == 3 and stats.stop == "max_iterations"
+
+
+class Exploding(Quadratic):
+    """Finite at the start, NaN once x moves: a sub-network whose arithmetic breaks down."""
+
+    level, mid_layer = 4, "relu3_1"
+
+    def loss_and_grad(self, x, target):
+        loss, grad = super().loss_and_grad(x, target)
+        return (loss, grad) if not np.any(x) else (float("nan"), grad * np.nan)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_a_nan_loss_stops_the_deconvolution_with_an_error_naming_the_level(optimizer):
+    from gpuanalogy.errors import NumericalError
+
+    subnet, x0, target = _least_squares_problems(1)[0]
+    with pytest.raises(NumericalError, match=r"level 3 \(relu3_1\)"):
+        deconvolve(Exploding(subnet.m), x0, target, max_iter=10, history=4,
+                   optimizer=optimizer, backend=cpu_backend())
 
 
 def test_deconvolution_through_real_vgg_reduces_loss_and_recovers_features():

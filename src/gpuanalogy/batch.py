@@ -2,7 +2,7 @@
 
 The pairs come from a CSV file (columns ``a`` and ``b_prime``; optional ``name``, ``preset`` and
 per-pair overrides ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine``,
-``mask``, ``upsample``, ``subpixel``; relative paths resolve against the CSV's folder) or from
+``mask``, ``upsample``, ``subpixel``, ``optimizer``; relative paths resolve against the CSV's folder) or from
 two folders whose images are matched by file name. Settings are layered: preset (the row's,
 else ``--preset``), then the command-line options, then the row's own columns.
 
@@ -68,7 +68,7 @@ _ALIASES = {"b'": "b_prime", "bprime": "b_prime",
 # column -> (AnalogyConfig field, parser)
 _OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {}  # filled in below the parsers
 _KNOWN = ("a", "b_prime", "name", "preset", "blend", "ratio", "iters", "lbfgs_iters", "seed",
-          "refine", "mask", "upsample", "subpixel")
+          "refine", "mask", "upsample", "subpixel", "optimizer")
 
 
 # --------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def read_pairs_csv(path: str | os.PathLike[str],
     path : str or os.PathLike
         UTF-8 CSV with a header. Columns ``a`` and ``b_prime`` are required; ``name``,
         ``preset``, ``blend``, ``ratio``, ``iters``, ``lbfgs_iters``, ``seed``, ``refine`` and
-        ``subpixel`` (true/false), ``mask`` and ``upsample`` are optional, and an empty cell
+        ``subpixel`` (true/false), ``mask``, ``upsample`` and ``optimizer`` are optional, and an empty cell
         means "not set". Blank lines and lines starting with ``#`` are skipped. Relative image
         paths are relative to the CSV's folder.
     make_config : callable
@@ -274,6 +274,7 @@ _OVERRIDES.update({
     "mask": ("mask", _parse_text),
     "upsample": ("upsample", _parse_text),
     "subpixel": ("subpixel", _parse_bool),
+    "optimizer": ("optimizer", _parse_text),
 })
 
 

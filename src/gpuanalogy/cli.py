@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import OPTIMIZERS
 from .errors import EXIT_ERROR, GpuAnalogyError
 
 
@@ -78,6 +79,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratio", type=float, help="scale after the size rule (default 1)")
     p.add_argument("--iters", type=int, help="PatchMatch iterations per level (default 10)")
     p.add_argument("--lbfgs-iters", type=int, help="L-BFGS iterations per deconvolution (100)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="deconvolution optimiser: L-BFGS on the device's arrays (lbfgs, "
+                        "default) or SciPy's L-BFGS-B (scipy, the reference)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--mask", choices=("sigmoid", "hard"), help="blend mask (default sigmoid)")
     p.add_argument("--upsample", choices=("cubic", "nnf"),

@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+#: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
+OPTIMIZERS = ("lbfgs", "scipy")
+
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
 # The official implementation's settings for the four uses (DESIGN.md, step 6).
@@ -39,6 +42,10 @@ class AnalogyConfig:
         Random-search radius in feature pixels at levels 1..5; None means the whole map.
     lbfgs_iterations, lbfgs_history : int
         L-BFGS iterations (100) and stored correction pairs (4) per deconvolution.
+    optimizer : {"lbfgs", "scipy"}
+        The deconvolution's optimiser: L-BFGS on the backend's own arrays with SciPy's
+        MINPACK-2 line search ("lbfgs", as the official code's on-GPU L-BFGS), or SciPy's
+        L-BFGS-B on a float64 host copy ("scipy", the reference).
     deconv_start : {"own", "warped"}
         Where each deconvolution's L-BFGS starts at level L-2: from the structure image's own
         features there ("own": the official code, whose variable is the network's blob still
@@ -80,6 +87,7 @@ class AnalogyConfig:
     radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
     lbfgs_iterations: int = 100
     lbfgs_history: int = 4
+    optimizer: Literal["lbfgs", "scipy"] = "lbfgs"
     deconv_start: Literal["own", "warped"] = "own"
     mask: Literal["sigmoid", "hard"] = "sigmoid"
     mask_k: float = 300.0
@@ -105,6 +113,9 @@ class AnalogyConfig:
             raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
         if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
             raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer={self.optimizer!r} is not supported. Try one of: "
+                             f"{', '.join(OPTIMIZERS)}.")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
         if self.upsample not in ("cubic", "nnf"):
@@ -136,7 +147,7 @@ class AnalogyConfig:
 # Command-line option names -> AnalogyConfig fields (``run``, ``batch`` and CSV columns).
 OPTION_FIELDS: dict[str, str] = {
     "blend": "blend", "ratio": "ratio", "iters": "patchmatch_iterations",
-    "lbfgs_iters": "lbfgs_iterations", "seed": "seed", "mask": "mask", "refine": "refine",
+    "lbfgs_iters": "lbfgs_iterations", "optimizer": "optimizer", "seed": "seed", "mask": "mask", "refine": "refine",
     "upsample": "upsample", "subpixel": "subpixel", "device": "device", "weights": "weights",
 }
 

@@ -3,9 +3,13 @@
 Given the target T at level L (B' features warped by the NNF), L-BFGS searches for features X at
 level L-2 such that CNN_{L-2 -> L}(X) ~= T, and the reconstruction at level L-1 is
 R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the bottom level the
-variable is the preprocessed image itself. SciPy owns the optimiser; the loss and gradient come
-from one ONNX Runtime run of the sub-network graph, and only the flat float64 vector crosses to
-the host.
+variable is the preprocessed image itself. The loss and gradient come from one ONNX Runtime run
+of the sub-network graph.
+
+Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own float32
+arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the official
+code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which takes the
+vector to the host as float64 at every evaluation.
 
 :func:`deconvolve_all` runs a level's independent deconvolutions (A' and B) side by side when
 the backend has lanes for them and the machine has the memory.
@@ -15,15 +19,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize as scipy_minimize
 
+from . import lbfgs
 from .backend import Backend
+from .errors import NumericalError
 
 log = logging.getLogger("gpuanalogy")
 
@@ -38,10 +44,13 @@ class DeconvolutionStats:
     """What one L-BFGS run did and where its time went.
 
     ``seconds`` is the whole run; ``network_seconds`` the sub-network evaluations (value and
-    gradient, on the backend's device); ``transfer_seconds`` moving the vector to the device
-    and the gradient back as float64; the rest is SciPy's optimiser itself (and, side by side,
-    waiting for Python's lock). ``lanes`` is how many runs were in flight together: 1 alone,
-    2 side by side (see :func:`deconvolve_all`).
+    gradient, on the backend's device); ``transfer_seconds`` moving the vector between the
+    backend and SciPy's float64 host copy (zero for ``"lbfgs"``, whose vectors stay put); the
+    rest is the optimiser itself (and, side by side, waiting for Python's lock). ``stop`` says
+    why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
+    line_search_failed) and ``restarts`` how often a failed line search restarted from steepest
+    descent. ``lanes`` is how many runs were in flight together: 1 alone, 2 side by side (see
+    :func:`deconvolve_all`).
     """
 
     iterations: int
@@ -52,6 +61,9 @@ class DeconvolutionStats:
     network_seconds: float = 0.0
     transfer_seconds: float = 0.0
     lanes: int = 1
+    optimizer: str = "lbfgs"
+    stop: str = lbfgs.MAX_ITERATIONS
+    restarts: int = 0
 
     @property
     def optimizer_seconds(self) -> float:
@@ -59,6 +71,7 @@ class DeconvolutionStats:
 
 
 def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, history: int = 4,
+               optimizer: str = "lbfgs",
                backend: Backend) -> tuple[Any, DeconvolutionStats]:
     """Reconstruct level L-1 features whose forward pass to level L matches ``target``.
 
@@ -71,49 +84,107 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     target : array, shape (C_L, H_L, W_L), float32
     max_iter, history : L-BFGS iterations and the number of stored correction pairs
         (official: 100 and 4).
+    optimizer : {"lbfgs", "scipy"}
+        See :data:`gpuanalogy.config.OPTIMIZERS`.
 
     Returns
     -------
     reconstruction : array, shape (C_{L-1}, H_{L-1}, W_{L-1}), float32, on ``backend.xp``
     stats : DeconvolutionStats
+
+    Raises
+    ------
+    NumericalError
+        The loss or its gradient became NaN or infinite; the message names the level.
     """
     start = time.perf_counter()
+    solve = _on_backend if optimizer == "lbfgs" else _with_scipy
+    try:
+        x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
+                         backend=backend)
+    except NumericalError as exc:
+        level = getattr(subnet, "level", None)
+        where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
+        raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
+                             "NaN") from None
+    mid, _ = subnet.forward(x.reshape(x0.shape))
+    return mid, dataclasses.replace(stats, seconds=time.perf_counter() - start)
+
+
+def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,
+           spent: dict[str, float]) -> Callable[[Any], tuple[float, Any]]:
+    """The objective on backend arrays of ``shape``, adding its seconds to spent["network"]."""
+
+    def loss_and_grad(x: Any) -> tuple[float, Any]:
+        t0 = time.perf_counter()
+        loss, grad = subnet.loss_and_grad(x.reshape(shape), target)
+        backend.synchronize()
+        spent["network"] += time.perf_counter() - t0
+        return float(loss), grad
+
+    return loss_and_grad
+
+
+def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
+                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+    """L-BFGS on the backend's float32 arrays (:func:`gpuanalogy.lbfgs.minimize`)."""
     xp = backend.xp
-    shape = x0.shape
-    first_loss: list[float] = []
+    spent = {"network": 0.0}
+    objective = _timed(subnet, target, x0.shape, backend, spent)
+
+    def flat(x: Any) -> tuple[float, Any]:
+        loss, grad = objective(x)
+        return loss, xp.ascontiguousarray(grad, dtype=xp.float32).reshape(-1)
+
+    result = lbfgs.minimize(flat, xp.ascontiguousarray(x0, dtype=xp.float32).reshape(-1), xp=xp,
+                            max_iter=max_iter, history=history)
+    return result.x, DeconvolutionStats(
+        result.iterations, result.evaluations, result.initial_loss, result.loss, 0.0,
+        spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts)
+
+
+def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
+                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+    """SciPy's L-BFGS-B on a float64 host copy of the vector (the reference)."""
+    xp = backend.xp
     spent = {"network": 0.0, "transfer": 0.0}
+    objective = _timed(subnet, target, x0.shape, backend, spent)
+    first_loss: list[float] = []
 
     def loss_and_grad(flat: np.ndarray) -> tuple[float, np.ndarray]:
         t0 = time.perf_counter()
-        x = xp.asarray(flat.reshape(shape), dtype=xp.float32)
+        x = xp.asarray(flat, dtype=xp.float32)
         backend.synchronize()
         t1 = time.perf_counter()
-        loss, grad = subnet.loss_and_grad(x, target)
-        backend.synchronize()
+        loss, grad = objective(x)
         t2 = time.perf_counter()
         grad = backend.to_numpy(grad).ravel().astype(np.float64)
-        spent["network"] += t2 - t1
         spent["transfer"] += (t1 - t0) + (time.perf_counter() - t2)
+        if not np.isfinite(loss) or not np.isfinite(grad).all():
+            raise NumericalError(f"the loss or its gradient is not finite at evaluation "
+                                 f"{len(first_loss) + 1}")
         if not first_loss:
-            first_loss.append(float(loss))
-        return float(loss), grad
+            first_loss.append(loss)
+        return loss, grad
 
-    x_start = backend.to_numpy(x0).ravel().astype(np.float64)
-    # maxiter bounds the work; maxfun only guards against a line search that never ends (we
-    # measure about 1.06 evaluations per iteration).
-    result = minimize(loss_and_grad, x_start, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "maxcor": history, "maxfun": 5 * max_iter})
-    x = xp.asarray(result.x.reshape(shape), dtype=xp.float32)
-    mid, _ = subnet.forward(x)
-    stats = DeconvolutionStats(int(result.nit), int(result.nfev),
-                               first_loss[0] if first_loss else float("nan"),
-                               float(result.fun), time.perf_counter() - start,
-                               spent["network"], spent["transfer"])
-    return mid, stats
+    # maxiter bounds the work; maxfun only guards against a line search that never ends.
+    result = scipy_minimize(loss_and_grad, backend.to_numpy(x0).ravel().astype(np.float64),
+                            jac=True, method="L-BFGS-B",
+                            options={"maxiter": max_iter, "maxcor": history,
+                                     "maxfun": 5 * max_iter})
+    stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
+        int(result.status),
+        lbfgs.MAX_ITERATIONS if result.nit >= max_iter else lbfgs.MAX_EVALUATIONS)
+    x = xp.asarray(result.x, dtype=xp.float32)
+    return x, DeconvolutionStats(
+        int(result.nit), int(result.nfev), first_loss[0] if first_loss else float("nan"),
+        float(result.fun), 0.0, spent["network"], spent["transfer"], optimizer="scipy",
+        stop=stop)
 
 
 def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 100,
-                   history: int = 4, backend: Backend) -> list[tuple[Any, DeconvolutionStats]]:
+                   history: int = 4, optimizer: str = "lbfgs",
+                   backend: Backend) -> list[tuple[Any, DeconvolutionStats]]:
     """:func:`deconvolve` each ``(subnet, x0, target)``, side by side where possible.
 
     The problems are independent, so up to ``backend.lanes`` of them run at once on threads,
@@ -135,7 +206,7 @@ def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 
     def solve(problem: tuple[Any, Any, Any]) -> tuple[Any, DeconvolutionStats]:
         subnet, x0, target = problem
         return deconvolve(subnet, x0, target, max_iter=max_iter, history=history,
-                          backend=backend)
+                          optimizer=optimizer, backend=backend)
 
     if lanes == 1:
         return [solve(problem) for problem in problems]

@@ -22,3 +22,7 @@ class ModelError(GpuAnalogyError):
 
 class DeviceMemoryError(GpuAnalogyError, MemoryError):
     """The GPU ran out of memory; the message suggests a smaller ratio or the CPU."""
+
+
+class NumericalError(GpuAnalogyError, ArithmeticError):
+    """A computation produced NaN or infinity (the message names the stage and level)."""

@@ -76,7 +76,8 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
              "evaluations": s.evaluations, "initial_loss": s.initial_loss,
              "final_loss": s.final_loss, "seconds": round(s.seconds, 4),
              "network_seconds": round(s.network_seconds, 4),
-             "transfer_seconds": round(s.transfer_seconds, 4), "lanes": s.lanes}
+             "transfer_seconds": round(s.transfer_seconds, 4), "lanes": s.lanes,
+             "optimizer": s.optimizer, "stop": s.stop, "restarts": s.restarts}
             for level, direction, s in result.deconvolutions],
         "versions": versions(),
         **(extra or {}),

@@ -208,7 +208,8 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
                         for _, nnf, structure, appearance, _ in outputs]
         with clock("deconvolution"):
             solved = deconvolve_all(problems, max_iter=config.lbfgs_iterations,
-                                    history=config.lbfgs_history, backend=backend)
+                                    history=config.lbfgs_history, optimizer=config.optimizer,
+                                    backend=backend)
         with clock("blending"):
             for (direction, _, structure, _, rebuilt), (reconstruction, stats) in zip(
                     outputs, solved):

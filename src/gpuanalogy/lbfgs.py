@@ -1,0 +1,223 @@
+"""L-BFGS on the backend's own arrays, with SciPy's MINPACK-2 line search on scalars.
+
+The deconvolution minimises ``f(x) = 0.5 * ||CNN(x) - target||^2`` over feature maps of up to a
+few million values. As the official implementation does with its CUDA L-BFGS, the vectors stay
+where the network's gradient is produced (NumPy on the CPU, CuPy on the GPU) and are float32;
+every inner product is accumulated in float64. Only scalars cross to the host: the loss, and
+``phi'(alpha) = g(x + alpha d) . d`` for the line search.
+
+The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
+``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. Each step length comes from
+SciPy's port of MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the one inside
+L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks.
+
+Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
+``||g||^2 < 1e-8 * max(1, ||x||^2)``.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import NumericalError
+
+# Why a run stopped (LbfgsResult.stop).
+CONVERGED = "converged"              # ||g||^2 < tolerance * max(1, ||x||^2)
+MAX_ITERATIONS = "max_iterations"
+MAX_EVALUATIONS = "max_evaluations"  # the line searches together used 5 * max_iter evaluations
+LINE_SEARCH_FAILED = "line_search_failed"   # also from steepest descent: the best point is kept
+
+# Step bounds and the relative interval tolerance of L-BFGS-B's own line search.
+_STEP_MIN, _STEP_MAX, _STEP_XTOL = 0.0, 1e10, 0.1
+_SEARCH_EVALUATIONS = 20             # evaluations one line search may use (as in L-BFGS-B)
+
+
+@dataclass(frozen=True)
+class LbfgsResult:
+    """The outcome of :func:`minimize`.
+
+    Attributes
+    ----------
+    x : array, shape (n,), float32, on the array module of ``x0``
+        The point with the lowest loss evaluated.
+    loss, initial_loss : float
+        f(x) and f(x0).
+    iterations, evaluations : int
+        Accepted steps, and calls of the objective (the start included).
+    restarts : int
+        Line searches that failed and were retried from steepest descent.
+    stop : str
+        ``"converged"``, ``"max_iterations"``, ``"max_evaluations"`` or
+        ``"line_search_failed"``.
+    """
+
+    x: Any
+    loss: float
+    initial_loss: float
+    iterations: int
+    evaluations: int
+    restarts: int
+    stop: str
+
+
+def dot(xp: ModuleType, a: Any, b: Any, scratch: Any) -> float:
+    """``a . b`` of two float32 vectors, products in float32 and their sum in float64."""
+    xp.multiply(a, b, out=scratch)
+    return float(xp.sum(scratch, dtype=xp.float64))
+
+
+def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], float],
+                      phi0: float, derphi0: float, step: float, *, c1: float,
+                      c2: float) -> float | None:
+    """A step length satisfying the strong Wolfe conditions, or None when none was found.
+
+    SciPy's DCSRCH (``scipy.optimize._dcsrch``, the line search of L-BFGS-B) is the only
+    implementation used; it is private in SciPy, so this is the one place that names it.
+    """
+    from scipy.optimize._dcsrch import DCSRCH  # noqa: PLC0415 - private: named only here
+
+    search = DCSRCH(phi, derphi, ftol=c1, gtol=c2, xtol=_STEP_XTOL, stpmin=_STEP_MIN,
+                    stpmax=_STEP_MAX)
+    found, _, _, _ = search(step, phi0=phi0, derphi0=derphi0, maxiter=_SEARCH_EVALUATIONS)
+    return None if found is None else float(found)
+
+
+def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType,
+             max_iter: int = 100, history: int = 4, c1: float = 1e-4, c2: float = 0.9,
+             tolerance: float = 1e-8) -> LbfgsResult:
+    """Minimise ``fun`` from ``x0`` by L-BFGS with a strong-Wolfe line search.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> (loss, grad)``: a Python float and an array shaped like ``x`` (float32,
+        same array module). It may keep references to ``x`` only until it returns.
+    x0 : array, shape (n,), float32
+        Starting point, on the array module ``xp`` (not modified).
+    xp : module
+        ``numpy`` or ``cupy`` (anything with their ufuncs and ``sum``).
+    max_iter, history : int
+        Iterations (accepted steps) and stored correction pairs.
+    c1, c2 : float
+        Sufficient-decrease and curvature constants of the strong Wolfe conditions.
+    tolerance : float
+        Stop when ``||g||^2 < tolerance * max(1, ||x||^2)``.
+
+    Raises
+    ------
+    NumericalError
+        ``fun`` returned a NaN or infinite loss, or a gradient with NaN or infinity.
+    """
+    x = x0.astype(xp.float32, copy=True)
+    scratch = xp.empty_like(x)
+    loss, g = fun(x)
+    evaluations = 1
+    _check_finite(loss, "loss", evaluations)
+    initial_loss = loss
+    pairs: deque[tuple[Any, Any, float]] = deque(maxlen=history)   # (s, y, 1 / y's)
+    iterations = restarts = 0
+    stop = MAX_ITERATIONS
+    trial = xp.empty_like(x)
+    while iterations < max_iter:
+        gg = dot(xp, g, g, scratch)
+        _check_finite(gg, "gradient", evaluations)
+        if gg < tolerance * max(1.0, dot(xp, x, x, scratch)):
+            stop = CONVERGED
+            break
+        if evaluations >= 5 * max_iter:
+            stop = MAX_EVALUATIONS
+            break
+        d = _direction(xp, g, pairs, scratch)
+        steepest = not pairs
+        derphi0 = dot(xp, g, d, scratch)
+        if derphi0 >= 0:           # rounding made the direction uphill: use -g
+            d, steepest, derphi0 = -g, True, -gg
+        # The first step of a steepest descent moves x by 1 (L-BFGS-B's choice); later steps
+        # try the quasi-Newton step itself.
+        step = 1.0 / np.sqrt(gg) if steepest else 1.0
+        last: dict[str, Any] = {}
+        best: dict[str, Any] = {"loss": loss}
+
+        def evaluate(alpha: float) -> None:
+            nonlocal evaluations
+            if last.get("alpha") == alpha:
+                return
+            _step_to(xp, x, d, alpha, out=trial)
+            value, grad = fun(trial)
+            evaluations += 1
+            _check_finite(value, "loss", evaluations)
+            last.update(alpha=alpha, loss=value, grad=grad)
+            if value < best["loss"]:
+                best.update(last)
+
+        def phi(alpha: float) -> float:
+            evaluate(alpha)
+            return last["loss"]
+
+        def derphi(alpha: float) -> float:
+            evaluate(alpha)
+            value = dot(xp, last["grad"], d, scratch)
+            _check_finite(value, "gradient", evaluations)
+            return value
+
+        alpha = strong_wolfe_step(phi, derphi, loss, derphi0, step, c1=c1, c2=c2)
+        if alpha is None:
+            # A failed search: move to the lowest point it found, if any, and retry from
+            # steepest descent; a failure from steepest descent ends the run at the best point.
+            if "alpha" in best:
+                x = _step_to(xp, x, d, best["alpha"], out=trial)
+                trial = xp.empty_like(x)
+                loss, g = best["loss"], best["grad"]
+            elif steepest:
+                stop = LINE_SEARCH_FAILED
+                break
+            pairs.clear()
+            restarts += 1
+            continue
+        evaluate(alpha)
+        s = trial - x              # the step actually taken, in float32
+        y = last["grad"] - g
+        sy = dot(xp, s, y, scratch)
+        if sy > 1e-10 * dot(xp, y, y, scratch):    # keep H positive definite
+            pairs.append((s, y, 1.0 / sy))
+        x, trial = trial, x
+        loss, g = last["loss"], last["grad"]
+        iterations += 1
+    return LbfgsResult(x, loss, initial_loss, iterations, evaluations, restarts, stop)
+
+
+def _step_to(xp: ModuleType, x: Any, d: Any, alpha: float, *, out: Any) -> Any:
+    """``out = x + alpha * d`` in float32, without temporaries."""
+    xp.multiply(d, xp.float32(alpha), out=out)
+    out += x
+    return out
+
+
+def _direction(xp: ModuleType, g: Any, pairs: deque, scratch: Any) -> Any:
+    """``-H g`` by the two-loop recursion over the stored (s, y, rho) pairs."""
+    q = g.copy()
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * dot(xp, s, q, scratch)
+        alphas.append(a)
+        xp.multiply(y, xp.float32(a), out=scratch)
+        q -= scratch
+    if pairs:
+        s, y, _ = pairs[-1]
+        q *= xp.float32(dot(xp, s, y, scratch) / dot(xp, y, y, scratch))   # H0 = s'y / y'y
+    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        b = rho * dot(xp, y, q, scratch)
+        xp.multiply(s, xp.float32(a - b), out=scratch)
+        q += scratch
+    q *= -1
+    return q
+
+
+def _check_finite(value: float, what: str, evaluation: int) -> None:
+    if not np.isfinite(value):
+        raise NumericalError(f"the {what} is {value} at evaluation {evaluation}")

@@ -35,13 +35,12 @@ blending, the L-BFGS vectors) on the GPU. Every output says which.
 
 ``--cpu`` (the dry run): CPU backend, tiny pair (48 x 48 and 64 x 48), 2 PatchMatch and 3
 L-BFGS iterations, the kernel tests in Numba's CUDA simulator, and the comparison made
-between the CPU backend one deconvolution at a time and side by side (equal bit for bit).
+between two CPU backends (equal bit for bit).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -529,7 +528,7 @@ def compare(args: argparse.Namespace, reference: Any, candidate: Any) -> dict[st
                                ("reference seed 1", reference, 1),
                                ("candidate seed 0", candidate, 0)):
         say(f"analogy {size}x{size}, {label}: {model.backend.name}, {model.provider}, "
-            f"{model.backend.lanes} lane(s), L-BFGS {config.lbfgs_iterations} iterations")
+            f"L-BFGS {config.lbfgs_iterations} iterations")
         start = time.time()
         runs[label] = analogy(a, b_prime, config.replace(seed=seed), model=model)
         seconds[label] = round(time.time() - start, 2)
@@ -555,9 +554,8 @@ def compare(args: argparse.Namespace, reference: Any, candidate: Any) -> dict[st
             f"{'ok' if value >= need[key] else 'FAILED'}")
     return {"size": f"{size}x{size}", "lbfgs_iterations": config.lbfgs_iterations,
             "patchmatch_iterations": config.patchmatch_iterations,
-            "reference": f"cpu ({reference.provider}, {reference.backend.lanes} lane(s))",
-            "candidate": f"{candidate.backend.name} ({candidate.provider}, "
-                         f"{candidate.backend.lanes} lane(s))",
+            "reference": f"cpu ({reference.provider})",
+            "candidate": f"{candidate.backend.name} ({candidate.provider})",
             "backends": backends, "seeds": seeds, "required": need, "ok": ok,
             "seconds": seconds}
 
@@ -592,18 +590,16 @@ def stage_table(args: argparse.Namespace, model: Any, size: tuple[int, int], rep
                         peak_bytes=sampler.host.get(stage)))
         device_peaks.append(sampler.device.get(stage))
     stats = [s for _, _, s in result.deconvolutions]
-    lanes = max((getattr(s, "lanes", 1) for s in stats), default=1)
     network = sum(getattr(s, "network_seconds", 0.0) for s in stats)
     transfer = sum(getattr(s, "transfer_seconds", 0.0) for s in stats)
     optimizer = sum(s.optimizer_seconds for s in stats)
     flops = sum(bench.subnet_flops(model.weights, level + 1,
                                    result.working_shapes["a" if side == "a_prime" else "b_prime"])
                 * s.evaluations for level, side, s in result.deconvolutions)
-    summed = " (summed over side-by-side runs)" if lanes > 1 else ""
     optimizer_name = getattr(stats[0], "optimizer", "scipy") if stats else "?"
-    for name, seconds in ((f"- sub-network evaluations{summed}", network),
-                          (f"- vector transfers host<->device{summed}", transfer),
-                          (f"- optimiser itself ({optimizer_name}){summed}", optimizer)):
+    for name, seconds in (("- sub-network evaluations", network),
+                          ("- vector transfers host<->device", transfer),
+                          (f"- optimiser itself ({optimizer_name})", optimizer)):
         rows.append(Row(name, seconds, label, f"{device} / {model.provider}"))
         device_peaks.append(None)
     total = sum(result.timings.values())
@@ -619,7 +615,7 @@ def stage_table(args: argparse.Namespace, model: Any, size: tuple[int, int], rep
         f"GPU memory before the run {fmt_mib(before_device)}, peak {fmt_mib(sampler.device_peak)}")
     return {"size": f"{width}x{height}", "working": work, "pixels": width * height,
             "wall_seconds": round(wall, 3), "total_seconds": round(total, 3),
-            "device": device, "provider": model.provider, "lanes": lanes,
+            "device": device, "provider": model.provider,
             "optimizer": optimizer_name, "evaluations": evaluations,
             "stops": sorted({str(getattr(s, "stop", "?")) for s in stats}),
             "tflop": round(flops / 1e12, 3),
@@ -691,7 +687,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     for run in report.get("stages", []):
         lines.append(f"\n{run['size']}: {run['tflop']} TFLOP of VGG work in {run['evaluations']} "
                      f"L-BFGS evaluations, optimiser {run['optimizer']} (stops: "
-                     f"{', '.join(run['stops'])}), {run['lanes']} lane(s), GPU memory before "
+                     f"{', '.join(run['stops'])}), GPU memory before "
                      f"the run {fmt_mib(run['gpu_memory_before'])}")
     for note in report.get("skipped", []):
         lines.append(f"\nskipped: {note}")
@@ -794,11 +790,11 @@ def run(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> int:
     say(f"gpuanalogy {gpuanalogy.__version__} from {report['versions']['gpuanalogy_source']}; "
         f"weights: {report['weights']}")
 
-    step(4, "small whole analogy: " + ("CPU one at a time against CPU side by side" if args.cpu
+    step(4, "small whole analogy: " + ("CPU backend against a second CPU backend" if args.cpu
                                         else "CUDA backend against the CPU backend"))
     reference = VGG19(weights, "cpu")
     if args.cpu:
-        candidate = VGG19(weights, dataclasses.replace(cpu_backend(), lanes=1))
+        candidate = VGG19(weights, cpu_backend())
     else:
         backend = get_backend("cuda")
         if backend.name != "cuda":
@@ -820,7 +816,7 @@ def run(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> int:
     step(5, f"stage table at {', '.join(f'{w}x{h}' for w, h in sizes)} (budget {args.budget:.0f} s "
             "from the start)")
     if args.cpu:
-        model = reference          # the CPU backend as a user gets it (side by side)
+        model = reference          # the CPU backend as a user gets it
     else:
         reference.release()        # its sessions' memory is not the GPU run's
         model = candidate

@@ -12,7 +12,8 @@ from gpuanalogy.errors import InputError, ModelError
 from gpuanalogy.features import VGG19, SubNetwork, vgg19_features
 from gpuanalogy.vgg_graphs import LEVEL_NAMES, build_features_graph
 
-from test_vgg_graphs import random_weights, ref_features, relative_error
+from reference_graphs import out_grad_graph
+from test_vgg_graphs import random_weights, ref_features, relative_error, session
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +66,8 @@ def test_subnetwork_api(model):
         assert loss == pytest.approx(0.5 * float(np.sum(out.astype(np.float64) ** 2)), rel=1e-6)
         assert grad.shape == x.shape and grad.dtype == np.float32
         # the gradient of <CNN(x), out> is that of 0.5 ||CNN(x) - 0||^2
-        (vjp,) = model._runner(f"subnet{level}-out_grad").run(
-            {"x": x[None], "out_grad": out[None]}, ("grad",))
+        (vjp,) = session(out_grad_graph(model.weights, level)).run(
+            ["grad"], {"x": x[None], "out_grad": out[None]})
         np.testing.assert_allclose(vjp[0], grad, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
         with pytest.raises(ValueError, match="target") as info:   # a bug, not bad input
             net.loss_and_grad(x, out[:, :-1])

@@ -53,7 +53,7 @@ def test_cpu_dry_run_writes_the_table_and_the_log(tmp_path):
     assert report["status"] == "passed" and report["mode"] == "cpu dry run"
     assert [run["size"] for run in report["stages"]] == ["48x48", "64x48"]
     assert report["compare"]["ok"]
-    assert report["compare"]["backends"]["a_prime_psnr"] == "inf"   # one at a time = side by side
+    assert report["compare"]["backends"]["a_prime_psnr"] == "inf"   # two CPU backends agree
 
 
 def test_psnr_and_equal_share():

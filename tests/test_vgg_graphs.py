@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from gpuanalogy import onnx_graph, vgg_graphs
+from reference_graphs import forward_graph, out_grad_graph, reference_subnet_graph
 
 CONV_CHANNELS = (
     ("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
@@ -188,7 +189,7 @@ def test_subnet_gradient_matches_finite_differences(level):
     weights = random_weights(divide=8, seed=5)
     net = session(vgg_graphs.build_subnet_graph(weights, level))
     x, rng = _subnet_inputs(weights, level, seed=level)
-    mid, out = session(vgg_graphs.build_subnet_graph(weights, level, grad_input=None)).run(
+    mid, out = session(forward_graph(weights, level)).run(
         None, {"x": x})
     ref_mid, ref_out = ref_subnet(weights, level, x[0].astype(np.float64))
     assert relative_error(mid[0], ref_mid) < 1e-5 and relative_error(out[0], ref_out) < 1e-5
@@ -216,9 +217,9 @@ def test_subnet_gradient_matches_finite_differences(level):
 def test_subnet_out_grad_variant(level):
     weights = random_weights(divide=8, seed=6)
     x, rng = _subnet_inputs(weights, level, shape=(17, 21), seed=10 + level)
-    vjp = session(vgg_graphs.build_subnet_graph(weights, level, grad_input="out_grad"))
+    vjp = session(out_grad_graph(weights, level))
     loss_net = session(vgg_graphs.build_subnet_graph(weights, level))
-    fwd = session(vgg_graphs.build_subnet_graph(weights, level, grad_input=None))
+    fwd = session(forward_graph(weights, level))
     _, out = fwd.run(None, {"x": x})
     out_grad = rng.standard_normal(out.shape).astype(np.float32)
     mid, out2, grad = vjp.run(None, {"x": x, "out_grad": out_grad})
@@ -260,14 +261,15 @@ def test_subnet_values_equal_features_graph(level):
 def test_backward_variants_agree(conv_backward, pool_backward, ceil_pool):
     weights = random_weights(divide=16, seed=9, ceil_pool=ceil_pool)
     x, rng = _subnet_inputs(weights, 3, shape=(15, 18), seed=11)
-    base = session(vgg_graphs.build_subnet_graph(weights, 3, conv_backward="conv_transpose",
-                                                 pool_backward="max_unpool"))
-    other = session(vgg_graphs.build_subnet_graph(weights, 3, conv_backward=conv_backward,
-                                                  pool_backward=pool_backward))
+    base = session(reference_subnet_graph(weights, 3))
+    other = session(reference_subnet_graph(weights, 3, conv_backward=conv_backward,
+                                           pool_backward=pool_backward))
+    package = session(vgg_graphs.build_subnet_graph(weights, 3, pool_backward=pool_backward))
     target = rng.standard_normal((1, weights.convs["conv3_1"][0].shape[0],
                                   *vgg_graphs.level_shape(15, 18, 3, ceil_pool=ceil_pool)))
     feeds = {"x": x, "target": target.astype(np.float32)}
     assert relative_error(other.run(["grad"], feeds)[0], base.run(["grad"], feeds)[0]) < 1e-5
+    assert relative_error(package.run(["grad"], feeds)[0], base.run(["grad"], feeds)[0]) < 1e-5
 
 
 def _tied_inputs(weights, level: int, shape, seed: int):
@@ -293,8 +295,8 @@ def test_relu_backward_variants_give_the_same_gradient_bit_for_bit(level, shape)
     weights = random_weights(divide=4, seed=12)
     x, rng = _tied_inputs(weights, level, shape, seed=20 + level)
     fast = session(vgg_graphs.build_subnet_graph(weights, level))
-    reference = session(vgg_graphs.build_subnet_graph(weights, level, relu_backward="where"))
-    _, out = session(vgg_graphs.build_subnet_graph(weights, level, grad_input=None)).run(
+    reference = session(reference_subnet_graph(weights, level, conv_backward="flipped_conv"))
+    _, out = session(forward_graph(weights, level)).run(
         None, {"x": x})
     target = (out * rng.random(out.shape)).astype(np.float32)
     feeds = {"x": x, "target": target}
@@ -332,17 +334,18 @@ def test_relu_masks_stay_in_the_blocked_layout(tmp_path):
 
     weights = random_weights(divide=4, seed=13)
 
-    def optimized(**kwargs):
+    def optimized(build=vgg_graphs.build_subnet_graph):
         path = tmp_path / f"opt{len(list(tmp_path.iterdir()))}.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.optimized_model_filepath = str(path)
         options.log_severity_level = 3
-        ort.InferenceSession(vgg_graphs.build_subnet_graph(weights, 4, **kwargs)
-                             .SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(build(weights, 4).SerializeToString(), options,
+                             providers=["CPUExecutionProvider"])
         return [node.op_type for node in onnx.load(str(path)).graph.node]
 
-    reference = optimized(relu_backward="where")
+    reference = optimized(lambda w, level: reference_subnet_graph(w, level,
+                                                                  conv_backward="flipped_conv"))
     reorders = ("ReorderInput", "ReorderOutput")
     if not any(op in reorders for op in reference):
         pytest.skip("this CPU gets no NCHWc rewrite from onnxruntime")
@@ -361,10 +364,8 @@ def test_segments_and_bad_arguments():
     for bad in (1, 6):
         with pytest.raises(ValueError, match="sub-network"):
             vgg_graphs.build_subnet_graph(weights, bad)
-    with pytest.raises(ValueError, match="grad_input"):
-        vgg_graphs.build_subnet_graph(weights, 3, grad_input="loss")
-    with pytest.raises(ValueError, match="relu_backward"):
-        vgg_graphs.build_subnet_graph(weights, 3, relu_backward="sign")
+    with pytest.raises(ValueError, match="pool_backward"):
+        vgg_graphs.build_subnet_graph(weights, 3, pool_backward="sum")
     model = vgg_graphs.build_subnet_graph(weights, 3)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["gpuanalogy.weights_digest"] == weights.digest

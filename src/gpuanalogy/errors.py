@@ -4,8 +4,8 @@ The command line prints ``str(error)`` and exits with status 2; ``--debug`` show
 traceback. :func:`printable` and :func:`error_reason` build those one-line messages.
 
 Only what a caller can fix is an :class:`InputError`; a broken promise inside the package (a
-shape the pipeline itself produced) is a plain ``ValueError`` or ``AssertionError``, which the
-command line reports as an internal error.
+shape the pipeline itself produced) is a plain ``ValueError``, a bug to report, never "your
+input is bad" with exit status 2.
 """
 from __future__ import annotations
 

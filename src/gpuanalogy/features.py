@@ -16,9 +16,7 @@ from gpuanalogy.backend import Backend, DeviceName, get_backend
 from gpuanalogy.runtime import (
     Runner, cached_model_path, create_session, make_runner)
 from gpuanalogy.vgg_graphs import (
-    CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, RELU_BACKWARD, build_features_graph,
-    build_subnet_graph, level_shape,
-)
+    LEVEL_NAMES, POOL_BACKWARD, build_features_graph, build_subnet_graph, level_shape)
 
 __all__ = ["VGG19", "SubNetwork", "vgg19_features"]
 
@@ -82,16 +80,13 @@ class VGG19:
         return runner
 
     def _cache_kind(self, kind: str) -> str:
-        if kind == "features":
-            return kind
-        return f"{kind}-{CONV_BACKWARD}-{self._pool_backward}-{RELU_BACKWARD}"
+        return kind if kind == "features" else f"{kind}-{self._pool_backward}"
 
     def _build(self, kind: str) -> Any:
         if kind == "features":
             return build_features_graph(self.weights)
-        level_part, grad_input = kind.split("-")
-        return build_subnet_graph(self.weights, int(level_part.removeprefix("subnet")),
-                                  grad_input=grad_input, pool_backward=self._pool_backward)  # type: ignore[arg-type]
+        level = int(kind.removeprefix("subnet").removesuffix("-target"))
+        return build_subnet_graph(self.weights, level, pool_backward=self._pool_backward)
 
     def release(self) -> None:
         """Close every open session (each holds its weights and a memory arena); graphs are

@@ -81,7 +81,6 @@ class GraphBuilder:
     def relu_backward(self, grad: str, y: str, mask: str) -> str:
         """``grad`` where ``y > 0``, else 0; ``mask`` picks the formulation:
 
-        - ``"where"``: ``Where(y > 0, grad, 0)``;
         - ``"cast"``: ``grad * Cast(y > 0)``;
         - ``"conv"``: ``grad * Clip(2**127 * y, 0, 1)`` with the scaling as a depthwise 1x1 conv,
           which ONNX Runtime fuses with the Clip and keeps, like the Mul, in its NCHWc layout.
@@ -98,23 +97,17 @@ class GraphBuilder:
             (m,) = self.node("Clip", [scaled, zero, one], stem="mask", like=y)
             return self.node("Mul", [grad, m], stem="grad", like=y)[0]
         (positive,) = self.node("Greater", [y, zero], stem="positive")
-        if mask == "where":
-            return self.node("Where", [positive, grad, zero], stem="grad", like=y)[0]
         (m,) = self.node("Cast", [positive], stem="mask", to=TensorProto.FLOAT, like=y)
         return self.node("Mul", [grad, m], stem="grad", like=y)[0]
 
-    def conv_backward(self, grad: str, layer: str, variant: str, like: str,
-                      output: str | None = None) -> str:
+    def conv_backward(self, grad: str, layer: str, like: str, output: str | None = None) -> str:
+        """The input-gradient of ``layer``'s 3x3 convolution: a ``Conv`` with the spatially
+        flipped, in/out-transposed kernel."""
         outs = [output] if output else None
-        attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-        if variant == "conv_transpose":
-            w, _ = self.conv_weights(layer)
-            return self.node("ConvTranspose", [grad, w], stem="grad", outputs=outs, like=like,
-                             **attrs)[0]
         w_np = np.asarray(self.weights.convs[layer][0], np.float32)
         flipped = self.const(f"{layer}_Wflip", w_np[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         return self.node("Conv", [grad, flipped], stem="grad", outputs=outs, like=like,
-                         **attrs)[0]
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])[0]
 
     def pool_backward(self, grad: str, indices: str, pooled_input: str, variant: str) -> str:
         (shape,) = self.node("Shape", [pooled_input], stem="pool_in_shape")

@@ -12,16 +12,21 @@ The sub-network for level L (2..5) maps features at L - 2 through L - 1 to L and
 and the input-gradient of ``0.5 * ||out - target||^2``. Its backward pass is written by hand:
 
 - conv input-gradient: a ``Conv`` with the spatially flipped, in/out-transposed kernel (pad 1),
-  faster on ORT CPU than ``ConvTranspose`` with the forward weights (see ``CONV_BACKWARD``;
-  both are available);
+  faster on ORT CPU than ``ConvTranspose`` with the forward weights (the tests keep that one as
+  a reference, with the same gradients to float32 rounding; ``benchmarks/vgg.py`` times them);
 - ReLU: the gradient is kept where the forward activation is positive, as a multiplication by a
-  0/1 mask (see ``RELU_BACKWARD``). A ReLU whose output is max-pooled is masked at the pooled
-  resolution, before the unpooling: the gradient only reaches each window's argmax, whose value
-  is the pooled value, so ``pooled > 0`` is the same mask on a tensor four times smaller;
+  0/1 mask: ``Clip(2**127 * y, 0, 1)`` at full resolution (a depthwise 1x1 ``Conv`` that ONNX
+  Runtime fuses with the ``Clip`` and keeps, like the ``Mul``, in its blocked layout), exactly 0
+  or 1 for every ``y`` but subnormals below 2**-127, and ``Cast(y > 0)`` on the output level. A
+  ReLU whose output is max-pooled is masked at the pooled resolution, before the unpooling: the
+  gradient only reaches each window's argmax, whose value is the pooled value, so ``pooled > 0``
+  is the same mask on a tensor four times smaller. The same gradient bit for bit as
+  ``Where(y > 0, g, 0)`` after every ReLU (graph version 1, the tests' reference);
 - max-pool: ``MaxPool`` also returns its argmax ``Indices`` and ``MaxUnpool`` scatters the gradient
-  back with ``output_shape`` set to the pre-pool shape, so ceil-mode (odd) sizes round-trip. Ties
-  in a window give the whole gradient to the first maximum in row-major order (ONNX Runtime's
-  ``Indices``), as before;
+  back with ``output_shape`` set to the pre-pool shape, so ceil-mode (odd) sizes round-trip
+  (``ScatterElements`` on the flat tensor where the provider lacks ``MaxUnpool``: the same
+  results bit for bit). Ties in a window give the whole gradient to the first maximum in
+  row-major order (ONNX Runtime's ``Indices``);
 - no second forward pass: the backward reads the forward's own activations and indices.
 
 Layout: ONNX Runtime's CPU provider rewrites the 3x3 convolutions into its blocked NCHWc kernels
@@ -44,36 +49,18 @@ from onnx import TensorProto, helper
 from .onnx_graph import OPSET, GraphBuilder, tensor_info
 
 __all__ = [
-    "CONV_BACKWARD", "GRAPH_VERSION", "LEVEL_NAMES", "OPSET", "POOL_BACKWARD", "RELU_BACKWARD",
-    "build_features_graph", "build_subnet_graph", "level_shape", "segment",
+    "GRAPH_VERSION", "LEVEL_NAMES", "OPSET", "POOL_BACKWARD", "build_features_graph",
+    "build_subnet_graph", "subnet_forward", "subnet_loss", "level_shape", "segment",
 ]
 
 #: Bump whenever a builder changes what it emits: cached models are keyed on it.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 LEVEL_NAMES = ("data", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-#: Which conv input-gradient the sub-networks use: "flipped_conv" (Conv with the spatially
-#: flipped, in/out-transposed kernel), faster on ONNX Runtime's CPU provider at every level for
-#: a second copy of each kernel in the model, or "conv_transpose" (ConvTranspose with the
-#: forward weights). Gradients of the two agree to float32 rounding; benchmarks/vgg.py times them.
-ConvBackward = Literal["conv_transpose", "flipped_conv"]
 PoolBackward = Literal["max_unpool", "scatter"]
-CONV_BACKWARD: ConvBackward = "flipped_conv"
-#: How the max-pool gradient is scattered: "max_unpool" (MaxUnpool) or "scatter"
-#: (ScatterElements on the flat tensor), the same results bit for bit; "scatter" is there for
-#: execution providers without a MaxUnpool kernel (CUDA).
+#: How the max-pool gradient is scattered: "max_unpool" (MaxUnpool) or, for execution providers
+#: without a MaxUnpool kernel (CUDA), "scatter" (ScatterElements on the flat tensor).
 POOL_BACKWARD: PoolBackward = "max_unpool"
-#: How the ReLU gradient is masked. "mask_conv": multiply by ``Clip(2**127 * y, 0, 1)`` (a
-#: depthwise 1x1 ``Conv`` that ONNX Runtime fuses with the ``Clip`` and runs in its blocked NCHWc
-#: layout, followed by a same-layout ``Mul``) at full resolution, by ``Cast(y > 0)`` at the
-#: pooled resolution and on the output level (there the tensors are in plain NCHW anyway).
-#: ``2**127 * y >= 1`` for every ``y >= 2**-127``, so the mask is exactly 0 or 1 except for
-#: subnormal activations below 2**-127 (about 5.9e-39), which get a factor below 1.
-#: "where": ``Where(y > 0, g, 0)`` after every ReLU at full resolution, the formulation of graph
-#: version 1, kept as the reference: both give the same gradient bit for bit (up to the sign of
-#: zeros); "mask_conv" avoids most of the layout reorders around ``Where`` (benchmarks/vgg.py).
-ReluBackward = Literal["mask_conv", "where"]
-RELU_BACKWARD: ReluBackward = "mask_conv"
 
 _BLOCKS = (
     ("conv1_1", "conv1_2"),
@@ -164,13 +151,8 @@ def build_features_graph(weights: Any) -> onnx.ModelProto:
                    _properties(weights, "features"))
 
 
-GradInput = Literal["target", "out_grad"]
-
-
-def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None = "target",
-                       conv_backward: ConvBackward = CONV_BACKWARD,
-                       pool_backward: PoolBackward = POOL_BACKWARD,
-                       relu_backward: ReluBackward = RELU_BACKWARD) -> onnx.ModelProto:
+def build_subnet_graph(weights: Any, level: int, *,
+                       pool_backward: PoolBackward = POOL_BACKWARD) -> onnx.ModelProto:
     """The deconvolution sub-network: level ``level - 2`` -> ``level - 1`` -> ``level``.
 
     Parameters
@@ -178,103 +160,87 @@ def build_subnet_graph(weights: Any, level: int, *, grad_input: GradInput | None
     weights : VGG19Weights
     level : int, 2..5
         The output level L.
-    grad_input : {"target", "out_grad", None}
-        ``"target"``: inputs ``x`` (1, C_{L-2}, H, W) and ``target`` (1, C_L, H_L, W_L); outputs
-        ``mid``, ``out``, ``loss`` (float64 scalar, 0.5 * ||out - target||^2, the squares summed
-        along each row in float32 and the rows in float64) and ``grad``
-        (d loss / d x, shaped like ``x``).
-        ``"out_grad"``: inputs ``x`` and ``out_grad`` (shaped like ``out``); outputs ``mid``,
-        ``out`` and ``grad``, the gradient of <out, out_grad> with respect to ``x``.
-        ``None``: input ``x``; outputs ``mid`` and ``out`` only.
-    conv_backward : {"conv_transpose", "flipped_conv"}
-        How the conv input-gradient is written (see ``CONV_BACKWARD``).
     pool_backward : {"max_unpool", "scatter"}
         How the max-pool gradient is scattered back (see ``POOL_BACKWARD``).
-    relu_backward : {"mask_conv", "where"}
-        How the ReLU gradient is masked (see ``RELU_BACKWARD``); the same gradient either way.
 
     Returns
     -------
     onnx.ModelProto
+        Inputs ``x`` (1, C_{L-2}, H, W) and ``target`` (1, C_L, H_L, W_L); outputs ``mid``,
+        ``out``, ``loss`` (float64 scalar, 0.5 * ||out - target||^2, the squares summed along
+        each row in float32 and the rows in float64) and ``grad`` (d loss / d x, shaped like
+        ``x``).
     """
-    if not 2 <= level <= 5:
-        raise ValueError(f"level={level} has no sub-network; expected 2..5")
-    if conv_backward not in ("conv_transpose", "flipped_conv"):
-        raise ValueError(f"conv_backward={conv_backward!r} is not supported. "
-                         "Try 'conv_transpose' or 'flipped_conv'.")
     if pool_backward not in ("max_unpool", "scatter"):
         raise ValueError(f"pool_backward={pool_backward!r} is not supported. "
                          "Try 'max_unpool' or 'scatter'.")
-    if relu_backward not in ("mask_conv", "where"):
-        raise ValueError(f"relu_backward={relu_backward!r} is not supported. "
-                         "Try 'mask_conv' or 'where'.")
-    if grad_input not in ("target", "out_grad", None):
-        raise ValueError(f"grad_input={grad_input!r} is not supported. "
-                         "Try 'target', 'out_grad' or None.")
     g = GraphBuilder(weights)
-    c_in, c_mid, c_out = (_channels(weights, lv) for lv in (level - 2, level - 1, level))
-    g.dims["x"] = (c_in, "H", "W")
-    # Forward, remembering what the backward pass needs: (kind, layer, input, output, indices).
-    tape: list[tuple[str, str, str, str, str | None]] = []
+    tape = subnet_forward(g, level, indices=True)
+    inputs = [tensor_info("x", *g.dims["x"]), tensor_info("target", *g.dims["out"])]
+    outputs = [tensor_info("mid", *g.dims["mid"]), tensor_info("out", *g.dims["out"])]
+    grad = subnet_loss(g, outputs)
+    masked = False  # the ReLU before a max-pool, already masked at the pooled resolution
+    for n, (step, layer, x_in, y, idx) in enumerate(reversed(tape)):
+        if step == "pool":
+            # Only each window's argmax receives gradient, and its value is the pooled value.
+            grad = g.relu_backward(grad, y, "cast")
+            masked = True
+            grad = g.pool_backward(grad, idx, x_in, pool_backward)
+        else:
+            if not masked:
+                grad = g.relu_backward(grad, y, "cast" if n == 0 else "conv")
+            masked = False
+            grad = g.conv_backward(grad, layer, like=x_in,
+                                   output="grad" if n == len(tape) - 1 else None)
+    outputs.append(tensor_info("grad", *g.dims["x"]))
+    return g.model(f"vgg19_subnet{level}_target", inputs, outputs,
+                   _properties(weights, f"subnet{level}-target-{pool_backward}"))
+
+
+#: One forward step of a sub-network, for its backward pass:
+#: (kind "conv" or "pool", layer, input, output, max-pool indices or None).
+TapeStep = tuple[str, str, str, str, "str | None"]
+
+
+def subnet_forward(g: GraphBuilder, level: int, *, indices: bool) -> list[TapeStep]:
+    """The forward pass of the sub-network for ``level`` (2..5) from input ``x`` to ``mid``
+    (level L-1) and ``out`` (level L), written into ``g``; returns its steps in order.
+
+    ``indices`` keeps each max-pool's argmax for a backward pass.
+    """
+    if not 2 <= level <= 5:
+        raise ValueError(f"level={level} has no sub-network; expected 2..5")
+    g.dims["x"] = (_channels(g.weights, level - 2), "H", "W")
+    tape: list[TapeStep] = []
     x = "x"
     for sub_level, final in ((level - 1, "mid"), (level, "out")):
         steps = segment(sub_level)
         for i, (step, layer) in enumerate(steps):
-            last = i == len(steps) - 1
             if step == "pool":
-                y, idx = g.pool(x, indices=grad_input is not None)
+                y, idx = g.pool(x, indices=indices)
                 tape.append(("pool", "", x, y, idx))
             else:
-                y = g.conv_relu(x, layer, output=final if last else None)
+                y = g.conv_relu(x, layer, output=final if i == len(steps) - 1 else None)
                 tape.append(("conv", layer, x, y, None))
             x = y
+    return tape
 
-    inputs = [tensor_info("x", c_in, "H", "W")]
-    outputs = [tensor_info("mid", *g.dims["mid"]), tensor_info("out", *g.dims["out"])]
-    kind = f"subnet{level}"
-    if grad_input is None:
-        return g.model(f"vgg19_subnet{level}_forward", inputs, outputs,
-                       _properties(weights, f"{kind}-forward"))
 
-    if grad_input == "target":
-        inputs.append(tensor_info("target", *g.dims["out"]))
-        g.dims["target"] = g.dims["out"]
-        (grad,) = g.node("Sub", ["out", "target"], stem="residual", like="out")
-        # Squares summed along each row in float32 (W_L terms), the rows in float64: the float64
-        # Cast of the whole residual cost more than the rest of the loss.
-        axes = g.const("axes_w", np.array([3], np.int64))
-        (rows,) = g.node("ReduceSumSquare", [grad, axes], stem="row_sumsq", keepdims=0)
-        (wide,) = g.node("Cast", [rows], stem="row_sumsq64", to=TensorProto.DOUBLE)
-        (sq,) = g.node("ReduceSum", [wide], stem="sumsq", keepdims=0)
-        half = g.const("half_f64", np.array(0.5, np.float64))
-        g.node("Mul", [sq, half], outputs=["loss"])
-        outputs.append(helper.make_tensor_value_info("loss", TensorProto.DOUBLE, []))
-    else:
-        inputs.append(tensor_info("out_grad", *g.dims["out"]))
-        g.dims["out_grad"] = g.dims["out"]
-        grad = "out_grad"
-
-    reference = relu_backward == "where"
-    masked = False  # the ReLU before a max-pool, already masked at the pooled resolution
-    for n, (step, layer, x_in, y, idx) in enumerate(reversed(tape)):
-        first = n == len(tape) - 1  # the step that consumed "x" itself
-        if step == "pool":
-            assert idx is not None
-            if not reference:
-                # Only each window's argmax receives gradient, and its value is the pooled value.
-                grad = g.relu_backward(grad, y, "cast")
-                masked = True
-            grad = g.pool_backward(grad, idx, x_in, pool_backward)
-        else:
-            if not masked:
-                mask = "where" if reference else "cast" if n == 0 else "conv"
-                grad = g.relu_backward(grad, y, mask)
-            masked = False
-            grad = g.conv_backward(grad, layer, conv_backward, like=x_in,
-                                   output="grad" if first else None)
-    outputs.append(tensor_info("grad", c_in, "H", "W"))
-    return g.model(f"vgg19_subnet{level}_{grad_input}", inputs, outputs, _properties(
-        weights, f"{kind}-{grad_input}-{conv_backward}-{pool_backward}-{relu_backward}"))
+def subnet_loss(g: GraphBuilder, outputs: list[onnx.ValueInfoProto]) -> str:
+    """``loss = 0.5 * ||out - target||^2`` written into ``g`` (and added to ``outputs``);
+    returns the name of its gradient with respect to ``out`` (the residual)."""
+    g.dims["target"] = g.dims["out"]
+    (grad,) = g.node("Sub", ["out", "target"], stem="residual", like="out")
+    # Squares summed along each row in float32 (W_L terms), the rows in float64: the float64
+    # Cast of the whole residual cost more than the rest of the loss.
+    axes = g.const("axes_w", np.array([3], np.int64))
+    (rows,) = g.node("ReduceSumSquare", [grad, axes], stem="row_sumsq", keepdims=0)
+    (wide,) = g.node("Cast", [rows], stem="row_sumsq64", to=TensorProto.DOUBLE)
+    (sq,) = g.node("ReduceSum", [wide], stem="sumsq", keepdims=0)
+    half = g.const("half_f64", np.array(0.5, np.float64))
+    g.node("Mul", [sq, half], outputs=["loss"])
+    outputs.append(helper.make_tensor_value_info("loss", TensorProto.DOUBLE, []))
+    return grad
 
 
 def _properties(weights: Any, kind: str) -> dict[str, str]:

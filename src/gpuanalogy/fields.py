@@ -60,7 +60,7 @@ class Field:
         Returns an (H_A, W_A, C) float32 array on ``backend``.
         """
         if self.subpixel:
-            return subpixel.warp(source, self.values, patch_size=patch_size, backend=backend)
+            return subpixel.vote(source, self.values, patch_size // 2, backend)
         xp = backend.xp
         return backend.kernels.warp(xp.ascontiguousarray(source, dtype=xp.float32), self.values,
                                     half=patch_size // 2)

@@ -34,7 +34,7 @@ from .backend import Backend
 from .checks import patch_half
 from .errors import InputError
 
-__all__ = ["align", "warp", "upsample_nnf"]
+__all__ = ["align", "warp", "vote", "upsample_nnf"]
 
 
 def align(structure: Any, source: Any, nnf: Any, *, backend: Backend, radius: float = 1.5,
@@ -133,13 +133,22 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
     half = patch_half(patch_size)
     if source.ndim != 3 or nnf.ndim != 3 or nnf.shape[2] != 2:
         raise InputError("warp needs source (H, W, C) and nnf (H, W, 2).")
-    channels = xp.ascontiguousarray(xp.moveaxis(xp.asarray(source, dtype=xp.float32), -1, 0))
     nnf = xp.asarray(nnf, dtype=xp.float32)
-    ha, wa = nnf.shape[:2]
     hb, wb = source.shape[:2]
     if not (bool((nnf >= 0).all()) and float(nnf[..., 0].max()) <= hb - 1
             and float(nnf[..., 1].max()) <= wb - 1):
         raise InputError(f"nnf points outside B, whose size is {(hb, wb)}.")
+    return vote(source, nnf, half, backend)
+
+
+def vote(source: Any, nnf: Any, half: int, backend: Backend) -> Any:
+    """:func:`warp` without its checks (``half`` is half the patch side), for fields the
+    pipeline made itself (``gpuanalogy.fields``): no reads of the field back to the host."""
+    xp = backend.xp
+    channels = xp.ascontiguousarray(xp.moveaxis(xp.asarray(source, dtype=xp.float32), -1, 0))
+    nnf = xp.asarray(nnf, dtype=xp.float32)
+    ha, wa = nnf.shape[:2]
+    hb, wb = source.shape[:2]
     total = xp.zeros((source.shape[2], ha, wa), dtype=xp.float32)
     count = xp.zeros((ha, wa), dtype=xp.float32)
     for dr in range(-half, half + 1):

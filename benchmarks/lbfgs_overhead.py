@@ -27,8 +27,9 @@ from gpuanalogy.backend import get_backend  # noqa: E402
 
 
 def quadratic(n: int, xp, dtype):
-    """``f(x) = 0.5 sum(c x^2)`` with c in [0.5, 2], and a record of seconds spent inside it."""
-    scale = xp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, n), dtype=dtype)
+    """``f(x) = 0.5 sum(c x^2)`` with c log-uniform in [1e-3, 1] (ill-conditioned enough that
+    neither optimiser converges within the iterations), and a record of seconds spent inside it."""
+    scale = xp.asarray(10.0 ** np.random.default_rng(0).uniform(-3.0, 0.0, n), dtype=dtype)
     inside = [0.0]
 
     def objective(x):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize as scipy_minimize
+from threadpoolctl import threadpool_limits
 
 from . import lbfgs
 from .backend import Backend
@@ -99,14 +100,18 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     """
     start = time.perf_counter()
     solve = _on_backend if optimizer == "lbfgs" else _with_scipy
-    try:
-        x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
-                         backend=backend)
-    except NumericalError as exc:
-        level = getattr(subnet, "level", None)
-        where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
-        raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
-                             "NaN") from None
+    # One BLAS thread while the optimiser and the network take turns: BLAS's idle worker
+    # threads spin after each call and take the cores from the network's own thread pool
+    # (measured: docs/performance.md).
+    with threadpool_limits(limits=1, user_api="blas"):
+        try:
+            x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
+                             backend=backend)
+        except NumericalError as exc:
+            level = getattr(subnet, "level", None)
+            where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
+            raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
+                                 "NaN") from None
     forward_start = time.perf_counter()
     mid, _ = subnet.forward(x.reshape(x0.shape))
     backend.synchronize()

@@ -10,8 +10,7 @@ level it prints, over the pixels whose true match lies inside B' (3 px from the 
   true field rounded to whole pixels, and of the best global 1-pixel shift of the true field.
 
 If the found field's energy is below the true field's, no search can fix the error: the energy
-prefers the wrong field. Recording works by wrapping ``pipeline._search``, a private function:
-this is a diagnostic, not an API.
+prefers the wrong field. The levels are recorded by an ``on_level`` hook of ``analogy``.
 
     python benchmarks/nnf_diagnosis.py [--size 256] [--photo astronaut]
 """
@@ -26,8 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import known_answer  # noqa: E402
 
-from gpuanalogy import AnalogyConfig, pipeline  # noqa: E402
+from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
+from gpuanalogy.levels import LevelStep  # noqa: E402
 from gpuanalogy.nnf import nnf_energy  # noqa: E402
 from gpuanalogy.patchmatch import normalize_features  # noqa: E402
 
@@ -35,21 +35,16 @@ from gpuanalogy.patchmatch import normalize_features  # noqa: E402
 def record_searches(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig) -> dict:
     """level -> the normalised maps (a, a_prime, b, b_prime), start and found nnf_ab."""
     seen: dict[int, dict] = {}
-    search = pipeline._search
 
-    def recording(level, feat_a, feat_a_prime, feat_b, feat_bp, nnf_ab, nnf_ba, cfg, backend):
-        maps = [backend.to_numpy(normalize_features(pyr[level], backend))
-                for pyr in (feat_a, feat_a_prime, feat_b, feat_bp)]
-        start = backend.to_numpy(nnf_ab).copy()
-        found = search(level, feat_a, feat_a_prime, feat_b, feat_bp, nnf_ab, nnf_ba, cfg, backend)
-        seen[level] = {"maps": maps, "start": start, "found": backend.to_numpy(found[0]).copy()}
-        return found
+    def record(step: LevelStep) -> None:
+        backend, maps = step.backend, step.pyramids
+        seen[step.level] = {
+            "maps": [backend.to_numpy(normalize_features(side[step.level], backend))
+                     for side in (maps.a, maps.a_prime, maps.b, maps.b_prime)],
+            "start": backend.to_numpy(step.start_ab.values).copy(),
+            "found": backend.to_numpy(step.nnf_ab.values).copy()}
 
-    pipeline._search = recording
-    try:
-        pipeline.analogy(a, b_prime, config, model=VGG19(None, config.device))
-    finally:
-        pipeline._search = search
+    analogy(a, b_prime, config, model=VGG19(None, config.device), on_level=record)
     return seen
 
 

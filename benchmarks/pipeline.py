@@ -1,7 +1,7 @@
 """Stage timings of one whole analogy on the embedded defaults, with the VGG work counted.
 
     python benchmarks/pipeline.py [--sizes 224,448] [--ratio 1] [--lbfgs-iters 100] [--device auto]
-                                  [--preset photo2photo] [--subpixel] [--lanes N]
+                                  [--preset photo2photo] [--subpixel]
                                   [--optimizer lbfgs,scipy]
 
 The pair is scikit-image's astronaut (A) and Chelsea the cat (B'), each resized to SIZE x SIZE.
@@ -15,7 +15,6 @@ after the other in the same process, so the variants are compared in the same ho
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.config import OPTIMIZERS  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
-from gpuanalogy.runner import PeakMemory  # noqa: E402
+from gpuanalogy.app.pair import PeakMemory  # noqa: E402
 from gpuanalogy.vgg_graphs import level_shape, segment  # noqa: E402
 
 
@@ -60,9 +59,6 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, default=1.0)
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--lanes", type=int, default=None,
-                        help="deconvolutions allowed side by side (default: the backend's; "
-                             "1 runs them one at a time)")
     parser.add_argument("--preset", choices=("photo2style", "style2style", "style2photo",
                                              "photo2photo"),
                         help="start from a preset's settings (default: the plain defaults)")
@@ -73,8 +69,6 @@ def main() -> int:
     args = parser.parse_args()
 
     backend = get_backend(args.device)
-    if args.lanes is not None:
-        backend = dataclasses.replace(backend, lanes=args.lanes)
     model = VGG19(None, backend)
     device = f"{model.backend.name} ({model.provider})"
     runs = [(int(size), optimizer) for size in args.sizes.split(",")
@@ -109,8 +103,7 @@ def main() -> int:
         print(f"VGG work in L-BFGS: {flops / 1e12:.2f} TFLOP in {evals} evaluations "
               f"({flops / deconv / 1e9:.0f} GFLOP/s over the deconvolution stage, "
               f"{100 * deconv / total:.0f} % of the total)", flush=True)
-        lanes = max(s.lanes for _, _, s in result.deconvolutions)
-        print(f"deconvolution split{' (summed over side-by-side runs)' if lanes > 1 else ''}: "
+        print(f"deconvolution split: "
               f"sub-network evaluations {network:.1f} s "
               f"({flops / max(network, 1e-9) / 1e9:.0f} GFLOP/s), vector transfers and float64 "
               f"conversion {transfer:.1f} s, the optimiser itself ({optimizer_name}) "

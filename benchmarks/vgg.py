@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gpuanalogy.backend import get_backend  # noqa: PLC0415
     from gpuanalogy.features import VGG19  # noqa: PLC0415
-    from gpuanalogy.runtime import cache_dir, default_threads  # noqa: PLC0415
+    from gpuanalogy.backend import default_threads  # noqa: PLC0415
+    from gpuanalogy.runtime import cache_dir  # noqa: PLC0415
     profiles: list[str] = []
 
     try:
@@ -148,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _profile(model, level: int, x, target, label: str, runs: int) -> str:
     """One line: the sub-network's per-operator time under ORT's profiler."""
-    from gpuanalogy.runtime import (  # noqa: PLC0415
-        cached_model_path, create_session, profile_by_op)
+    from _profile import profile_by_op  # noqa: PLC0415
+    from gpuanalogy.runtime import cached_model_path, create_session  # noqa: PLC0415
 
     kind = f"subnet{level}-target"
     path = cached_model_path(model._cache_kind(kind), model.weights,

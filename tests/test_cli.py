@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpuanalogy.cli import main
+from gpuanalogy.app.main import main
 
 
 def _cli(*args, timeout=60):
@@ -22,6 +23,12 @@ def test_version_and_help_answer_at_once():
     assert out.returncode == 0 and "gpuanalogy" in out.stdout
     assert _cli("run", "--help").returncode == 0
     assert time.perf_counter() - start < 20   # no ONNX Runtime / Numba import on the way
+
+
+def test_run_help_names_the_roles_of_a_and_b_prime():
+    text = " ".join(_cli("run", "--help").stdout.split())
+    assert "structure image A" in text and "appearance exemplar B'" in text
+    assert "structure image B'" not in text
 
 
 def test_missing_input_is_one_line_exit_2(tmp_path, capsys):
@@ -113,6 +120,14 @@ def test_an_image_beyond_the_size_rule_is_announced_with_its_name(tmp_path, caps
     err = capsys.readouterr().err
     # the size rule brings 800x600 to 683x512 (area 350,000), then the ratio 0.2
     assert f"{big}: 800x600 is processed at 137x102" in err
+    lines = err.splitlines()
+    notice = next(i for i, line in enumerate(lines) if "is processed at" in line)
+    progress = [i for i, line in enumerate(lines) if re.match(r"\[ *\d+/\d+\]", line)]
+    assert notice < progress[0], "the size notice comes before the first progress line"
+    # the final wall time is measured on the progress lines' clock
+    last = float(re.search(r"\(([\d.]+) s\)$", lines[progress[-1]]).group(1))
+    done = float(re.search(r"done in ([\d.]+) s", err).group(1))
+    assert done >= last
     with Image.open(out / "a_prime.png") as a_prime:
         assert a_prime.size == (800, 600)
 

@@ -90,22 +90,22 @@ def test_outputs_come_back_to_the_input_size_by_cubic_resize_or_by_the_field(mod
 
 @pytest.mark.parametrize("start", ["own", "warped"])
 def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, start):
-    import gpuanalogy.pipeline as pipeline
-    from gpuanalogy import io
+    import gpuanalogy.levels as levels
+    from gpuanalogy.checks import to_float_image
 
     starts = []
-    real = pipeline.deconvolve_all
+    real = levels.deconvolve
 
-    def spy(problems, **options):
-        starts.extend(model.backend.to_numpy(x0).copy() for _, x0, _ in problems)
-        return real(problems, **options)
+    def spy(subnet, x0, target, **options):
+        starts.append(model.backend.to_numpy(x0).copy())
+        return real(subnet, x0, target, **options)
 
-    monkeypatch.setattr(pipeline, "deconvolve_all", spy)
+    monkeypatch.setattr(levels, "deconvolve", spy)
     a = _photo((48, 48))
     b_prime = np.ascontiguousarray(a[::-1])          # a different layout of the same content
     analogy(a, b_prime, AnalogyConfig(deconv_start=start, **{**SMALL, "lbfgs_iterations": 1}),
             model=model)
-    own = {side: pipeline._pyramid(model, model.backend.asarray(io.to_float_image(x, name=side)))
+    own = {side: levels.pyramid(model, model.backend.asarray(to_float_image(x, name=side)))
            for side, x in (("a", a), ("b_prime", b_prime))}
     # Per level L = 5..2: the A' run (structure A), then the B run (structure B').
     expected = [own[side][level - 2] for level in (5, 4, 3, 2) for side in ("a", "b_prime")]
@@ -138,21 +138,26 @@ def test_subpixel_alignment_recovers_a_half_pixel_shift_across_a_re_tone(model):
     assert errors[True] <= 0.25
 
 
-def test_side_by_side_deconvolutions_give_the_same_analogy_as_one_at_a_time():
-    import dataclasses
+def test_on_level_sees_every_level_and_previews_vote_at_the_input_size(model):
+    from gpuanalogy.pipeline import level_preview
 
-    from gpuanalogy.backend import cpu_backend
-    from gpuanalogy.features import VGG19
+    a = _photo((40, 48))
+    b_prime = np.ascontiguousarray(a[::-1])
+    config = AnalogyConfig(**{**SMALL, "lbfgs_iterations": 2})
+    steps, previews = [], {}
 
-    a = _photo((48, 48))
-    b_prime = np.ascontiguousarray(a[:, ::-1])
-    config = AnalogyConfig(**{**SMALL, "lbfgs_iterations": 10})
-    results = []
-    for lanes in (2, 1):
-        model = VGG19(None, dataclasses.replace(cpu_backend(), lanes=lanes))
-        results.append(analogy(a, b_prime, config, model=model))
-        shared = [key for key in model._runners if key.endswith("/2")]
-        assert bool(shared) == (lanes == 2)      # side by side ran on half-thread sessions
-    together, one_by_one = results
-    for name in ("a_prime", "b", "nnf_ab", "nnf_ba"):
-        np.testing.assert_array_equal(getattr(together, name), getattr(one_by_one, name))
+    def on_level(step):
+        steps.append(step)
+        previews[step.level] = level_preview(step, a, b_prime, config)
+
+    result = analogy(a, b_prime, config, model=model, on_level=on_level)
+    assert [s.level for s in steps] == [5, 4, 3, 2, 1]
+    assert all(len(s.deconvolutions) == 2 for s in steps[:-1]) and not steps[-1].deconvolutions
+    for coarse, fine in zip(steps, steps[1:]):   # each level starts where the last handed on
+        assert np.array_equal(coarse.next_ab.values, fine.start_ab.values)
+        assert fine.pyramids.a_prime[fine.level].shape == fine.pyramids.a[fine.level].shape
+    assert np.array_equal(steps[-1].nnf_ab.values, result.nnf_ab.astype(np.int32))
+    assert "on_level" in result.timings
+    for a_prime, b in previews.values():
+        assert a_prime.shape == a.shape and b.shape == b_prime.shape
+    np.testing.assert_array_equal(previews[1][0], result.a_prime)   # level 1 is the output

@@ -64,9 +64,13 @@ def test_subnetwork_api(model):
         assert isinstance(loss, float)
         assert loss == pytest.approx(0.5 * float(np.sum(out.astype(np.float64) ** 2)), rel=1e-6)
         assert grad.shape == x.shape and grad.dtype == np.float32
-        np.testing.assert_allclose(net.vjp(x, out), grad, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
-        with pytest.raises(InputError, match="target"):
+        # the gradient of <CNN(x), out> is that of 0.5 ||CNN(x) - 0||^2
+        (vjp,) = model._runner(f"subnet{level}-out_grad").run(
+            {"x": x[None], "out_grad": out[None]}, ("grad",))
+        np.testing.assert_allclose(vjp[0], grad, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
+        with pytest.raises(ValueError, match="target") as info:   # a bug, not bad input
             net.loss_and_grad(x, out[:, :-1])
+        assert not isinstance(info.value, InputError)
     for bad in (1, 6, 2.5):
         with pytest.raises(ValueError):
             model.subnet(bad)
@@ -204,13 +208,6 @@ def test_create_session_falls_back_to_cpu_when_cuda_is_missing(small_weights, ca
         assert provider == "CPUExecutionProvider"
 
 
-def test_default_threads(monkeypatch):
-    monkeypatch.setenv("GPUANALOGY_THREADS", "3")
-    assert runtime.default_threads() == 3
-    monkeypatch.delenv("GPUANALOGY_THREADS")
-    assert runtime.default_threads() >= 1
-
-
 # --- the real weights -------------------------------------------------------------------------
 
 def test_default_weights_match_numpy_reference():
@@ -240,22 +237,6 @@ def test_release_closes_sessions_and_they_reopen(model):
     model.release()
     assert not model._runners
     np.testing.assert_array_equal(model.subnet(3).forward(x)[0], mid)
-
-
-def test_create_session_profile_and_profile_by_op(small_weights, tmp_path):
-    path = runtime.cached_model_path("features", small_weights,
-                                     lambda: build_features_graph(small_weights))
-    session, _ = runtime.create_session(path, get_backend("cpu"),
-                                        profile_prefix=str(tmp_path / "prof"))
-    image = np.random.default_rng(6).random((1, 3, 20, 27), dtype=np.float32)
-    for _ in range(3):
-        session.run(None, {"image": image})
-    profile = session.end_profiling()
-    assert str(profile).startswith(str(tmp_path / "prof"))
-    seconds, runs = runtime.profile_by_op(profile)
-    assert runs == 3
-    assert "Conv" in seconds and all(t >= 0 for t in seconds.values())
-    assert list(seconds.values()) == sorted(seconds.values(), reverse=True)
 
 
 def test_bound_runner_gives_the_plain_runner_results(tmp_path, monkeypatch):

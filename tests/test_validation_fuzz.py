@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from gpuanalogy import analogy
 from gpuanalogy.errors import InputError
-from gpuanalogy.io import MIN_SIDE, to_float_image
+from gpuanalogy.checks import MIN_SIDE, to_float_image
 
 # Any scalar dtype numpy has, in either byte order; but the ones images use come up more
 # often, so that most examples get past the dtype check and exercise shapes and values.

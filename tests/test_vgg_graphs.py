@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from gpuanalogy import vgg_graphs
+from gpuanalogy import onnx_graph, vgg_graphs
 
 CONV_CHANNELS = (
     ("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
@@ -310,14 +310,14 @@ def test_relu_backward_variants_give_the_same_gradient_bit_for_bit(level, shape)
 def test_relu_mask_conv_is_exactly_zero_or_one():
     """``Clip(2**127 * y, 0, 1)`` is exactly 1 for every y >= 2**-127 (normal floats included)
     and exactly 0 at y = 0, so ``grad * mask`` is ``grad`` or zero."""
-    g = vgg_graphs._Graph(random_weights(divide=16))
+    g = onnx_graph.GraphBuilder(random_weights(divide=16))
     g.dims["y"] = (16, "H", "W")
     g.dims["g"] = (16, "H", "W")
     out = g.relu_backward("g", "y", "conv")
     g.node("Identity", [out], outputs=["masked"])
-    tensor = vgg_graphs._tensor
+    tensor = onnx_graph.tensor_info
     model = g.model("mask", [tensor("g", 16, "H", "W"), tensor("y", 16, "H", "W")],
-                    [tensor("masked", 16, "H", "W")], "test")
+                    [tensor("masked", 16, "H", "W")], {})
     values = np.array([0.0, 2.0 ** -127, 2.0 ** -126, 1e-30, 1e-7, 1.0, 3e4, 3.4e38], np.float32)
     y = np.resize(values, (1, 16, 5, 8)).astype(np.float32)
     grad = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)

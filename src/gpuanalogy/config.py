@@ -142,25 +142,3 @@ class AnalogyConfig:
         data = dataclasses.asdict(self)
         data["weights"] = None if self.weights is None else os.fspath(self.weights)
         return data
-
-
-# Command-line option names -> AnalogyConfig fields (``run``, ``batch`` and CSV columns).
-OPTION_FIELDS: dict[str, str] = {
-    "blend": "blend", "ratio": "ratio", "iters": "patchmatch_iterations",
-    "lbfgs_iters": "lbfgs_iterations", "optimizer": "optimizer", "seed": "seed", "mask": "mask", "refine": "refine",
-    "upsample": "upsample", "subpixel": "subpixel", "device": "device", "weights": "weights",
-}
-
-
-def config_from_options(options: dict[str, Any], *, preset: str | None = None,
-                        base: AnalogyConfig | None = None) -> AnalogyConfig:
-    """An AnalogyConfig from a preset (or ``base``, or the defaults) plus the given options.
-
-    ``options`` maps command-line option names (``OPTION_FIELDS``) to values; ``None`` means
-    "not given". A preset's own settings give way to every option that is given.
-    """
-    overrides = {field: options[name] for name, field in OPTION_FIELDS.items()
-                 if options.get(name) is not None}
-    if preset:
-        return AnalogyConfig.preset(preset, **overrides)
-    return (base or AnalogyConfig()).replace(**overrides)

@@ -10,17 +10,12 @@ Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the
 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the official
 code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which takes the
 vector to the host as float64 at every evaluation.
-
-:func:`deconvolve_all` runs a level's independent deconvolutions (A' and B) side by side when
-the backend has lanes for them and the machine has the memory.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +27,6 @@ from . import lbfgs
 from .backend import Backend
 from .errors import NumericalError
 
-log = logging.getLogger("gpuanalogy")
-
-# Host memory one more concurrent L-BFGS run adds, per value of its variable: SciPy's workspace
-# ((2 * history + 5) float64 vectors), its wrapper's and our copies, ONNX Runtime's activations.
-# Measured 260-330 bytes at 224, 256 and 448 px (docs/performance.md).
-SIDE_BY_SIDE_BYTES_PER_VALUE = 340
-
 
 @dataclass(frozen=True)
 class DeconvolutionStats:
@@ -47,11 +35,10 @@ class DeconvolutionStats:
     ``seconds`` is the whole run; ``network_seconds`` the sub-network evaluations (value and
     gradient, on the backend's device, and the final forward pass to the reconstruction); ``transfer_seconds`` moving the vector between the
     backend and SciPy's float64 host copy (zero for ``"lbfgs"``, whose vectors stay put); the
-    rest is the optimiser itself (and, side by side, waiting for Python's lock). ``stop`` says
+    rest is the optimiser itself. ``stop`` says
     why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
     line_search_failed) and ``restarts`` how often a failed line search restarted from steepest
-    descent. ``lanes`` is how many runs were in flight together: 1 alone, 2 side by side (see
-    :func:`deconvolve_all`).
+    descent.
     """
 
     iterations: int
@@ -61,7 +48,6 @@ class DeconvolutionStats:
     seconds: float
     network_seconds: float = 0.0
     transfer_seconds: float = 0.0
-    lanes: int = 1
     optimizer: str = "lbfgs"
     stop: str = lbfgs.MAX_ITERATIONS
     restarts: int = 0
@@ -189,55 +175,3 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
         int(result.nit), int(result.nfev), first_loss[0] if first_loss else float("nan"),
         float(result.fun), 0.0, spent["network"], spent["transfer"], optimizer="scipy",
         stop=stop)
-
-
-def deconvolve_all(problems: Sequence[tuple[Any, Any, Any]], *, max_iter: int = 100,
-                   history: int = 4, optimizer: str = "lbfgs",
-                   backend: Backend) -> list[tuple[Any, DeconvolutionStats]]:
-    """:func:`deconvolve` each ``(subnet, x0, target)``, side by side where possible.
-
-    The problems are independent, so up to ``backend.lanes`` of them run at once on threads,
-    each sub-network on sessions with a matching share of the cores (``subnet.side_by_side``).
-    They run one after another, with all the cores each, when the backend has one lane or
-    when another run's memory (estimated from the largest variable) would take more than half
-    of the memory available now. Each result is the same either way.
-    """
-    lanes = min(backend.lanes, len(problems))
-    if lanes > 1:
-        largest = max(int(np.prod(x0.shape)) for _, x0, _ in problems)
-        extra = (lanes - 1) * largest * SIDE_BY_SIDE_BYTES_PER_VALUE
-        available = available_memory()
-        if available is not None and extra > available // 2:
-            log.info("deconvolutions run one at a time: side by side they would need %.1f GiB "
-                     "more, %.1f GiB is available", extra / 2**30, available / 2**30)
-            lanes = 1
-
-    def solve(problem: tuple[Any, Any, Any]) -> tuple[Any, DeconvolutionStats]:
-        subnet, x0, target = problem
-        return deconvolve(subnet, x0, target, max_iter=max_iter, history=history,
-                          optimizer=optimizer, backend=backend)
-
-    if lanes == 1:
-        return [solve(problem) for problem in problems]
-    shared = [(subnet.side_by_side(lanes), x0, target) for subnet, x0, target in problems]
-    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="deconvolution") as pool:
-        return [(mid, dataclasses.replace(stats, lanes=lanes))
-                for mid, stats in pool.map(solve, shared)]
-
-
-def available_memory() -> int | None:
-    """Bytes of host memory available to new allocations now, or None when unknown."""
-    try:
-        import psutil  # noqa: PLC0415 - optional
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None

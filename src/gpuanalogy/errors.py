@@ -1,8 +1,15 @@
 """Errors a user sees: each carries one line that names the input and the problem.
 
-The CLI prints ``str(error)`` and exits with status 2; ``--debug`` shows the traceback.
+The command line prints ``str(error)`` and exits with status 2; ``--debug`` shows the
+traceback. :func:`printable` and :func:`error_reason` build those one-line messages.
+
+Only what a caller can fix is an :class:`InputError`; a broken promise inside the package (a
+shape the pipeline itself produced) is a plain ``ValueError`` or ``AssertionError``, which the
+command line reports as an internal error.
 """
 from __future__ import annotations
+
+import unicodedata
 
 #: Exit status of the command line for an error of this module (bad input, model, GPU memory).
 EXIT_ERROR = 2
@@ -26,3 +33,21 @@ class DeviceMemoryError(GpuAnalogyError, MemoryError):
 
 class NumericalError(GpuAnalogyError, ArithmeticError):
     """A computation produced NaN or infinity (the message names the stage and level)."""
+
+
+def printable(text: str) -> str:
+    """``text`` made safe for a one-line message: line breaks and control characters escaped."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp")
+        else char
+        for char in text
+    )
+
+
+def error_reason(error: BaseException) -> str:
+    """A one-line description of an exception, for the end of a message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(error).split())
+    return text or type(error).__name__

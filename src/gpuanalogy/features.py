@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from typing import Any
 
 import numpy as np
 
 from gpuanalogy.backend import Backend, DeviceName, get_backend
-from gpuanalogy.errors import InputError
 from gpuanalogy.runtime import (
-    Runner, cached_model_path, create_session, default_threads, make_runner)
+    Runner, cached_model_path, create_session, make_runner)
 from gpuanalogy.vgg_graphs import (
     CONV_BACKWARD, LEVEL_NAMES, POOL_BACKWARD, RELU_BACKWARD, build_features_graph,
     build_subnet_graph, level_shape,
@@ -59,11 +57,10 @@ class VGG19:
         self.backend = get_backend(backend)
         self.weights = _resolve_weights(weights)
         self._runners: dict[str, Runner] = {}
-        self._opening = threading.Lock()   # side-by-side deconvolutions share one session
         self._subnets: dict[int, SubNetwork] = {}
-        # ONNX Runtime's CUDA provider has no MaxUnpool kernel but has ScatterElements (opset
-        # 18, since 1.17); the two give the same gradients bit for bit.
-        self._pool_backward = "scatter" if self.backend.name == "cuda" else POOL_BACKWARD
+        # Where the provider has no MaxUnpool kernel (CUDA), ScatterElements (opset 18) gives
+        # the same gradients bit for bit.
+        self._pool_backward = POOL_BACKWARD if self.backend.max_unpool else "scatter"
 
     def __repr__(self) -> str:
         return (f"VGG19(weights={getattr(self.weights, 'source', '?')!r}, "
@@ -74,25 +71,15 @@ class VGG19:
         runner = next(iter(self._runners.values()), None) or self._runner("features")
         return runner.provider
 
-    def _runner(self, kind: str, share: int = 1) -> Runner:
-        """The runner for graph ``kind``: "features" or "subnet<L>-<target|out_grad>".
-
-        ``share`` > 1 gives a session of its own with ``1 / share`` of the threads, for that
-        many runs side by side.
-        """
-        key = kind if share == 1 else f"{kind}/{share}"
-        runner = self._runners.get(key)
-        if runner is not None:        # every L-BFGS evaluation comes here: no lock once open
-            return runner
-        with self._opening:
-            runner = self._runners.get(key)
-            if runner is None:
-                path = cached_model_path(self._cache_kind(kind), self.weights,
-                                         functools.partial(self._build, kind))
-                threads = None if share == 1 else max(1, default_threads() // share)
-                session, provider = create_session(path, self.backend, threads=threads)
-                runner = self._runners[key] = make_runner(session, provider, self.backend)
-            return runner
+    def _runner(self, kind: str) -> Runner:
+        """The runner for graph ``kind``: "features" or "subnet<L>-target" (opened once)."""
+        runner = self._runners.get(kind)
+        if runner is None:
+            path = cached_model_path(self._cache_kind(kind), self.weights,
+                                     functools.partial(self._build, kind))
+            session, provider = create_session(path, self.backend)
+            runner = self._runners[kind] = make_runner(session, provider, self.backend)
+        return runner
 
     def _cache_kind(self, kind: str) -> str:
         if kind == "features":
@@ -153,9 +140,8 @@ class SubNetwork:
         Names of levels L-2, L-1 and L (``"data"`` is the preprocessed image).
     """
 
-    def __init__(self, model: VGG19, level: int, share: int = 1) -> None:
+    def __init__(self, model: VGG19, level: int) -> None:
         self._model = model
-        self._share = share
         self.level = level
         self.input_layer = LEVEL_NAMES[level - 2]
         self.mid_layer = LEVEL_NAMES[level - 1]
@@ -164,14 +150,8 @@ class SubNetwork:
     def __repr__(self) -> str:
         return f"SubNetwork({self.input_layer} -> {self.mid_layer} -> {self.output_layer})"
 
-    def side_by_side(self, lanes: int) -> "SubNetwork":
-        """This sub-network on sessions with ``1 / lanes`` of the threads, for ``lanes``
-        deconvolutions at once (same results: ONNX Runtime's CPU kernels gave identical
-        outputs with one thread and two, which the tests check)."""
-        return self if lanes == self._share else SubNetwork(self._model, self.level, lanes)
-
     def _runner(self, mode: str) -> Runner:
-        return self._model._runner(f"subnet{self.level}-{mode}", share=self._share)
+        return self._model._runner(f"subnet{self.level}-{mode}")
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """(C_L, H_L, W_L) of the output for an input of shape (C, H, W) at level L-2."""
@@ -184,9 +164,10 @@ class SubNetwork:
         return int(conv.shape[0]), h, w
 
     def _check(self, x: Any, other: Any, name: str) -> None:
+        """The pipeline's own shapes: a mismatch is a bug here, not the caller's input."""
         expected = self.output_shape(x.shape)
         if tuple(other.shape) != expected:
-            raise InputError(f"{name}: shape {tuple(other.shape)} does not match the "
+            raise ValueError(f"{name}: shape {tuple(other.shape)} does not match the "
                              f"{self.output_layer} output {expected} of an input of shape "
                              f"{tuple(x.shape)}")
 
@@ -209,13 +190,6 @@ class SubNetwork:
         loss, grad = self._runner("target").run(
             {"x": x[None], "target": target[None]}, ("loss", "grad"))
         return float(loss), grad[0]
-
-    def vjp(self, x: Any, out_grad: Any) -> Any:
-        """Gradient of ``<CNN(x), out_grad>`` with respect to ``x`` (shaped like ``x``)."""
-        self._check(x, out_grad, "out_grad")
-        (grad,) = self._runner("out_grad").run(
-            {"x": x[None], "out_grad": out_grad[None]}, ("grad",))
-        return grad[0]
 
     def forward(self, x: Any) -> tuple[Any, Any]:
         """(mid, out): the activations at levels L-1 and L for ``x`` at level L-2.
@@ -249,7 +223,7 @@ def vgg19_features(image: Any, *, weights: Any = None,
     Parameters
     ----------
     image : array, shape (H, W, 3), uint8 or float in [0, 1]
-        Also greyscale (H, W) and RGBA, as :func:`gpuanalogy.io.to_float_image` accepts.
+        Also greyscale (H, W) and RGBA, as :func:`gpuanalogy.checks.to_float_image` accepts.
     weights : VGG19Weights, path or None
         ``None``: the plain Caffe VGG-19 (Caffe preprocessing, ceil-mode pooling).
     device : {"auto", "cpu", "cuda"} or Backend
@@ -274,7 +248,7 @@ def vgg19_features(image: Any, *, weights: Any = None,
     >>> feats["relu3_1"].shape                                        # doctest: +SKIP
     (256, 16, 12)
     """
-    from gpuanalogy.io import to_float_image  # noqa: PLC0415 - Pillow is not needed before
+    from gpuanalogy.checks import to_float_image  # noqa: PLC0415
 
     rgb = to_float_image(image, name="image")
     if weights is None or isinstance(weights, (str, os.PathLike)):

@@ -9,35 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
+from gpuanalogy.checks import check_nnf, patch_half, shape2
 from gpuanalogy.errors import InputError
 
 __all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy"]
-
-
-def _shape2(name: str, shape: Any) -> tuple[int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 2 or min(shape) < 1:
-        raise InputError(f"{name}={shape} is not a (height, width) pair of positive sizes.")
-    return shape
-
-
-def _check_nnf(nnf: Any) -> None:
-    if nnf.ndim != 3 or nnf.shape[2] != 2:
-        raise InputError(f"nnf has shape {tuple(nnf.shape)}; expected (H, W, 2).")
-
-
-def _check_inside(nnf: Any, shape_b: tuple[int, ...]) -> None:
-    rows, cols = nnf[:, :, 0], nnf[:, :, 1]
-    if (int(rows.min()) < 0 or int(rows.max()) >= shape_b[0] or int(cols.min()) < 0
-            or int(cols.max()) >= shape_b[1]):
-        raise InputError(f"nnf points outside B, whose size is {tuple(shape_b[:2])}.")
-
-
-def _check_patch(patch_size: int) -> int:
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise InputError(f"patch_size={patch_size} is not supported. Try an odd size such as 3 "
-                         "or 5.")
-    return patch_size // 2
 
 
 def identity_nnf(shape_a: tuple[int, int], shape_b: tuple[int, int], backend: Backend) -> Any:
@@ -50,8 +25,8 @@ def identity_nnf(shape_a: tuple[int, int], shape_b: tuple[int, int], backend: Ba
     array, shape (H_A, W_A, 2), int32
     """
     xp = backend.xp
-    ha, wa = _shape2("shape_a", shape_a)
-    hb, wb = _shape2("shape_b", shape_b)
+    ha, wa = shape2("shape_a", shape_a)
+    hb, wb = shape2("shape_b", shape_b)
     rows = (xp.arange(ha, dtype=xp.int64) * hb) // ha
     cols = (xp.arange(wa, dtype=xp.int64) * wb) // wa
     nnf = xp.empty((ha, wa, 2), dtype=xp.int32)
@@ -71,8 +46,8 @@ def random_nnf(shape_a: tuple[int, int], shape_b: tuple[int, int], seed: int,
     -------
     array, shape (H_A, W_A, 2), int32
     """
-    ha, wa = _shape2("shape_a", shape_a)
-    hb, wb = _shape2("shape_b", shape_b)
+    ha, wa = shape2("shape_a", shape_a)
+    hb, wb = shape2("shape_b", shape_b)
     out = backend.xp.empty((ha, wa, 2), dtype=backend.xp.int32)
     return backend.kernels.fill_random_nnf(out, shape_b=(hb, wb), seed=int(seed))
 
@@ -106,10 +81,10 @@ def upsample_nnf(nnf: Any, shape_a_new: tuple[int, int], shape_b_new: tuple[int,
     -------
     array, shape (H_A_new, W_A_new, 2), int32
     """
-    _check_nnf(nnf)
-    shape_a_new = _shape2("shape_a_new", shape_a_new)
-    shape_b_new = _shape2("shape_b_new", shape_b_new)
-    shape_b_old = _shape2("shape_b_old", shape_b_old)
+    check_nnf(nnf)
+    shape_a_new = shape2("shape_a_new", shape_a_new)
+    shape_b_new = shape2("shape_b_new", shape_b_new)
+    shape_b_old = shape2("shape_b_old", shape_b_old)
     nnf = backend.xp.ascontiguousarray(backend.xp.asarray(nnf), dtype=backend.xp.int32)
     return backend.kernels.upsample_nnf(nnf, shape_a_new=shape_a_new, shape_b_old=shape_b_old,
                                         shape_b_new=shape_b_new)
@@ -141,13 +116,13 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
         A malformed field, an even patch size, or a field pointing outside ``source``.
     """
     xp = backend.xp
-    _check_nnf(nnf)
-    half = _check_patch(patch_size)
+    check_nnf(nnf)
+    half = patch_half(patch_size)
     if source.ndim != 3:
         raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
     source = xp.ascontiguousarray(xp.asarray(source), dtype=xp.float32)
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
-    _check_inside(nnf, source.shape)
+    check_nnf(nnf, source.shape)
     return backend.kernels.warp(source, nnf, half=half)
 
 
@@ -172,8 +147,8 @@ def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size:
     array, shape (H_A, W_A), float32
     """
     xp = backend.xp
-    _check_nnf(nnf)
-    half = _check_patch(patch_size)
+    check_nnf(nnf)
+    half = patch_half(patch_size)
     if a.shape != a_prime.shape or b.shape != b_prime.shape or a.shape[2] != b.shape[2]:
         raise InputError("a, a_prime and b, b_prime must be (H, W, C) maps with equal channels.")
     if tuple(nnf.shape[:2]) != tuple(a.shape[:2]):
@@ -182,5 +157,5 @@ def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size:
     a, a_prime, b, b_prime = (xp.ascontiguousarray(xp.asarray(x), dtype=xp.float32)
                               for x in (a, a_prime, b, b_prime))
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
-    _check_inside(nnf, b.shape)
+    check_nnf(nnf, b.shape)
     return backend.kernels.nnf_energy(a, a_prime, b, b_prime, nnf, half=half)

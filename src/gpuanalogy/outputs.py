@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, io
+from . import __version__
+from .files import check_output_dir, write_json, write_npy
+from .images import write_image
 from .config import AnalogyConfig
 from .pipeline import AnalogyResult
 from .visualize import make_sheet, nnf_to_color
@@ -24,7 +26,8 @@ from .visualize import make_sheet, nnf_to_color
 
 def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndarray,
                  b_prime: np.ndarray, config: AnalogyConfig, extra: dict[str, Any] | None = None,
-                 save_levels: bool = False) -> dict[str, Any]:
+                 levels: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+                 ) -> dict[str, Any]:
     """Write images, NNFs, plots, the sheet and ``run.json`` into ``outdir``.
 
     Parameters
@@ -33,34 +36,37 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         The inputs as read, for the sheet.
     extra : dict, optional
         More entries for run.json (input paths, peak memory, ...).
+    levels : dict, optional
+        Level -> (A', B) previews (``gpuanalogy.pipeline.level_preview``), written as
+        ``level<L>_a_prime.png`` and ``level<L>_b.png`` and shown on the sheet.
 
     Returns
     -------
     dict
         The run.json content.
     """
-    out = io.check_output_dir(outdir)
+    out = check_output_dir(outdir)
     files: dict[str, str] = {}
 
     def image(name: str, array: np.ndarray) -> None:
-        io.write_image(out / name, array)
+        write_image(out / name, array)
         files[name] = name
 
     image("a_prime.png", result.a_prime)
     image("b.png", result.b)
     for name, field in (("nnf_ab.npy", result.nnf_ab), ("nnf_ba.npy", result.nnf_ba)):
-        io.write_npy(out / name, field)
+        write_npy(out / name, field)
         files[name] = name
     image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
     image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
     if result.a_prime_refined is not None:
         image("a_prime_refined.png", result.a_prime_refined)
         image("b_refined.png", result.b_refined)
-    if save_levels:
-        for level, (a_prime_l, b_l) in sorted(result.levels.items()):
-            image(f"level{level}_a_prime.png", a_prime_l)
-            image(f"level{level}_b.png", b_l)
-    image("sheet.png", result_sheet(result, a, b_prime))
+    levels = levels or {}
+    for level, (a_prime_l, b_l) in sorted(levels.items()):
+        image(f"level{level}_a_prime.png", a_prime_l)
+        image(f"level{level}_b.png", b_l)
+    image("sheet.png", result_sheet(result, a, b_prime, levels))
 
     record = {
         "gpuanalogy": __version__,
@@ -76,26 +82,28 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
              "evaluations": s.evaluations, "initial_loss": s.initial_loss,
              "final_loss": s.final_loss, "seconds": round(s.seconds, 4),
              "network_seconds": round(s.network_seconds, 4),
-             "transfer_seconds": round(s.transfer_seconds, 4), "lanes": s.lanes,
-             "optimizer": s.optimizer, "stop": s.stop, "restarts": s.restarts}
+             "transfer_seconds": round(s.transfer_seconds, 4), "optimizer": s.optimizer,
+             "stop": s.stop, "restarts": s.restarts}
             for level, direction, s in result.deconvolutions],
         "versions": versions(),
         **(extra or {}),
     }
-    io.write_json(out / "run.json", record)
+    write_json(out / "run.json", record)
     return record
 
 
-def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray) -> np.ndarray:
-    """A, B', A', B side by side; refined outputs and NNF plots on a second row."""
+def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,
+                 levels: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """A, B', A', B side by side; refined outputs and NNF plots on a second row; the levels'
+    A' on a third."""
     rows = [[("A", a), ("B'", b_prime), ("A'", result.a_prime), ("B", result.b)]]
     second = [("NNF A->B'", nnf_to_color(result.nnf_ab, b_prime.shape[:2])),
               ("NNF B'->A", nnf_to_color(result.nnf_ba, a.shape[:2]))]
     if result.a_prime_refined is not None:
         second = [("A' refined", result.a_prime_refined), ("B refined", result.b_refined)] + second
     rows.append(second)
-    if result.levels:
-        rows.append([(f"A' at L{lv}", ap) for lv, (ap, _) in sorted(result.levels.items(), reverse=True)])
+    if levels:
+        rows.append([(f"A' at L{lv}", ap) for lv, (ap, _) in sorted(levels.items(), reverse=True)])
     return make_sheet(rows)
 
 

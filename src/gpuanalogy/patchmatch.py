@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
+from gpuanalogy.checks import patch_half
 from gpuanalogy.errors import InputError
 
 __all__ = ["normalize_features", "patchmatch", "JUMP_STEPS"]
@@ -109,14 +110,11 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     hb, wb = b.shape[:2]
     if tuple(nnf.shape) != (ha, wa, 2):
         raise InputError(f"nnf has shape {tuple(nnf.shape)}; expected {(ha, wa, 2)} for A.")
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise InputError(f"patch_size={patch_size} is not supported. Try an odd size such as 3 "
-                         "or 5.")
+    half = patch_half(patch_size)
     if iterations < 0 or radius < 0:
         raise InputError("iterations and radius must be non-negative.")
 
     a, a_prime, b, b_prime = (_prepare(x, xp, xp.float32) for x in (a, a_prime, b, b_prime))
-    half = patch_size // 2
     radius = min(int(radius), max(hb, wb))  # a bigger window is clipped to B anyway
     steps = [s for s in JUMP_STEPS if s < max(ha, wa)]  # longer jumps land outside A
 

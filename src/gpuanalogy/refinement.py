@@ -38,8 +38,8 @@ Solver = Literal["auto", "direct", "cg"]
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Floor inside the log when ``log_guide`` is set (a black pixel would otherwise give -inf).
 _LOG_FLOOR = 1e-4
-# Smallest blocks of the nested-dissection ordering; measured on 700 x 500: 8 -> 2.5 s,
-# 12 -> 1.4 s, 16 -> 1.5 s, 24 -> 2.4 s to factorise.
+# Smallest blocks of the nested-dissection ordering: the fastest factorisation of 8, 12, 16
+# and 24 when measured on a 700 x 500 photo.
 _ND_LEAF = 12
 
 
@@ -110,8 +110,8 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
     return out.reshape(image.shape).astype(xp.float32)
 
 
-def refine(result: np.ndarray, structure: np.ndarray, *, lam: float = 0.8, alpha: float = 1.0,
-           eps: float = 1e-4) -> np.ndarray:
+def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
+           eps: float = 1e-4) -> Any:
     """The photo refinement of step 5: ``structure + WLS(result) - WLS(structure)``.
 
     Both images are filtered under the guide ``grey(structure)`` in [0, 1], in one solve (the six
@@ -119,16 +119,17 @@ def refine(result: np.ndarray, structure: np.ndarray, *, lam: float = 0.8, alpha
 
     Parameters
     ----------
-    result : ndarray, shape (H, W, 3), uint8 or float in [0, 1]
-        The analogy output to refine (A' or B).
-    structure : ndarray, shape (H, W, 3), uint8 or float in [0, 1]
-        The image whose structure the output keeps (A for A', B' for B).
+    result : array, shape (H, W, 3), uint8 or float in [0, 1]
+        The analogy output to refine (A' or B), NumPy or CuPy (the backend's arrays: CuPy is
+        solved by conjugate gradients on the device, see :func:`wls_filter`).
+    structure : array, shape (H, W, 3), uint8 or float in [0, 1]
+        The image whose structure the output keeps (A for A', B' for B), on the same device.
     lam, alpha, eps : float
         WLS parameters (the official values are the defaults); see :func:`wls_filter`.
 
     Returns
     -------
-    refined : ndarray, shape (H, W, 3)
+    refined : array, shape (H, W, 3), on the inputs' device
         uint8 when ``result`` is uint8, else float32; clipped to the valid range in both cases.
 
     Raises
@@ -143,21 +144,22 @@ def refine(result: np.ndarray, structure: np.ndarray, *, lam: float = 0.8, alpha
     True
     """
     for name, image in (("result", result), ("structure", structure)):
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            raise InputError(f"refine: {name} must be an H x W x 3 NumPy array, "
+        if getattr(image, "ndim", None) != 3 or image.shape[2] != 3:
+            raise InputError(f"refine: {name} must be an H x W x 3 array, "
                              f"got {getattr(image, 'shape', type(image).__name__)}.")
     if result.shape != structure.shape:
         raise InputError(f"refine: result {result.shape} and structure {structure.shape} must "
                          "have the same shape. Resize one to the other first.")
-    res = _to_unit_float(result)
-    struct = _to_unit_float(structure)
-    guide = np.clip(struct @ _LUMA, 0.0, 1.0)
-    both = np.concatenate([res, struct], axis=2)
-    smooth = wls_filter(both, guide, lam=lam, alpha=alpha, eps=eps, xp=np).astype(np.float64)
-    refined = np.clip(struct + smooth[..., :3] - smooth[..., 3:], 0.0, 1.0)
+    xp = _array_module(result)
+    res = _to_unit_float(result, xp)
+    struct = _to_unit_float(structure, xp)
+    guide = xp.clip(struct @ xp.asarray(_LUMA), 0.0, 1.0)
+    both = xp.concatenate([res, struct], axis=2)
+    smooth = wls_filter(both, guide, lam=lam, alpha=alpha, eps=eps, xp=xp).astype(xp.float64)
+    refined = xp.clip(struct + smooth[..., :3] - smooth[..., 3:], 0.0, 1.0)
     if result.dtype == np.uint8:
-        return np.rint(refined * 255.0).astype(np.uint8)
-    return refined.astype(np.float32)
+        return xp.rint(refined * 255.0).astype(xp.uint8)
+    return refined.astype(xp.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,11 +191,12 @@ def _check_wls_inputs(image: Any, guide: Any, lam: float, alpha: float, eps: flo
                          "Try 'auto', 'direct' or 'cg'.")
 
 
-def _to_unit_float(image: np.ndarray) -> np.ndarray:
+def _to_unit_float(image: Any, xp: Any) -> Any:
+    image = xp.asarray(image)
     if image.dtype == np.uint8:
-        return image.astype(np.float64) / 255.0
+        return image.astype(xp.float64) / 255.0
     if image.dtype.kind == "f":
-        return image.astype(np.float64)
+        return image.astype(xp.float64)
     raise InputError(f"refine: dtype={image.dtype} is not supported. "
                      "Try uint8, or float32 in [0, 1].")
 
@@ -218,12 +221,11 @@ def _diagonal(wx: Any, wy: Any, xp: Any) -> Any:
 
 
 # Direct solve (CPU). Why direct: with eps = 1e-4 the weights in flat regions reach 8000 while
-# across edges they are near 1, so the system is badly conditioned; Jacobi-preconditioned CG
-# needed ~1400 iterations (4.6 s per channel) on a 700 x 500 photo to reach 1e-6. SuperLU on a
-# geometric nested-dissection ordering (separators last, no pivoting: the matrix is SPD)
-# factorised the same system in ~1.4 s, against ~1.7 s with SuperLU's own MMD(A'+A) ordering and
-# ~3.9 s with COLAMD, and then solves every channel (three, or six in `refine`) in ~0.1 s, to a
-# relative residual ~1e-12. A modified incomplete Cholesky PCG (Numba) took ~0.8 s a channel.
+# across edges they are near 1, so the system is badly conditioned and Jacobi-preconditioned CG
+# needs well over a thousand iterations on a photo. SuperLU on a geometric nested-dissection
+# ordering (separators last, no pivoting: the matrix is SPD) factorises it faster than with
+# SuperLU's own orderings (MMD, COLAMD), then solves every channel (three, or six in `refine`)
+# for a fraction of that, to a relative residual near 1e-12.
 
 
 def _solve_direct(wx: np.ndarray, wy: np.ndarray, rhs: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """ONNX Runtime plumbing: one session factory, one runner per session, an on-disk model cache.
 
-- :func:`create_session` picks the execution provider from the backend (CUDA when the backend asks
-  for it and this onnxruntime build has it, the CPU otherwise) and says which one it got.
+- :func:`create_session` opens a session with the providers and options the backend chooses
+  (CUDA when the backend asks for it and this onnxruntime build has it, the CPU otherwise) and
+  says which provider it got.
 - :class:`Runner` is the seam between array code and a session: ``run(feeds, names)`` takes and
   returns arrays of the backend's array module. The CPU runner hands NumPy arrays to ORT without
   copies; a CUDA runner with I/O binding on CuPy memory can replace it without touching callers.
@@ -24,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from gpuanalogy.errors import ModelError
-from gpuanalogy.io import sha256_file
+from gpuanalogy.files import sha256_file, write_bytes
 
-__all__ = ["Runner", "cache_dir", "cached_model_path", "create_session", "default_threads",
-           "profile_by_op"]
+__all__ = ["Runner", "BoundRunner", "make_runner", "cache_dir", "cached_model_path",
+           "create_session"]
 
 log = logging.getLogger("gpuanalogy")
 
@@ -35,31 +36,7 @@ _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
 _fallback_cache: Path | None = None
 
 
-def default_threads() -> int:
-    """Intra-op threads: ``$GPUANALOGY_THREADS`` if set, else the number of physical cores."""
-    env = os.environ.get("GPUANALOGY_THREADS", "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            log.warning("ignoring GPUANALOGY_THREADS=%r: not an integer", env)
-    try:
-        import psutil  # noqa: PLC0415 - optional; only its physical-core count is used
-
-        cores = psutil.cpu_count(logical=False)
-    except ImportError:
-        cores = None
-    if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, int(cores or 1))
-
-
-def _provider_name(provider: Any) -> str:
-    return provider[0] if isinstance(provider, tuple) else str(provider)
-
-
 def create_session(model_path: str | os.PathLike[str], backend: Any, *,
-                   threads: int | None = None,
                    profile_prefix: str | None = None) -> tuple[Any, str]:
     """Open an ONNX Runtime session on the execution provider the backend asks for.
 
@@ -68,14 +45,11 @@ def create_session(model_path: str | os.PathLike[str], backend: Any, *,
     model_path : path
         An ``.onnx`` file.
     backend : gpuanalogy.backend.Backend
-        Its ``ort_providers`` are asked for, best first; those this onnxruntime build lacks are
-        dropped (with one log line), and the CPU provider always remains as the last resort.
-    threads : int, optional
-        Intra-op threads; default :func:`default_threads`.
+        Chooses the providers (``session_providers``) and the options (``session_options``).
     profile_prefix : str, optional
         Turn on ONNX Runtime's profiler, writing to ``<prefix>_<date>.json`` when the caller
-        runs ``session.end_profiling()`` (see :func:`profile_by_op`). For benchmarks only: the
-        profiler times every node of every run.
+        runs ``session.end_profiling()``. For benchmarks only: the profiler times every node of
+        every run.
 
     Returns
     -------
@@ -90,29 +64,8 @@ def create_session(model_path: str | os.PathLike[str], backend: Any, *,
     """
     import onnxruntime as ort  # noqa: PLC0415 - heavy import, only when a session is made
 
-    available = set(ort.get_available_providers())
-    providers = []
-    for provider in getattr(backend, "ort_providers", ("CPUExecutionProvider",)):
-        name = _provider_name(provider)
-        if name in available:
-            providers.append(provider)
-        else:
-            log.warning("onnxruntime has no %s in this install; using the next provider", name)
-    if not any(_provider_name(p) == "CPUExecutionProvider" for p in providers):
-        providers.append("CPUExecutionProvider")
-
-    # The defaults are kept on purpose; measured on the sub-networks (ORT 1.32, 2 cores, 224 px):
-    # intra-op spinning off ("session.intra_op.allow_spinning" = "0") made level 2 40 % slower on
-    # an idle machine (it only helps when another process competes for the cores), turning the
-    # CPU memory arena off made it 20 % slower, and memory patterns off or
-    # "session.dynamic_block_base" changed nothing measurable.
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads if threads is not None else default_threads()
-    options.log_severity_level = 3  # warnings from graph merging are noise to our users
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
+    providers = backend.session_providers(set(ort.get_available_providers()))
+    options = backend.session_options(profile_prefix=profile_prefix)
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -126,61 +79,24 @@ def create_session(model_path: str | os.PathLike[str], backend: Any, *,
     return session, used
 
 
-def profile_by_op(profile_json: str | os.PathLike[str], *, skip_runs: int = 1
-                  ) -> tuple[dict[str, float], int]:
-    """Seconds per operator type from an ONNX Runtime profile, robust to a busy machine.
-
-    Each node's time is its minimum over the runs in the file (the first ``skip_runs`` runs,
-    warm-up, left out), so another process slowing some runs down does not count; the minima are
-    then summed per operator type (``Conv`` covers ONNX Runtime's blocked NCHWc convolutions,
-    ``ReorderInput``/``ReorderOutput`` its layout changes).
-
-    Returns
-    -------
-    seconds : dict of str to float
-        Operator type -> seconds per run, largest first.
-    runs : int
-        How many runs the file holds.
-    """
-    import json  # noqa: PLC0415 - only benchmarks read profiles
-
-    with open(profile_json, encoding="utf-8") as handle:
-        events = json.load(handle)
-    runs = sum(1 for e in events if e.get("name") == "model_run")
-    durations: dict[tuple[str, str], list[float]] = {}
-    for event in events:
-        name = str(event.get("name", ""))
-        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
-            key = (name, str(event.get("args", {}).get("op_name", "?")))
-            durations.setdefault(key, []).append(float(event["dur"]) * 1e-6)
-    seconds: dict[str, float] = {}
-    for (_, op), values in durations.items():
-        kept = values[skip_runs:] or values
-        seconds[op] = seconds.get(op, 0.0) + min(kept)
-    return dict(sorted(seconds.items(), key=lambda kv: -kv[1])), runs
-
-
 class Runner:
     """Runs one session on arrays of the backend's array module.
 
     This CPU version feeds NumPy arrays straight to ``InferenceSession.run`` (C-contiguous
     float32 arrays are wrapped, not copied) and returns ORT's output arrays. On the CPU, I/O
-    binding into preallocated outputs and ``run_with_ort_values`` were measured against it on
-    the level-2 and level-4 sub-networks at 224 x 224 (real weights, 2 cores): all three within
-    5 % of each other, inside the run-to-run noise, so the plain call stays. With a CUDA backend
-    this runner still works, through host copies; a runner with I/O binding on CuPy memory is
-    the place to remove those copies.
+    binding into preallocated outputs and ``run_with_ort_values`` were no faster than this plain
+    call, so it stays. With a CUDA backend this runner still works, through host copies;
+    :class:`BoundRunner` removes those copies where ONNX Runtime has the CUDA provider.
     """
 
     def __init__(self, session: Any, provider: str, backend: Any) -> None:
         self.session = session
         self.provider = provider
         self.backend = backend
-        self._on_host = getattr(backend, "xp", np) is np
 
     def run(self, feeds: Mapping[str, Any], names: Sequence[str]) -> list[Any]:
         """Run the graph on ``feeds`` and return the outputs ``names``, in that order."""
-        if self._on_host:
+        if self.backend.on_host:
             inputs = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
             return self.session.run(list(names), inputs)
         host = {k: np.ascontiguousarray(self.backend.to_numpy(v), dtype=np.float32)
@@ -243,9 +159,7 @@ def make_runner(session: Any, provider: str, backend: Any) -> Runner:
     """A bound runner when the session runs on the GPU, the plain host runner otherwise (a CUDA
     backend whose ONNX Runtime has no CUDA provider goes through host copies)."""
     if provider == "CUDAExecutionProvider":
-        device_id = dict(backend.ort_providers[0][1]).get("device_id", 0) \
-            if isinstance(backend.ort_providers[0], tuple) else 0
-        return BoundRunner(session, provider, backend, device_id=device_id)
+        return BoundRunner(session, provider, backend, device_id=backend.device_id)
     return Runner(session, provider, backend)
 
 
@@ -269,19 +183,6 @@ def _intact(model: Path, sidecar: Path) -> bool:
         return sha256_file(model) == recorded[0]
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _writable_cache_dir() -> Path:
@@ -340,8 +241,8 @@ def cached_model_path(kind: str, weights: Any, build_fn: Callable[[], Any]) -> P
     if path.exists():
         log.warning("cached model %s is corrupt or incomplete; rebuilding it", path)
     data = build_fn().SerializeToString()
-    _write_atomic(path, data)
-    _write_atomic(sidecar, f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
+    write_bytes(path, data)
+    write_bytes(sidecar, f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
     log.info("built %s (%.1f MB)", path, len(data) / 1e6)
     _prune_older_versions(directory, GRAPH_VERSION)
     return path

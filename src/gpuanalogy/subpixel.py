@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend
+from .checks import patch_half
 from .errors import InputError
 
 __all__ = ["align", "warp", "upsample_nnf"]
@@ -129,8 +130,7 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
     array, shape (H_A, W_A, C), float32
     """
     xp = backend.xp
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise InputError(f"patch_size={patch_size} is not supported. Try an odd size such as 3.")
+    half = patch_half(patch_size)
     if source.ndim != 3 or nnf.ndim != 3 or nnf.shape[2] != 2:
         raise InputError("warp needs source (H, W, C) and nnf (H, W, 2).")
     channels = xp.ascontiguousarray(xp.moveaxis(xp.asarray(source, dtype=xp.float32), -1, 0))
@@ -142,7 +142,6 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
         raise InputError(f"nnf points outside B, whose size is {(hb, wb)}.")
     total = xp.zeros((source.shape[2], ha, wa), dtype=xp.float32)
     count = xp.zeros((ha, wa), dtype=xp.float32)
-    half = patch_size // 2
     for dr in range(-half, half + 1):
         for dc in range(-half, half + 1):
             # pixels p whose neighbour p + d lies in A, and those neighbours

@@ -31,7 +31,7 @@ import numpy as np
 
 from .checkpoint import load_torch_checkpoint
 from .errors import InputError, ModelError
-from .io import sha256_file
+from .files import sha256_file
 
 __all__ = [
     "VGG19_CONVS",

@@ -1,13 +1,17 @@
-"""Scalar helpers shared by the CPU and CUDA kernels.
+"""The kernels' per-pixel work, written once for the CPU and the CUDA kernels.
 
-Each helper is a plain Python function. ``kernels.cpu`` wraps it with ``numba.njit`` and
-``kernels.cuda`` with ``numba.cuda.jit(device=True)``, so both backends run the very same
-arithmetic: the same random streams, the same order of floating-point operations (explicit
-``float32`` everywhere, so NumPy scalars in the CUDA simulator round like compiled code).
+Each function here is plain Python: the scalar helpers (random draws, the patch distance) and
+one ``*_pixel`` body per kernel, which does for pixel (r, c) what one CUDA thread does.
+:func:`compile_all` compiles them all with a backend's decorator: ``kernels.cpu`` with
+``numba.njit`` and loops over the pixels with ``prange``, ``kernels.cuda`` with
+``numba.cuda.jit(device=True)`` and launches one thread per pixel. Both therefore run the very
+same arithmetic: the same random streams, the same order of floating-point operations
+(explicit ``float32`` everywhere, so NumPy scalars in the CUDA simulator round like compiled
+code).
 
-A helper that calls another (``try_candidate`` calls ``patch_distance``) would, through the
-plain function's globals, reach the plain (un-jitted) callee; each backend therefore compiles
-it from :func:`bind`, which rebinds the callee's name to that backend's compiled version.
+A function that calls another (``try_candidate`` calls ``patch_distance``) would, through the
+plain function's globals, reach the plain (un-jitted) callee; :func:`compile_all` therefore
+compiles each through :func:`bind`, which rebinds the callees' names to the compiled versions.
 
 Caching note: ``kernels.cpu`` caches its compiled kernels (``cache=True``). Numba checks only
 the caller's own source file for staleness, so after editing this file, delete the
@@ -17,6 +21,7 @@ time, so installed copies are unaffected).
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,6 +31,7 @@ _M1 = 0x7FEB352D
 _M2 = 0x68E31DA5
 _GOLDEN = 0x9E3779B9
 _MASK = 0xFFFFFFFF
+_INF = np.float32(np.inf)
 
 
 def random_in_window(seed, stream, pixel, draw, centre, radius, size):
@@ -153,7 +159,6 @@ def try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, be
     """The better of pixel (r, c)'s current match and the candidate (qr, qc), with its energy.
 
     The distance stops early once it exceeds the current best (see ``patch_distance``).
-    Compile it through :func:`bind` with the backend's ``patch_distance``.
     """
     if qr == best_r and qc == best_c:
         return best_r, best_c, best_e
@@ -185,3 +190,151 @@ def upsample_coordinate(p, old_a, new_a, q_parent, old_b, new_b):
     numerator = (q_parent * new_a + (p * old_a) % new_a) * new_b
     q = numerator // (old_b * new_a)
     return min(max(q, 0), new_b - 1)
+
+
+# --- one pixel of each kernel ----------------------------------------------------------------
+# Arrays: feature maps (H, W, C) float32, NNFs (H, W, 2) int32 holding (row, col) into the other
+# map, energies (H, W) float32. ``r`` and ``c`` are the pixel's row and column in the output.
+
+
+def init_pixel(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out, r, c):
+    """Clamp the pixel's match into B and write it with its patch energy."""
+    qr = clamp(nnf[r, c, 0], 0, b.shape[0] - 1)
+    qc = clamp(nnf[r, c, 1], 0, b.shape[1] - 1)
+    nnf_out[r, c, 0] = qr
+    nnf_out[r, c, 1] = qc
+    energy_out[r, c] = patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, _INF)
+
+
+def propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step,
+                    r, c):
+    """Jump flooding: try the matches of the 4 neighbours at distance ``step``, shifted back."""
+    ha = nnf_in.shape[0]
+    wa = nnf_in.shape[1]
+    hb = b.shape[0]
+    wb = b.shape[1]
+    best_r = nnf_in[r, c, 0]
+    best_c = nnf_in[r, c, 1]
+    best_e = energy_in[r, c]
+    for direction in range(4):
+        # neighbour n = p + s; its match shifted back by s is the candidate for p
+        sr = 0
+        sc = 0
+        if direction == 0:
+            sc = -step
+        elif direction == 1:
+            sc = step
+        elif direction == 2:
+            sr = -step
+        else:
+            sr = step
+        nr = r + sr
+        nc = c + sc
+        if nr < 0 or nr >= ha or nc < 0 or nc >= wa:
+            continue
+        qr = clamp(nnf_in[nr, nc, 0] - sr, 0, hb - 1)
+        qc = clamp(nnf_in[nr, nc, 1] - sc, 0, wb - 1)
+        best_r, best_c, best_e = try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half,
+                                               best_r, best_c, best_e)
+    nnf_out[r, c, 0] = best_r
+    nnf_out[r, c, 1] = best_c
+    energy_out[r, c] = best_e
+
+
+def random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
+                        radius, seed, iteration, r, c):
+    """Random search around the pixel's match, the window radius halving down to 1."""
+    hb = b.shape[0]
+    wb = b.shape[1]
+    pixel = r * nnf_in.shape[1] + c
+    best_r = nnf_in[r, c, 0]
+    best_c = nnf_in[r, c, 1]
+    best_e = energy_in[r, c]
+    rad = radius
+    draw = 0
+    while rad >= 1:
+        qr = random_in_window(seed, iteration, pixel, draw, best_r, rad, hb)
+        qc = random_in_window(seed, iteration, pixel, draw + 1, best_c, rad, wb)
+        draw += 2
+        rad //= 2
+        best_r, best_c, best_e = try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half,
+                                               best_r, best_c, best_e)
+    nnf_out[r, c, 0] = best_r
+    nnf_out[r, c, 1] = best_c
+    energy_out[r, c] = best_e
+
+
+def energy_pixel(a, a_prime, b, b_prime, nnf, half, energy_out, r, c):
+    """The exact patch energy of the pixel's match."""
+    energy_out[r, c] = patch_distance(a, a_prime, b, b_prime, r, c, nnf[r, c, 0], nnf[r, c, 1],
+                                      half, _INF)
+
+
+def random_nnf_pixel(out, hb, wb, seed, r, c):
+    """A uniform position in B for the pixel."""
+    pixel = r * out.shape[1] + c
+    # stream -1 keeps these draws apart from the random-search streams (0, 1, ...)
+    out[r, c, 0] = random_in_window(seed, -1, pixel, 0, 0, hb, hb)
+    out[r, c, 1] = random_in_window(seed, -1, pixel, 1, 0, wb, wb)
+
+
+def upsample_pixel(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out, r, c):
+    """The pixel's match at the finer level, from its parent's (see ``upsample_coordinate``)."""
+    old_h = nnf.shape[0]
+    old_w = nnf.shape[1]
+    parent_r = (r * old_h) // out.shape[0]
+    parent_c = (c * old_w) // out.shape[1]
+    out[r, c, 0] = upsample_coordinate(r, old_h, out.shape[0], nnf[parent_r, parent_c, 0],
+                                       old_b_h, new_b_h)
+    out[r, c, 1] = upsample_coordinate(c, old_w, out.shape[1], nnf[parent_r, parent_c, 1],
+                                       old_b_w, new_b_w)
+
+
+def warp_pixel(source, nnf, half, out, r, c):
+    """Average voting: the mean of ``source`` over the patch's matches, shifted back."""
+    ha = nnf.shape[0]
+    wa = nnf.shape[1]
+    hb = source.shape[0]
+    wb = source.shape[1]
+    channels = source.shape[2]
+    for k in range(channels):
+        out[r, c, k] = np.float32(0.0)
+    count = 0
+    for dr in range(-half, half + 1):
+        nr = r + dr
+        if nr < 0 or nr >= ha:
+            continue
+        for dc in range(-half, half + 1):
+            nc = c + dc
+            if nc < 0 or nc >= wa:
+                continue
+            qr = nnf[nr, nc, 0] - dr
+            qc = nnf[nr, nc, 1] - dc
+            if qr < 0 or qr >= hb or qc < 0 or qc >= wb:
+                continue
+            count += 1
+            for k in range(channels):
+                out[r, c, k] += source[qr, qc, k]
+    scale = np.float32(count)
+    for k in range(channels):
+        out[r, c, k] = out[r, c, k] / scale
+
+
+#: Every function above, each after those it calls: the order :func:`compile_all` compiles in.
+_COMPILED = ("random_in_window", "clamp", "patch_distance", "try_candidate",
+             "upsample_coordinate", "init_pixel", "propagate_pixel", "random_search_pixel",
+             "energy_pixel", "random_nnf_pixel", "upsample_pixel", "warp_pixel")
+
+
+def compile_all(jit: Callable[[Callable], Callable]) -> types.ModuleType:
+    """Every helper and pixel body compiled by ``jit``, each calling the compiled others.
+
+    ``jit`` is the backend's decorator for functions its kernels call (``numba.njit(...)`` or
+    ``numba.cuda.jit(device=True)``). The result is a module object with one attribute per
+    name in ``_COMPILED``: Numba resolves ``module.name`` inside a kernel at compile time.
+    """
+    compiled = types.ModuleType(f"{__name__}.compiled")
+    for done, name in enumerate(_COMPILED):
+        callees = {earlier: getattr(compiled, earlier) for earlier in _COMPILED[:done]}
+        setattr(compiled, name, jit(bind(globals()[name], **callees)))
+    return compiled

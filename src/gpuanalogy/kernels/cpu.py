@@ -1,13 +1,7 @@
-"""CPU kernels: ``numba.njit(parallel=True)`` twins of ``gpuanalogy.kernels.cuda``.
+"""CPU kernels: ``numba.njit(parallel=True)`` loops over the pixel bodies of ``kernels._device``.
 
-Every public function here has a namesake with the same signature in ``kernels.cuda``; the
-pipeline reaches them as ``backend.kernels.<name>``. Arrays are NumPy: feature maps
-``(H, W, C) float32`` C-contiguous, NNFs ``(H, W, 2) int32`` holding (row, col) into the
-other map, energies ``(H, W) float32``. Each kernel runs ``prange`` over rows and does per
-pixel exactly what one CUDA thread does, with the scalar helpers of ``kernels._device``.
-
-The public functions trust their inputs (shapes, dtypes, contiguity): ``gpuanalogy.patchmatch``
-and ``gpuanalogy.nnf`` check them.
+Each kernel runs ``prange`` over rows and, for every pixel, the body one CUDA thread runs in
+``kernels.cuda``. :data:`KERNELS` offers them through the API of ``kernels._api``.
 """
 from __future__ import annotations
 
@@ -15,221 +9,81 @@ import numba
 import numpy as np
 from numba import prange
 
-from gpuanalogy.kernels import _device
+from gpuanalogy.kernels import _api, _device
 
-__all__ = [
-    "pm_init",
-    "pm_propagate",
-    "pm_random_search",
-    "nnf_energy",
-    "fill_random_nnf",
-    "upsample_nnf",
-    "warp",
-]
+__all__ = ["KERNELS"]
 
-_jit = numba.njit(cache=True, fastmath=False)
 _kernel = numba.njit(parallel=True, cache=True, fastmath=False)
+_px = _device.compile_all(numba.njit(cache=True, fastmath=False))
 
-_random_in_window = _jit(_device.random_in_window)
-_clamp = _jit(_device.clamp)
-_patch_distance = _jit(_device.patch_distance)
-_try_candidate = _jit(_device.bind(_device.try_candidate, patch_distance=_patch_distance))
-_upsample_coordinate = _jit(_device.upsample_coordinate)
-
-_INF = np.float32(np.inf)
+# prange's index is unsigned, so each loop makes it an int64 row (-r would wrap).
 
 
 @_kernel
-def _pm_init(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out):
-    hb = b.shape[0]
-    wb = b.shape[1]
+def _init_loop(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out):
     for row in prange(nnf.shape[0]):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
         for c in range(nnf.shape[1]):
-            qr = _clamp(nnf[r, c, 0], 0, hb - 1)
-            qc = _clamp(nnf[r, c, 1], 0, wb - 1)
-            nnf_out[r, c, 0] = qr
-            nnf_out[r, c, 1] = qc
-            energy_out[r, c] = _patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, _INF)
+            _px.init_pixel(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out,
+                           np.int64(row), c)
 
 
 @_kernel
-def _pm_propagate(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step):
-    ha = nnf_in.shape[0]
-    wa = nnf_in.shape[1]
-    hb = b.shape[0]
-    wb = b.shape[1]
-    for row in prange(ha):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
-        for c in range(wa):
-            best_r = nnf_in[r, c, 0]
-            best_c = nnf_in[r, c, 1]
-            best_e = energy_in[r, c]
-            for direction in range(4):
-                # neighbour n = p + s; its match shifted back by s is the candidate for p
-                sr = 0
-                sc = 0
-                if direction == 0:
-                    sc = -step
-                elif direction == 1:
-                    sc = step
-                elif direction == 2:
-                    sr = -step
-                else:
-                    sr = step
-                nr = r + sr
-                nc = c + sc
-                if nr < 0 or nr >= ha or nc < 0 or nc >= wa:
-                    continue
-                qr = _clamp(nnf_in[nr, nc, 0] - sr, 0, hb - 1)
-                qc = _clamp(nnf_in[nr, nc, 1] - sc, 0, wb - 1)
-                best_r, best_c, best_e = _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc,
-                                                          half, best_r, best_c, best_e)
-            nnf_out[r, c, 0] = best_r
-            nnf_out[r, c, 1] = best_c
-            energy_out[r, c] = best_e
+def _propagate_loop(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step):
+    for row in prange(nnf_in.shape[0]):
+        for c in range(nnf_in.shape[1]):
+            _px.propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out,
+                                energy_out, half, step, np.int64(row), c)
 
 
 @_kernel
-def _pm_random_search(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
-                      radius, seed, iteration):
-    ha = nnf_in.shape[0]
-    wa = nnf_in.shape[1]
-    hb = b.shape[0]
-    wb = b.shape[1]
-    for row in prange(ha):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
-        for c in range(wa):
-            pixel = r * wa + c
-            best_r = nnf_in[r, c, 0]
-            best_c = nnf_in[r, c, 1]
-            best_e = energy_in[r, c]
-            rad = radius
-            draw = 0
-            while rad >= 1:
-                qr = _random_in_window(seed, iteration, pixel, draw, best_r, rad, hb)
-                qc = _random_in_window(seed, iteration, pixel, draw + 1, best_c, rad, wb)
-                draw += 2
-                rad //= 2
-                best_r, best_c, best_e = _try_candidate(a, a_prime, b, b_prime, r, c, qr, qc,
-                                                          half, best_r, best_c, best_e)
-            nnf_out[r, c, 0] = best_r
-            nnf_out[r, c, 1] = best_c
-            energy_out[r, c] = best_e
+def _random_search_loop(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
+                        radius, seed, iteration):
+    for row in prange(nnf_in.shape[0]):
+        for c in range(nnf_in.shape[1]):
+            _px.random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out,
+                                    energy_out, half, radius, seed, iteration, np.int64(row), c)
 
 
 @_kernel
-def _nnf_energy(a, a_prime, b, b_prime, nnf, half, energy_out):
+def _energy_loop(a, a_prime, b, b_prime, nnf, half, energy_out):
     for row in prange(nnf.shape[0]):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
         for c in range(nnf.shape[1]):
-            energy_out[r, c] = _patch_distance(a, a_prime, b, b_prime, r, c, nnf[r, c, 0],
-                                               nnf[r, c, 1], half, _INF)
+            _px.energy_pixel(a, a_prime, b, b_prime, nnf, half, energy_out, np.int64(row), c)
 
 
 @_kernel
-def _fill_random_nnf(out, hb, wb, seed):
-    wa = out.shape[1]
+def _random_nnf_loop(out, hb, wb, seed):
     for row in prange(out.shape[0]):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
-        for c in range(wa):
-            pixel = r * wa + c
-            # stream -1 keeps these draws apart from the random-search streams (0, 1, ...)
-            out[r, c, 0] = _random_in_window(seed, -1, pixel, 0, 0, hb, hb)
-            out[r, c, 1] = _random_in_window(seed, -1, pixel, 1, 0, wb, wb)
+        for c in range(out.shape[1]):
+            _px.random_nnf_pixel(out, hb, wb, seed, np.int64(row), c)
 
 
 @_kernel
-def _upsample_nnf(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out):
-    old_h = nnf.shape[0]
-    old_w = nnf.shape[1]
-    new_h = out.shape[0]
-    new_w = out.shape[1]
-    for row in prange(new_h):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
-        for c in range(new_w):
-            parent_r = (r * old_h) // new_h
-            parent_c = (c * old_w) // new_w
-            out[r, c, 0] = _upsample_coordinate(r, old_h, new_h, nnf[parent_r, parent_c, 0],
-                                                old_b_h, new_b_h)
-            out[r, c, 1] = _upsample_coordinate(c, old_w, new_w, nnf[parent_r, parent_c, 1],
-                                                old_b_w, new_b_w)
+def _upsample_loop(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out):
+    for row in prange(out.shape[0]):
+        for c in range(out.shape[1]):
+            _px.upsample_pixel(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out, np.int64(row), c)
 
 
 @_kernel
-def _warp(source, nnf, half, out):
-    ha = nnf.shape[0]
-    wa = nnf.shape[1]
-    hb = source.shape[0]
-    wb = source.shape[1]
-    channels = source.shape[2]
-    for row in prange(ha):
-        r = np.int64(row)  # prange's index is unsigned: -r would wrap
-        for c in range(wa):
-            for k in range(channels):
-                out[r, c, k] = np.float32(0.0)
-            count = 0
-            for dr in range(-half, half + 1):
-                nr = r + dr
-                if nr < 0 or nr >= ha:
-                    continue
-                for dc in range(-half, half + 1):
-                    nc = c + dc
-                    if nc < 0 or nc >= wa:
-                        continue
-                    qr = nnf[nr, nc, 0] - dr
-                    qc = nnf[nr, nc, 1] - dc
-                    if qr < 0 or qr >= hb or qc < 0 or qc >= wb:
-                        continue
-                    count += 1
-                    for k in range(channels):
-                        out[r, c, k] += source[qr, qc, k]
-            scale = np.float32(count)
-            for k in range(channels):
-                out[r, c, k] = out[r, c, k] / scale
+def _warp_loop(source, nnf, half, out):
+    for row in prange(nnf.shape[0]):
+        for c in range(nnf.shape[1]):
+            _px.warp_pixel(source, nnf, half, out, np.int64(row), c)
 
 
-# --- host wrappers: the backend-neutral API --------------------------------------------------
-
-def pm_init(a, a_prime, b, b_prime, nnf, nnf_out, energy_out, *, half):
-    """Clamp ``nnf`` into B, write it to ``nnf_out`` and its patch energies to ``energy_out``."""
-    _pm_init(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out)
+_LOOPS = {"init": _init_loop, "propagate": _propagate_loop, "random_search": _random_search_loop,
+          "energy": _energy_loop, "random_nnf": _random_nnf_loop, "upsample": _upsample_loop,
+          "warp": _warp_loop}
 
 
-def pm_propagate(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *, half, step):
-    """One jump-flooding pass: each pixel tries its 4 neighbours' matches at distance ``step``."""
-    _pm_propagate(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step)
+def _launch(kernel: str, grid: tuple[int, int], *arguments) -> None:
+    _LOOPS[kernel](*arguments)
 
 
-def pm_random_search(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *, half,
-                     radius, seed, iteration):
-    """Random search around each pixel's match, radius halving from ``radius`` down to 1."""
-    _pm_random_search(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
-                      radius, seed, iteration)
+def _empty(like, shape, dtype):
+    return np.empty(shape, dtype=dtype)
 
 
-def nnf_energy(a, a_prime, b, b_prime, nnf, *, half):
-    """Per-pixel mean patch energy of ``nnf``: ``(H_A, W_A) float32``."""
-    out = np.empty(nnf.shape[:2], dtype=np.float32)
-    _nnf_energy(a, a_prime, b, b_prime, nnf, half, out)
-    return out
-
-
-def fill_random_nnf(out, *, shape_b, seed):
-    """Fill ``out`` (``(H_A, W_A, 2) int32``) with uniform positions in B; returns ``out``."""
-    _fill_random_nnf(out, shape_b[0], shape_b[1], seed)
-    return out
-
-
-def upsample_nnf(nnf, *, shape_a_new, shape_b_old, shape_b_new):
-    """Nearest-neighbour NNF upsampling (rule in ``gpuanalogy.nnf.upsample_nnf``)."""
-    out = np.empty((shape_a_new[0], shape_a_new[1], 2), dtype=np.int32)
-    _upsample_nnf(nnf, shape_b_old[0], shape_b_old[1], shape_b_new[0], shape_b_new[1], out)
-    return out
-
-
-def warp(source, nnf, *, half):
-    """Average voting of ``source`` (``(H_B, W_B, C)``) through ``nnf``: ``(H_A, W_A, C)``."""
-    out = np.empty((nnf.shape[0], nnf.shape[1], source.shape[2]), dtype=np.float32)
-    _warp(source, nnf, half, out)
-    return out
+#: The CPU kernels (NumPy arrays).
+KERNELS = _api.Kernels("cpu", _launch, _empty)

@@ -1,4 +1,5 @@
-"""One pair from images in memory to a complete output folder, as ``run`` and ``batch`` do it."""
+"""One pair from images in memory to a complete output folder, as ``run``, ``demo`` and ``batch``
+do it, and the peak memory it took."""
 from __future__ import annotations
 
 import os
@@ -11,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import AnalogyConfig
-from .pipeline import Progress, SizeNotice, analogy
+from ..config import AnalogyConfig
+from ..outputs import write_result
+from ..levels import LevelStep
+from ..pipeline import Progress, SizeNotice, analogy, level_preview
 
 
 def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
@@ -21,10 +24,9 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
              on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run the analogy on ``a`` and ``b_prime`` (H x W x 3 uint8) and write ``outdir``.
 
-    Says on stderr when the size rule reduces an input. Returns the run.json record.
+    Says on stderr when the size rule reduces an input. With ``save_levels`` each level's A'
+    and B are voted as the loop finishes it and written too. Returns the run.json record.
     """
-    from .outputs import write_result  # noqa: PLC0415
-
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
         text = str(message)
         for generic, given in zip(("a", "b_prime"), names):
@@ -32,39 +34,24 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
                 text = f"{given}: {text[len(generic) + 2:]}"
         print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
 
+    levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def preview(step: LevelStep) -> None:
+        levels[step.level] = level_preview(step, a, b_prime, config)
+
     peak = PeakMemory()
     with peak, warnings.catch_warnings():
         warnings.simplefilter("always", SizeNotice)
         warnings.showwarning = notice  # notices print at once, naming the input files
         start = time.perf_counter()
         result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
-                         keep_levels=save_levels)
+                         on_level=preview if save_levels else None)
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
              "onnxruntime_provider": getattr(model, "provider", None) or result.device}
     return write_result(outdir, result, a=a, b_prime=b_prime, config=config, extra=extra,
-                        save_levels=save_levels)
-
-
-def demo_pair() -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
-    """The demo pair, both shipped by scikit-image: a face to a cat's face.
-
-    A is the astronaut portrait (NASA, public domain) cropped to head and shoulders; B' is
-    Chelsea the cat (CC0) cropped to her face. Both are 300 x 300 x 3 uint8.
-    """
-    from .errors import InputError  # noqa: PLC0415
-
-    try:
-        from skimage import data  # noqa: PLC0415
-    except ImportError as exc:
-        raise InputError("the demo needs scikit-image: pip install 'gpuanalogy[examples]'") from exc
-    return (data.astronaut()[20:320, 110:410], data.chelsea()[:, 75:375],
-            ("skimage astronaut (face crop)", "skimage chelsea (face crop)"))
-
-
-DEMO_CONFIG = AnalogyConfig.preset("photo2style", ratio=0.5)
-"""The official photo-to-style setting for faces (ratio 0.5), which the demo pair is."""
+                        levels=levels)
 
 
 class PeakMemory:

@@ -1,7 +1,7 @@
-"""Tests for gpuanalogy.io: every fixture image is built here, in tmp_path, with Pillow."""
+"""Tests for gpuanalogy.images and gpuanalogy.checks.to_float_image: every fixture image is
+built here, in tmp_path, with Pillow."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 import warnings
@@ -11,19 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpuanalogy import io
+from gpuanalogy import checks, images
+from gpuanalogy.checks import MIN_SIDE, to_float_image
 from gpuanalogy.errors import InputError
-from gpuanalogy.io import (
-    MIN_SIDE,
-    atomic_path,
-    check_output_dir,
-    read_image,
-    resize_image,
-    to_float_image,
-    write_image,
-    write_json,
-    write_npy,
-)
+from gpuanalogy.files import check_output_dir, write_npy
+from gpuanalogy.images import read_image, resize_image, write_image
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -280,7 +272,7 @@ def test_too_small_on_one_side_only(tmp_path):
 def test_pixel_limit(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
     Image.new("RGB", (40, 40)).save(path)
-    monkeypatch.setattr(io, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     with pytest.raises(InputError) as excinfo:
         read_image(path)
     assert_one_line_error(excinfo, str(path), "40x40", "1,600 pixels", "MAX_PIXELS")
@@ -422,7 +414,7 @@ def test_to_float_image_too_small():
 
 
 def test_to_float_image_too_large(monkeypatch):
-    monkeypatch.setattr(io, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(checks, "MAX_PIXELS", 1000)
     with pytest.raises(InputError, match="MAX_PIXELS"):
         to_float_image(np.zeros((40, 40), np.uint8))
 
@@ -579,74 +571,6 @@ def test_write_image_bad_arguments(tmp_path, name, image, problem):
     assert leftover_files(tmp_path) == []
 
 
-def test_atomic_path_success_and_failure(tmp_path):
-    target = tmp_path / "data.txt"
-    with atomic_path(target) as temp:
-        assert temp.parent == tmp_path and temp.name.startswith(".") and temp.name.endswith(".tmp")
-        temp.write_text("one")
-        assert not target.exists()
-    assert target.read_text() == "one"
-    with pytest.raises(KeyError), atomic_path(target) as temp:
-        temp.write_text("two")
-        raise KeyError("stop")
-    assert target.read_text() == "one"
-    assert leftover_files(tmp_path) == ["data.txt"]
-
-
-def test_atomic_path_onto_a_folder(tmp_path):
-    (tmp_path / "d").mkdir()
-    with pytest.raises(InputError, match="is a folder"), atomic_path(tmp_path / "d"):
-        pass
-
-
-def test_write_json(tmp_path):
-    write_json(tmp_path / "r.json", {"ratio": np.float32(0.5), "levels": np.arange(3), "out": tmp_path})
-    assert json.loads((tmp_path / "r.json").read_text()) == {"ratio": 0.5, "levels": [0, 1, 2], "out": str(tmp_path)}
-    with pytest.raises(TypeError):
-        write_json(tmp_path / "bad.json", {"x": object()})
-    with pytest.raises(ValueError):
-        write_json(tmp_path / "nan.json", {"x": float("nan")})
-    assert leftover_files(tmp_path) == ["r.json"]
-
-
-def test_write_npy_writes_exactly_the_given_path(tmp_path):
-    array = np.arange(12, dtype=np.float32).reshape(3, 4)
-    write_npy(tmp_path / "nnf.bin", array)
-    assert leftover_files(tmp_path) == ["nnf.bin"]
-    np.testing.assert_array_equal(np.load(tmp_path / "nnf.bin"), array)
-    with pytest.raises(ValueError):  # object arrays would need pickles
-        write_npy(tmp_path / "obj.npy", np.array([object()]))
-    assert leftover_files(tmp_path) == ["nnf.bin"]
-
-
-def test_check_output_dir(tmp_path):
-    folder = check_output_dir(tmp_path / "a" / "b")
-    assert folder == tmp_path / "a" / "b" and folder.is_dir()
-    assert leftover_files(folder) == []
-    assert check_output_dir(str(folder)) == folder
-
-
-def test_check_output_dir_under_a_file(tmp_path):
-    (tmp_path / "somefile").write_text("x")
-    for target in (tmp_path / "somefile", tmp_path / "somefile" / "sub"):
-        with pytest.raises(InputError) as excinfo:
-            check_output_dir(target)
-        assert_one_line_error(excinfo, f"cannot write to {target}")
-
-
-@pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root writes into read-only folders")
-def test_check_output_dir_read_only(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(InputError) as excinfo:
-            check_output_dir(folder)
-        assert str(excinfo.value) == f"cannot write to {folder}: Permission denied"
-    finally:
-        folder.chmod(0o700)
-
-
 # --------------------------------------------------------------------------------------
 # resize_image
 # --------------------------------------------------------------------------------------
@@ -703,7 +627,7 @@ def _deny(real, folder: Path):
 def test_unreadable_file_simulated(tmp_path, monkeypatch):
     path = tmp_path / "secret.png"
     Image.new("RGB", (40, 40)).save(path)
-    monkeypatch.setattr(io, "open", _deny(open, tmp_path), raising=False)
+    monkeypatch.setattr(images, "open", _deny(open, tmp_path), raising=False)
     with pytest.raises(InputError) as excinfo:
         read_image(path)
     assert str(excinfo.value) == f"{path}: cannot open: Permission denied"

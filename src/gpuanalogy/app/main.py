@@ -1,0 +1,75 @@
+"""``gpuanalogy``: the entry point, which parses the command line and runs one command.
+
+Each command is a module of this package with a ``command(args) -> int``, imported only once it
+runs, so ``--help`` and ``--version`` answer at once (no ONNX Runtime, no Numba). Errors meant
+for the user print one line and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import EXIT_ERROR, GpuAnalogyError
+from .options import add_options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return importlib.import_module(f"{__package__}.{args.command}").command(args)
+    except GpuAnalogyError as exc:
+        if args.debug:
+            raise
+        print(f"gpuanalogy: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("gpuanalogy: interrupted", file=sys.stderr)
+        return 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gpuanalogy",
+        description="Visual attribute transfer through Deep Image Analogy (Liao et al. 2017).")
+    parser.add_argument("--version", action="version", version=f"gpuanalogy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="one pair: A and B' in, A' and B out")
+    run.add_argument("a", metavar="A", help="structure image A (A' keeps its layout)")
+    run.add_argument("b_prime", metavar="B'",
+                     help="appearance exemplar B' (its look goes to A'; its layout is B's)")
+    run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+
+    batch = commands.add_parser("batch", help="many pairs from a CSV or two folders")
+    batch.add_argument("pairs", metavar="PAIRS",
+                       help="CSV with columns a,b_prime[,preset,...] or a folder holding A/ and B/")
+    batch.add_argument("b_folder", nargs="?", metavar="B_FOLDER",
+                       help="with PAIRS a folder of A images: the folder of B' images (same names)")
+    batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+
+    demo = commands.add_parser("demo", help="run on a sample pair shipped by scikit-image")
+    demo.add_argument("-o", "--output", default="out/demo", metavar="OUTDIR")
+
+    for command in (run, batch, demo):
+        add_options(command)
+        command.add_argument("--save-levels", action="store_true",
+                             help="also write each level's A' and B")
+        command.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The one table of options: argparse flags, batch CSV columns and AnalogyConfig fields.
+
+Every setting of the method the command line offers is one :class:`Option` in :data:`OPTIONS`.
+From the table come the flags of ``run``, ``batch`` and ``demo`` (:func:`add_options`), the
+per-pair CSV columns of a batch (:func:`csv_overrides`), the mapping onto
+:class:`gpuanalogy.config.AnalogyConfig` (:func:`config_from_options`) and the key a batch
+resumes on (:func:`result_key`). The README lists every option; a test checks it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import OPTIMIZERS, PRESETS, AnalogyConfig
+from ..errors import InputError, printable
+
+__all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
+           "csv_header_name", "csv_overrides", "result_key"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of the method, as the command line and a batch CSV offer it.
+
+    Attributes
+    ----------
+    name : str
+        The CSV column and, with ``-`` for ``_``, the flag: ``lbfgs_iters`` is
+        ``--lbfgs-iters``.
+    field : str or None
+        The :class:`AnalogyConfig` field it sets; None for ``preset``, which chooses the
+        settings the others override.
+    type : type
+        ``int``, ``float``, ``str`` or ``bool`` (a bool gives ``--name`` and ``--no-name``).
+    help : str
+    choices : tuple
+        The values argparse accepts (empty: any value of ``type``).
+    csv : bool
+        Whether a batch CSV may set it per pair.
+    changes_images : bool
+        Whether it changes what is computed; those that do not (the device) are left out of
+        the key a batch resumes on.
+    aliases : tuple of str
+        Other CSV header spellings.
+    metavar : str or None
+    """
+
+    name: str
+    field: str | None
+    type: type
+    help: str
+    choices: tuple[Any, ...] = ()
+    csv: bool = True
+    changes_images: bool = True
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("preset", None, str, "the official settings for one of the four uses",
+           tuple(PRESETS)),
+    Option("blend", "blend", int, "alpha preset (default 3)", (1, 2, 3)),
+    Option("ratio", "ratio", float, "scale after the size rule (default 1)"),
+    Option("iters", "patchmatch_iterations", int, "PatchMatch iterations per level (default 10)",
+           aliases=("patchmatch_iterations",)),
+    Option("lbfgs_iters", "lbfgs_iterations", int, "L-BFGS iterations per deconvolution (100)",
+           aliases=("lbfgs_iterations",)),
+    Option("optimizer", "optimizer", str,
+           "deconvolution optimiser: L-BFGS on the device's arrays (lbfgs, default) or SciPy's "
+           "L-BFGS-B (scipy, the reference)", OPTIMIZERS),
+    Option("seed", "seed", int, "random seed (default 0)"),
+    Option("mask", "mask", str, "blend mask (default sigmoid)", ("sigmoid", "hard")),
+    Option("upsample", "upsample", str,
+           "outputs back to the input size: resize the working-size result (cubic, official) "
+           "or vote input pixels through the upsampled field", ("cubic", "nnf")),
+    Option("refine", "refine", bool, "apply the WLS photo refinement"),
+    Option("subpixel", "subpixel", bool,
+           "align the final fields to sub-pixel precision under a local colour model before "
+           "voting (for two photographs of one scene)"),
+    Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
+           ("auto", "cpu", "cuda"), csv=False, changes_images=False),
+    Option("weights", "weights", str,
+           "a VGG-19 weights file (torchvision state dict) instead of the bundled one",
+           csv=False, metavar="FILE"),
+)
+
+#: The CSV columns of a batch: the pair, its folder name, then the per-pair options.
+CSV_COLUMNS: tuple[str, ...] = ("a", "b_prime", "name") + tuple(o.name for o in OPTIONS if o.csv)
+_CSV_ALIASES = {"b'": "b_prime", "bprime": "b_prime",
+                **{alias: o.name for o in OPTIONS if o.csv for alias in o.aliases}}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Add every option of the table to ``parser``; each defaults to None ("not given")."""
+    for option in OPTIONS:
+        if option.type is bool:
+            parser.add_argument(option.flag, dest=option.name, action="store_true",
+                                default=None, help=option.help)
+            parser.add_argument(f"--no-{option.flag[2:]}", dest=option.name,
+                                action="store_false")
+        else:
+            parser.add_argument(option.flag, dest=option.name, type=option.type,
+                                choices=option.choices or None, metavar=option.metavar,
+                                help=option.help)
+
+
+def config_from_options(options: dict[str, Any], *, preset: str | None = None,
+                        base: AnalogyConfig | None = None) -> AnalogyConfig:
+    """An AnalogyConfig from a preset (or ``base``, or the defaults) plus the given options.
+
+    ``options`` maps option names to values, None meaning "not given"; ``preset`` wins over
+    ``options["preset"]``. A preset's own settings give way to every option that is given.
+    """
+    overrides = {o.field: options[o.name] for o in OPTIONS
+                 if o.field is not None and options.get(o.name) is not None}
+    preset = preset or options.get("preset")
+    if preset:
+        return AnalogyConfig.preset(preset, **overrides)
+    return (base or AnalogyConfig()).replace(**overrides)
+
+
+def csv_header_name(cell: str) -> str:
+    """A CSV header cell as a column name: case-insensitive, ``-`` as ``_``, aliases resolved."""
+    key = cell.strip().lower().replace("-", "_")
+    return _CSV_ALIASES.get(key, key)
+
+
+def csv_overrides(row: dict[str, str], where: str) -> dict[str, Any]:
+    """The AnalogyConfig fields a CSV row sets (``preset`` aside), parsed from its cells."""
+    overrides = {}
+    for option in OPTIONS:
+        text = row.get(option.name, "")
+        if option.csv and option.field is not None and text:
+            overrides[option.field] = _parse(option, text, where)
+    return overrides
+
+
+def result_key(config: AnalogyConfig | dict[str, Any]) -> dict[str, Any]:
+    """What a batch compares to decide that a finished pair needs no new run.
+
+    The settings as recorded in run.json, less those that do not change the images (the
+    device): resuming on another device recomputes nothing.
+    """
+    data = config.to_dict() if isinstance(config, AnalogyConfig) else dict(config)
+    for option in OPTIONS:
+        if not option.changes_images and option.field is not None:
+            data.pop(option.field, None)
+    return data
+
+
+def _parse(option: Option, text: str, where: str) -> Any:
+    key = option.name
+    if option.type is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise InputError(f"{where}: {key}={printable(text)!r} is not a whole number"
+                             ) from None
+    if option.type is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"{where}: {key}={printable(text)!r} is not a number") from None
+        if not math.isfinite(value):
+            raise InputError(f"{where}: {key}={text!r} is not a finite number")
+        return value
+    if option.type is bool:
+        value = text.lower()
+        if value in ("1", "true", "yes", "on", "y"):
+            return True
+        if value in ("0", "false", "no", "off", "n"):
+            return False
+        raise InputError(f"{where}: {key}={printable(text)!r} is not true or false")
+    return text

@@ -1,0 +1,163 @@
+"""Progress on stderr: one line per stage for ``run``, a status line with an ETA for ``batch``."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ..pipeline import Progress
+
+__all__ = ["ProgressPrinter", "BatchProgress", "format_duration", "print_written"]
+
+
+class ProgressPrinter:
+    """Prints one stderr line per stage: steps done, level, stage and the seconds elapsed.
+
+    The clock starts at construction; :meth:`elapsed` reads it, so a final "done in" line
+    measured here is never smaller than the last progress line.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __call__(self, progress: "Progress") -> None:
+        level = f"level {progress.level}" if progress.level else "output"
+        print(f"{self.prefix}[{progress.done + 1:2d}/{progress.total}] {level}: {progress.stage}"
+              f"  ({self.elapsed():.1f} s)", file=sys.stderr, flush=True)
+
+
+class BatchProgress:
+    """Pairs done, the current pair's level and stage, and an ETA, on ``stream`` (stderr).
+
+    On a terminal the status is one line rewritten in place with ``\\r``, and each finished
+    pair leaves a line above it; elsewhere (a log file, a pipe) every stage prints a line.
+
+    The ETA is the mean time of the pairs computed so far (before the first, the current
+    pair's elapsed time over its share of steps done) times the pairs left to compute.
+    """
+
+    def __init__(self, total: int, *, to_run: int | None = None, stream: TextIO | None = None,
+                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.to_run = total if to_run is None else to_run
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = _isatty(self.stream) if tty is None else tty
+        self.clock = clock
+        self.counts = {"ok": 0, "skipped": 0, "failed": 0}
+        self.durations: list[float] = []
+        self.index = 0
+        self.name = ""
+        self.pair_start = clock()
+        self.fraction = 0.0
+        self.shown = False   # a status line is on screen (terminal mode)
+
+    # Events ---------------------------------------------------------------------------
+
+    def start_pair(self, index: int, name: str) -> None:
+        self.index, self.name = index, name
+        self.pair_start = self.clock()
+        self.fraction = 0.0
+
+    def stage(self, progress: Any) -> None:
+        """The ``on_progress`` callback of :func:`gpuanalogy.app.pair.run_pair`."""
+        self.fraction = progress.done / max(progress.total, 1)
+        where = f"level {progress.level} " if progress.level else ""
+        text = (f"{self._head()} {self.name}: {where}{progress.stage} "
+                f"(step {progress.done + 1}/{progress.total}) | {self._tally()} | "
+                f"ETA {self._eta()}")
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + text[:max(width, 20)] + "\x1b[K")
+            self.shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end_pair(self, result: Any) -> None:
+        """A finished :class:`gpuanalogy.app.batch.PairResult`: one line that stays."""
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if result.status == "ok":
+            self.durations.append(result.seconds)
+        if result.status == "skipped":
+            text = f"{self._head()} {self.name}: skipped (already complete)"
+        elif result.status == "ok":
+            text = f"{self._head()} {self.name}: ok in {result.seconds:.1f} s"
+        else:
+            text = f"{self._head()} {self.name}: FAILED: {result.error}"
+        self.notice(text)
+
+    def notice(self, text: str) -> None:
+        """A line that stays (above the status line on a terminal)."""
+        self.clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Take the status line off the terminal, before other output."""
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+    def close(self) -> None:
+        self.clear()
+
+    # Text -----------------------------------------------------------------------------
+
+    def _head(self) -> str:
+        width = len(str(self.total))
+        return f"[{self.index + 1:{width}d}/{self.total}]"
+
+    def _tally(self) -> str:
+        return ", ".join(f"{n} {status}" for status, n in self.counts.items()
+                         if n or status == "ok")
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left for the whole batch, or None before anything can be estimated."""
+        elapsed = self.clock() - self.pair_start
+        if self.durations:
+            per_pair = sum(self.durations) / len(self.durations)
+        elif self.fraction > 0:
+            per_pair = elapsed / self.fraction
+        else:
+            return None
+        ran = self.counts["ok"] + self.counts["failed"]
+        after = max(self.to_run - ran - 1, 0)   # to compute after the current one
+        return max(per_pair - elapsed, 0.0) + per_pair * after
+
+    def _eta(self) -> str:
+        seconds = self.eta_seconds()
+        return "--:--" if seconds is None else format_duration(seconds)
+
+
+def format_duration(seconds: float) -> str:
+    """``M:SS`` or ``H:MM:SS``."""
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_written(outdir: str | os.PathLike[str], record: dict[str, Any], seconds: float) -> None:
+    """The end of ``run`` and ``demo``: the wall time (``seconds``, the progress lines' clock),
+    the device and peak memory on stderr, then every file written on stdout."""
+    print(f"done in {seconds:.1f} s on {record['device']}"
+          f" (peak memory {record.get('peak_memory_mb', 0):.0f} MiB); wrote:", file=sys.stderr)
+    for name in record["files"] + ["run.json"]:
+        print(Path(outdir) / name)

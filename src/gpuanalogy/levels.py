@@ -1,0 +1,239 @@
+"""The coarse-to-fine loop of Deep Image Analogy: a driver over levels 5..1 and the step at one.
+
+:func:`coarse_to_fine` runs a per-level step at L = 5 down to 1, each starting from the fields
+the previous level handed on, and shows every finished level to an optional ``on_level`` hook
+(previews, diagnostics). :class:`LevelSolver` is the method's step (DESIGN.md, step 3): search
+both NNFs with PatchMatch over both pairs of maps; then, above the bottom level, rebuild level
+L-1 of A' and of B by deconvolving the other image's level-L features warped by the NNF and
+blending the reconstruction with the structure image's own features, and upsample the fields.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from . import nnf as nnf_ops
+from .backend import Backend
+from .blending import alpha_for_level, blend, response_mask
+from .config import AnalogyConfig
+from .deconvolution import DeconvolutionStats, deconvolve
+from .fields import Field
+from .patchmatch import normalize_features, patchmatch
+from .vgg_graphs import LEVEL_NAMES
+
+__all__ = ["LEVELS", "Pyramids", "Deconvolution", "LevelStep", "LevelSolver", "coarse_to_fine",
+           "pyramid", "initial_fields"]
+
+#: The levels of the loop, coarse to fine (relu5_1 .. relu1_1).
+LEVELS = (5, 4, 3, 2, 1)
+
+
+@dataclass
+class Pyramids:
+    """The four feature pyramids, level -> array (C, H, W) float32 on the backend.
+
+    Level 0 is the preprocessed image (the variable of the last deconvolution), levels 1..5 are
+    relu1_1 .. relu5_1. ``a`` and ``b_prime`` are complete from the start; ``a_prime`` and
+    ``b`` begin at level 5 (A's and B''s own) and gain a level at every step of the loop.
+    """
+
+    a: dict[int, Any]
+    b_prime: dict[int, Any]
+    a_prime: dict[int, Any] = field(default_factory=dict)
+    b: dict[int, Any] = field(default_factory=dict)
+
+    def shape(self, side: str, level: int) -> tuple[int, int]:
+        """(H, W) of level ``level`` of A's side (``"a"``) or B's side (``"b"``)."""
+        maps = self.a if side == "a" else self.b_prime
+        return tuple(maps[level].shape[1:])  # type: ignore[return-value]
+
+
+class Deconvolution(NamedTuple):
+    """One deconvolution: the level it rebuilt, of which output, and what L-BFGS did."""
+
+    level: int
+    output: str
+    stats: DeconvolutionStats
+
+
+@dataclass(frozen=True)
+class LevelStep:
+    """One finished level, as ``on_level`` sees it.
+
+    Attributes
+    ----------
+    level : int
+    backend : Backend
+        Where the maps and fields live.
+    pyramids : Pyramids
+        The maps the search matched at this level are ``pyramids.<side>[level]``.
+    start_ab, start_ba : Field
+        The fields the search started from (identity or random at level 5, else the
+        upsampled fields of the level above).
+    nnf_ab, nnf_ba : Field
+        The fields it found.
+    next_ab, next_ba : Field or None
+        The found fields upsampled to level L-1 (None at level 1).
+    deconvolutions : tuple of Deconvolution
+        The two reconstructions of level L-1 (none at level 1).
+    """
+
+    level: int
+    backend: Backend
+    pyramids: Pyramids
+    start_ab: Field
+    start_ba: Field
+    nnf_ab: Field
+    nnf_ba: Field
+    next_ab: Field | None = None
+    next_ba: Field | None = None
+    deconvolutions: tuple[Deconvolution, ...] = ()
+
+
+def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field,
+                   nnf_ba: Field, *, on_level: Callable[[LevelStep], None] | None = None
+                   ) -> list[LevelStep]:
+    """Run ``step(level, nnf_ab, nnf_ba)`` at levels 5..1, each from the fields handed on.
+
+    Returns every level's :class:`LevelStep`, coarse to fine; the last holds the final fields.
+    """
+    steps = []
+    for level in LEVELS:
+        done = step(level, nnf_ab, nnf_ba)
+        if on_level is not None:
+            on_level(done)
+        steps.append(done)
+        nnf_ab, nnf_ba = done.next_ab, done.next_ba  # type: ignore[assignment]
+    return steps
+
+
+def pyramid(model: Any, image: Any) -> dict[int, Any]:
+    """Levels 0..5 of one image (H, W, 3) on the backend: the preprocessed image, then
+    relu1_1 .. relu5_1 (C x H x W)."""
+    features = model.features(image)
+    maps = {level: features[LEVEL_NAMES[level]] for level in range(1, 6)}
+    maps[0] = model.preprocess(image)
+    return maps
+
+
+def initial_fields(pyramids: Pyramids, config: AnalogyConfig,
+                   backend: Backend) -> tuple[Field, Field]:
+    """The fields the search starts from at level 5: identity (official) or random (paper)."""
+    shape_a, shape_b = pyramids.shape("a", 5), pyramids.shape("b", 5)
+    if config.nnf_init == "identity":
+        ab, ba = (nnf_ops.identity_nnf(shape_a, shape_b, backend),
+                  nnf_ops.identity_nnf(shape_b, shape_a, backend))
+    else:
+        ab, ba = (nnf_ops.random_nnf(shape_a, shape_b, config.seed, backend),
+                  nnf_ops.random_nnf(shape_b, shape_a, config.seed, backend))
+    return Field(ab, shape_b), Field(ba, shape_a)
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One analogy a level rebuilds: A' (structure A, appearance B') or B (the other way)."""
+
+    name: str
+    nnf: Field
+    structure: dict[int, Any]
+    appearance: dict[int, Any]
+    rebuilt: dict[int, Any]
+
+
+class LevelSolver:
+    """The method's step at one level (see the module docstring), as :func:`coarse_to_fine`
+    calls it.
+
+    ``clock(stage)`` is a context manager timing a stage; ``report(stage, level)`` announces
+    one to the progress display.
+    """
+
+    def __init__(self, model: Any, pyramids: Pyramids, config: AnalogyConfig, *,
+                 clock: Callable[[str], Any], report: Callable[[str, int], None]) -> None:
+        self.model, self.pyramids, self.config = model, pyramids, config
+        self.backend: Backend = model.backend
+        self.clock, self.report = clock, report
+
+    def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
+        self.report("patchmatch", level)
+        with self.clock("patchmatch"):
+            nnf_ab, nnf_ba = self.search(level, start_ab, start_ba)
+        if level == 1:
+            return LevelStep(level, self.backend, self.pyramids, start_ab, start_ba, nnf_ab, nnf_ba)
+        self.report("deconvolution", level)
+        done = self.reconstruct(level, nnf_ab, nnf_ba)
+        with self.clock("nnf upsampling"):
+            next_ab = nnf_ab.upsampled(self.pyramids.shape("a", level - 1),
+                                       self.pyramids.shape("b", level - 1), self.backend)
+            next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
+                                       self.pyramids.shape("a", level - 1), self.backend)
+        return LevelStep(level, self.backend, self.pyramids, start_ab, start_ba, nnf_ab, nnf_ba,
+                         next_ab, next_ba, done)
+
+    def search(self, level: int, nnf_ab: Field, nnf_ba: Field) -> tuple[Field, Field]:
+        """Both NNFs at one level, each matching over the pairs (A, B) and (A', B')."""
+        p, config, backend = self.pyramids, self.config, self.backend
+        a, a_prime, b, b_prime = (normalize_features(maps[level], backend)
+                                  for maps in (p.a, p.a_prime, p.b, p.b_prime))
+        radius = config.radii[level - 1] or max(*a.shape[:2], *b.shape[:2])
+        options = dict(patch_size=config.patch_sizes[level - 1], radius=radius,
+                       iterations=config.patchmatch_iterations, backend=backend)
+        ab, _ = patchmatch(a, a_prime, b, b_prime, nnf_ab.values,
+                           seed=config.seed * 10 + level, **options)
+        ba, _ = patchmatch(b_prime, b, a_prime, a, nnf_ba.values,
+                           seed=config.seed * 10 + level + 5, **options)
+        return Field(ab, nnf_ab.shape_b), Field(ba, nnf_ba.shape_b)
+
+    def reconstruct(self, level: int, nnf_ab: Field,
+                    nnf_ba: Field) -> tuple[Deconvolution, ...]:
+        """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
+        features through ``nnf_ba``, B''s structure): deconvolution, then the blend."""
+        p = self.pyramids
+        outputs = (_Output("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
+                   _Output("b", nnf_ba, p.b_prime, p.a, p.b))
+        with self.clock("warping"):
+            problems = [(self.model.subnet(level), *self.deconvolution_problem(level, output))
+                        for output in outputs]
+        with self.clock("deconvolution"):
+            solved = [deconvolve(subnet, x0, target, max_iter=self.config.lbfgs_iterations,
+                                 history=self.config.lbfgs_history,
+                                 optimizer=self.config.optimizer, backend=self.backend)
+                      for subnet, x0, target in problems]
+        with self.clock("blending"):
+            for output, (reconstruction, _) in zip(outputs, solved):
+                output.rebuilt[level - 1] = self.blend_with_own(level, output.structure,
+                                                                reconstruction)
+        return tuple(Deconvolution(level - 1, output.name, stats)
+                     for output, (_, stats) in zip(outputs, solved))
+
+    def deconvolution_problem(self, level: int, output: "_Output") -> tuple[Any, Any]:
+        """(x0, target) of the deconvolution that rebuilds level L-1 of ``output``.
+
+        target = appearance^L warped by the NNF; L-BFGS starts at level L-2 from
+        structure^{L-2} (official) or from appearance^{L-2} warped by the NNF upsampled there
+        (``config.deconv_start``).
+        """
+        sizes, structure, appearance = self.config.patch_sizes, output.structure, output.appearance
+        target = self.warp_chw(appearance[level], output.nnf, sizes[level - 1])
+        if self.config.deconv_start == "own":
+            return structure[level - 2], target
+        start = output.nnf.upsampled(structure[level - 2].shape[1:],
+                                     appearance[level - 2].shape[1:], self.backend)
+        return self.warp_chw(appearance[level - 2], start, sizes[max(level - 2, 1) - 1]), target
+
+    def blend_with_own(self, level: int, structure: dict, reconstruction: Any) -> Any:
+        """Level L-1 of the analogy: the reconstruction, with structure^{L-1} kept where it
+        responds strongly (weight alpha_{L-1} * mask)."""
+        xp, config = self.backend.xp, self.config
+        own = structure[level - 1]
+        mask = response_mask(own, kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=xp)
+        weight = xp.float32(alpha_for_level(config.blend, level - 1)) * mask
+        return blend(own, reconstruction, weight)
+
+    def warp_chw(self, source: Any, nnf: Field, patch_size: int) -> Any:
+        """Average-voting warp of a C x H x W map (the kernels work on H x W x C)."""
+        xp = self.backend.xp
+        hwc = xp.ascontiguousarray(source.transpose(1, 2, 0))
+        warped = nnf.vote(hwc, patch_size, self.backend)
+        return xp.ascontiguousarray(warped.transpose(2, 0, 1))

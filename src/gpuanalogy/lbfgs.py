@@ -3,9 +3,8 @@
 The deconvolution minimises ``f(x) = 0.5 * ||CNN(x) - target||^2`` over feature maps of up to a
 few million values. As the official implementation does with its CUDA L-BFGS, the vectors stay
 where the network's gradient is produced (NumPy on the CPU, CuPy on the GPU) and are float32;
-inner products are accumulated in float64 (see :func:`dot`). Only scalars cross to the host: the
-loss, and
-``phi'(alpha) = g(x + alpha d) . d`` for the line search.
+inner products are accumulated in float64 (see :func:`dot`). Only scalars cross to the host:
+the loss, and ``phi'(alpha) = g(x + alpha d) . d`` for the line search.
 
 The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
 ``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. Each step length comes from

@@ -184,6 +184,12 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     def copy(self):
         return DeviceArray(self.data.copy())
 
+    def reshape(self, *shape):
+        return DeviceArray(self.data.reshape(*shape))
+
+    def __getitem__(self, index):
+        return DeviceArray(self.data[index])
+
     def astype(self, dtype, copy=True):
         return DeviceArray(self.data.astype(dtype, copy=copy))
 
@@ -296,3 +302,22 @@ def test_vgg_subnetworks_end_on_average_within_1_percent_of_scipys_loss(final_lo
               / np.mean([r.final_loss for r in final_losses[level, "scipy"]])
               for level in (2, 3, 4, 5)]
     assert np.exp(np.mean(np.log(ratios))) <= 1.01, ratios
+
+
+def test_blas_and_ufunc_axpy_agree():
+    """``y += a x``: BLAS's saxpy on NumPy vectors, two ufunc passes on other array types."""
+    rng = np.random.default_rng(3)
+    x, y = (rng.standard_normal(5000).astype(np.float32) for _ in range(2))
+    expected = y + np.float32(-0.37) * x
+    on_numpy, on_device = y.copy(), DeviceArray(y.copy())
+    lbfgs._axpy(np, -0.37, x, on_numpy, np.empty_like(y))
+    lbfgs._axpy(np, -0.37, DeviceArray(x), on_device, DeviceArray(np.empty_like(y)))
+    np.testing.assert_allclose(on_numpy, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(on_device.data, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_dot_accumulates_long_vectors_to_float32_precision():
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal(3_000_001).astype(np.float32) + 0.1 for _ in range(2))
+    exact = float(np.dot(a.astype(np.float64), b.astype(np.float64)))
+    assert abs(lbfgs.dot(np, a, b) - exact) <= 1e-6 * abs(exact)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize as scipy_minimize
+from threadpoolctl import threadpool_limits
 
 from . import lbfgs
 from .backend import Backend
@@ -32,7 +33,7 @@ class DeconvolutionStats:
     """What one L-BFGS run did and where its time went.
 
     ``seconds`` is the whole run; ``network_seconds`` the sub-network evaluations (value and
-    gradient, on the backend's device); ``transfer_seconds`` moving the vector between the
+    gradient, on the backend's device, and the final forward pass to the reconstruction); ``transfer_seconds`` moving the vector between the
     backend and SciPy's float64 host copy (zero for ``"lbfgs"``, whose vectors stay put); the
     rest is the optimiser itself. ``stop`` says
     why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
@@ -85,16 +86,24 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     """
     start = time.perf_counter()
     solve = _on_backend if optimizer == "lbfgs" else _with_scipy
-    try:
-        x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
-                         backend=backend)
-    except NumericalError as exc:
-        level = getattr(subnet, "level", None)
-        where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
-        raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
-                             "NaN") from None
+    # One BLAS thread while the optimiser and the network take turns: BLAS's idle worker
+    # threads spin after each call and take the cores from the network's own thread pool
+    # (measured: docs/performance.md).
+    with threadpool_limits(limits=1, user_api="blas"):
+        try:
+            x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
+                             backend=backend)
+        except NumericalError as exc:
+            level = getattr(subnet, "level", None)
+            where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
+            raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
+                                 "NaN") from None
+    forward_start = time.perf_counter()
     mid, _ = subnet.forward(x.reshape(x0.shape))
-    return mid, dataclasses.replace(stats, seconds=time.perf_counter() - start)
+    backend.synchronize()
+    end = time.perf_counter()
+    return mid, dataclasses.replace(stats, seconds=end - start,
+                                    network_seconds=stats.network_seconds + end - forward_start)
 
 
 def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,

@@ -3,8 +3,8 @@
 The deconvolution minimises ``f(x) = 0.5 * ||CNN(x) - target||^2`` over feature maps of up to a
 few million values. As the official implementation does with its CUDA L-BFGS, the vectors stay
 where the network's gradient is produced (NumPy on the CPU, CuPy on the GPU) and are float32;
-every inner product is accumulated in float64. Only scalars cross to the host: the loss, and
-``phi'(alpha) = g(x + alpha d) . d`` for the line search.
+inner products are accumulated in float64 (see :func:`dot`). Only scalars cross to the host:
+the loss, and ``phi'(alpha) = g(x + alpha d) . d`` for the line search.
 
 The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
 ``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. Each step length comes from
@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from scipy.linalg.blas import saxpy
 
 from .errors import NumericalError
 
@@ -65,10 +66,34 @@ class LbfgsResult:
     stop: str
 
 
-def dot(xp: ModuleType, a: Any, b: Any, scratch: Any) -> float:
-    """``a . b`` of two float32 vectors, products in float32 and their sum in float64."""
-    xp.multiply(a, b, out=scratch)
-    return float(xp.sum(scratch, dtype=xp.float64))
+_RUN = 1024     # products summed in float32 before their sums are accumulated in float64
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One correction pair: ``s = x_{k+1} - x_k``, ``y = g_{k+1} - g_k``, ``rho = 1 / s'y``
+    and ``gamma = s'y / y'y`` (the scale of H0 when this pair is the newest)."""
+
+    s: Any
+    y: Any
+    rho: float
+    gamma: float
+
+
+def dot(xp: ModuleType, a: Any, b: Any) -> float:
+    """``a . b`` of two float32 vectors of shape (n,).
+
+    The products of each run of 1024 consecutive elements are summed in float32 in one fused
+    pass (``einsum``), and the runs' sums in float64: as fast as a float32 dot, with a rounding
+    error near float32's epsilon however long the vectors (a plain float32 sum over millions
+    of values loses about two more digits).
+    """
+    whole = a.size // _RUN * _RUN
+    runs = xp.einsum("ij,ij->i", a[:whole].reshape(-1, _RUN), b[:whole].reshape(-1, _RUN))
+    total = xp.sum(runs, dtype=xp.float64)
+    if whole < a.size:
+        total = total + xp.sum(a[whole:] * b[whole:], dtype=xp.float64)
+    return float(total)
 
 
 def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], float],
@@ -119,14 +144,14 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
     evaluations = 1
     _check_finite(loss, "loss", evaluations)
     initial_loss = loss
-    pairs: deque[tuple[Any, Any, float]] = deque(maxlen=history)   # (s, y, 1 / y's)
+    pairs: deque[_Pair] = deque(maxlen=history)
     iterations = restarts = 0
     stop = MAX_ITERATIONS
     trial = xp.empty_like(x)
     while iterations < max_iter:
-        gg = dot(xp, g, g, scratch)
+        gg = dot(xp, g, g)
         _check_finite(gg, "gradient", evaluations)
-        if gg < tolerance * max(1.0, dot(xp, x, x, scratch)):
+        if gg < tolerance * max(1.0, dot(xp, x, x)):
             stop = CONVERGED
             break
         if evaluations >= 5 * max_iter:
@@ -134,7 +159,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             break
         d = _direction(xp, g, pairs, scratch)
         steepest = not pairs
-        derphi0 = dot(xp, g, d, scratch)
+        derphi0 = dot(xp, g, d)
         if derphi0 >= 0:           # rounding made the direction uphill: use -g
             d, steepest, derphi0 = -g, True, -gg
         # The first step of a steepest descent moves x by 1 (L-BFGS-B's choice); later steps
@@ -161,7 +186,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
 
         def derphi(alpha: float) -> float:
             evaluate(alpha)
-            value = dot(xp, last["grad"], d, scratch)
+            value = dot(xp, last["grad"], d)
             _check_finite(value, "gradient", evaluations)
             return value
 
@@ -180,11 +205,17 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             restarts += 1
             continue
         evaluate(alpha)
-        s = trial - x              # the step actually taken, in float32
-        y = last["grad"] - g
-        sy = dot(xp, s, y, scratch)
-        if sy > 1e-10 * dot(xp, y, y, scratch):    # keep H positive definite
-            pairs.append((s, y, 1.0 / sy))
+        # With the history full, the oldest pair leaves now and its vectors are reused (no new
+        # pages to touch); a rejected new pair then leaves the history one shorter.
+        s = y = None
+        if len(pairs) == history:
+            oldest = pairs.popleft()
+            s, y = oldest.s, oldest.y
+        s = xp.subtract(trial, x, out=s)           # the step actually taken, in float32
+        y = xp.subtract(last["grad"], g, out=y)
+        sy, yy = dot(xp, s, y), dot(xp, y, y)
+        if sy > 1e-10 * yy:                        # keep H positive definite
+            pairs.append(_Pair(s, y, 1.0 / sy, sy / yy))
         x, trial = trial, x
         loss, g = last["loss"], last["grad"]
         iterations += 1
@@ -198,24 +229,32 @@ def _step_to(xp: ModuleType, x: Any, d: Any, alpha: float, *, out: Any) -> Any:
     return out
 
 
-def _direction(xp: ModuleType, g: Any, pairs: deque, scratch: Any) -> Any:
-    """``-H g`` by the two-loop recursion over the stored (s, y, rho) pairs."""
-    q = g.copy()
+def _direction(xp: ModuleType, g: Any, pairs: deque[_Pair], scratch: Any) -> Any:
+    """``-H g`` by the two-loop recursion over the stored pairs (run on -g: H is linear)."""
+    q = xp.negative(g)
     alphas = []
-    for s, y, rho in reversed(pairs):
-        a = rho * dot(xp, s, q, scratch)
+    for pair in reversed(pairs):
+        a = pair.rho * dot(xp, pair.s, q)
         alphas.append(a)
-        xp.multiply(y, xp.float32(a), out=scratch)
-        q -= scratch
+        _axpy(xp, -a, pair.y, q, scratch)
     if pairs:
-        s, y, _ = pairs[-1]
-        q *= xp.float32(dot(xp, s, y, scratch) / dot(xp, y, y, scratch))   # H0 = s'y / y'y
-    for (s, y, rho), a in zip(pairs, reversed(alphas)):
-        b = rho * dot(xp, y, q, scratch)
-        xp.multiply(s, xp.float32(a - b), out=scratch)
-        q += scratch
-    q *= -1
+        q *= xp.float32(pairs[-1].gamma)            # H0 = (s'y / y'y) I of the newest pair
+    for pair, a in zip(pairs, reversed(alphas)):
+        b = pair.rho * dot(xp, pair.y, q)
+        _axpy(xp, a - b, pair.s, q, scratch)
     return q
+
+
+def _axpy(xp: ModuleType, a: float, x: Any, y: Any, scratch: Any) -> None:
+    """``y += a * x`` in place. Contiguous NumPy float32 vectors go through BLAS's saxpy, one
+    pass over memory instead of the two of a ufunc multiply and add; other arrays (CuPy) take
+    the two ufunc passes through ``scratch``."""
+    if (type(y) is np.ndarray and type(x) is np.ndarray and y.dtype == x.dtype == np.float32
+            and y.flags.c_contiguous and x.flags.c_contiguous):
+        saxpy(x, y, a=a)
+    else:
+        xp.multiply(x, xp.float32(a), out=scratch)
+        y += scratch
 
 
 def _check_finite(value: float, what: str, evaluation: int) -> None:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from gpuanalogy.errors import InputError
 from gpuanalogy.files import atomic_path, check_output_dir, write_json, write_npy
-from test_images import IS_ROOT, assert_one_line_error, leftover_files
+from test_images import assert_one_line_error, leftover_files, read_only_folder  # noqa: F401
 
 
 def test_atomic_path_success_and_failure(tmp_path):
@@ -67,14 +66,7 @@ def test_check_output_dir_under_a_file(tmp_path):
         assert_one_line_error(excinfo, f"cannot write to {target}")
 
 
-@pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root writes into read-only folders")
-def test_check_output_dir_read_only(tmp_path):
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(InputError) as excinfo:
-            check_output_dir(folder)
-        assert str(excinfo.value) == f"cannot write to {folder}: Permission denied"
-    finally:
-        folder.chmod(0o700)
+def test_check_output_dir_read_only(read_only_folder):
+    with pytest.raises(InputError) as excinfo:
+        check_output_dir(read_only_folder)
+    assert str(excinfo.value) == f"cannot write to {read_only_folder}: Permission denied"

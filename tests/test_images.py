@@ -542,17 +542,22 @@ def test_write_image_unwritable_folder(tmp_path):
     assert_one_line_error(excinfo, "cannot write to", str(target.parent))
 
 
-@pytest.mark.skipif(IS_ROOT or os.name != "posix", reason="root writes into read-only folders")
-def test_write_image_read_only_folder(tmp_path):
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this process may read but not write (skipped where root writes anyway)."""
+    if IS_ROOT or os.name != "posix":
+        pytest.skip("root writes into read-only folders")
     folder = tmp_path / "locked"
     folder.mkdir()
     folder.chmod(0o500)
-    try:
-        with pytest.raises(InputError) as excinfo:
-            write_image(folder / "out.png", gradient_rgb())
-        assert_one_line_error(excinfo, f"cannot write to {folder}: Permission denied")
-    finally:
-        folder.chmod(0o700)
+    yield folder
+    folder.chmod(0o700)
+
+
+def test_write_image_read_only_folder(read_only_folder):
+    with pytest.raises(InputError) as excinfo:
+        write_image(read_only_folder / "out.png", gradient_rgb())
+    assert_one_line_error(excinfo, f"cannot write to {read_only_folder}: Permission denied")
 
 
 @pytest.mark.parametrize(

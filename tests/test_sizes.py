@@ -78,3 +78,20 @@ def test_superlu_running_out_becomes_the_one_line_error(monkeypatch):
     with pytest.raises(DeviceMemoryError, match="50x40 pixels: the machine ran out of memory; "
                                                 r"try refinement at the working size"):
         refinement.wls_filter(image, image, solver="direct")
+
+
+def test_the_command_line_refuses_in_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from gpuanalogy.app.main import main
+
+    monkeypatch.setattr(sizes, "available_bytes", lambda: 10**6)
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    out = tmp_path / "out"
+    code = main(["run", str(image), str(image), "-o", str(out), "--preset", "photo2photo",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "".join(err)
+    assert err[-1].startswith("gpuanalogy: error: a 64x64 and b_prime 64x64 need about ")
+    assert not out.exists() or not any(out.iterdir())   # no output files

@@ -299,11 +299,14 @@ def _resize01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of a float image in [0, 1], clipped back into [0, 1] (cubic overshoots)."""
     if image.shape[:2] == tuple(shape):
         return image
-    return np.clip(resize_image(image, shape), 0.0, 1.0)
+    resized = resize_image(image, shape)
+    return np.clip(resized, 0.0, 1.0, out=resized)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    scaled = np.asarray(image, dtype=np.float32) * np.float32(255.0)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
 class _Clock:

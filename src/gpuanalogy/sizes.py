@@ -28,7 +28,8 @@ _WORK_BYTES_PER_PIXEL = 5 * 1024    # pyramids, sessions' buffers, L-BFGS vector
 _KEPT_BYTES_PER_PIXEL = 29          # input (uint8, float32), output, field, refined output
 _VOTE_BYTES_PER_PIXEL = 56          # an output vote's float32 temporaries at the input size
 _REFINE_BYTES_PER_PIXEL = 220       # refine's float64 copies of the result and the structure
-_STRIP_BYTES_PER_PIXEL = 200        # one strip of the guided upsampling
+_STRIP_BYTES_PER_PIXEL = 100        # one strip of the guided upsampling
+_COLUMN_BYTES_PER_PIXEL = 48        # its coefficients at the full width and the low height
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest
 
 
@@ -83,7 +84,8 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
                 part = direct_solve_bytes(h, w) + _REFINE_BYTES_PER_PIXEL * h * w
             else:
                 part = (direct_solve_bytes(wh, ww) + _REFINE_BYTES_PER_PIXEL * wh * ww
-                        + _STRIP_BYTES_PER_PIXEL * min(STRIP_PIXELS, h * w))
+                        + _STRIP_BYTES_PER_PIXEL * min(STRIP_PIXELS, h * w)
+                        + _COLUMN_BYTES_PER_PIXEL * wh * w)
             refinement = max(refinement, part)
     total = (working + _KEPT_BYTES_PER_PIXEL * sum(pixels)
              + max(_VOTE_BYTES_PER_PIXEL * max(pixels), refinement))

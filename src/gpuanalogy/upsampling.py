@@ -17,7 +17,8 @@ Chen et al., "Bilateral guided upsampling", SIGGRAPH Asia 2016):
 Fitting the change rather than the target itself makes the ridge pull towards "the same change
 for every colour" rather than towards a flat colour: where a low-resolution window is flat, the
 full-resolution structure's own detail passes through unchanged. Memory above the working size
-is the output (3 bytes a pixel) plus one strip's coefficients.
+is the output (3 bytes a pixel), the coefficients brought to the full width (48 bytes a column
+and low-resolution row) and one strip's coefficients.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backen
     backend : Backend
     strip_pixels : int
         About how many pixels are processed at once: the memory beyond the output is about
-        200 bytes times this.
+        100 bytes times this, plus the coefficients' columns at full width (48 h W bytes).
 
     Returns
     -------
@@ -110,20 +111,34 @@ def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backen
     height, width = guide.shape[:2]
     low_h, low_w = coefficients.shape[1:]
     scale = 1.0 / 255.0 if guide.dtype == np.uint8 else 1.0
+    # Bilinear is separable: the columns once, at the low height (12 x h x W), then each strip's
+    # rows from two of those rows.
     c0, c1, fc = (backend.asarray(a) for a in _linear_taps(width, low_w))
+    columns = coefficients[:, :, c1] - coefficients[:, :, c0]
+    columns *= fc
+    columns += coefficients[:, :, c0]
     r0, r1, fr = _linear_taps(height, low_h)
     out = np.empty((height, width, 3), np.uint8)
     rows = max(1, strip_pixels // width)
     for top in range(0, height, rows):
         strip = slice(top, min(top + rows, height))
-        wr = backend.asarray(fr[strip])[None, :, None]
-        coef = coefficients[:, r0[strip]] * (1 - wr) + coefficients[:, r1[strip]] * wr
-        coef = coef[:, :, c0] * (1 - fc) + coef[:, :, c1] * fc          # 12 x rows x W
-        s = xp.moveaxis(backend.asarray(guide[strip], dtype=xp.float32), -1, 0) * scale
-        channels = [s[c] + coef[9 + c] + sum(coef[3 * c + k] * s[k] for k in range(3))
-                    for c in range(3)]
-        image = xp.rint(xp.clip(xp.stack(channels, axis=-1), 0.0, 1.0) * 255.0)
-        out[strip] = backend.to_numpy(image.astype(xp.uint8))
+        first = columns[:, r0[strip]]
+        coef = columns[:, r1[strip]]                                   # 12 x rows x W
+        coef -= first
+        coef *= backend.asarray(fr[strip])[None, :, None]
+        coef += first
+        s = xp.ascontiguousarray(xp.moveaxis(backend.asarray(guide[strip], dtype=xp.float32),
+                                             -1, 0))
+        s *= scale
+        image = xp.empty(s.shape[1:] + (3,), xp.float32)
+        for c in range(3):
+            channel = coef[9 + c] + s[c]
+            for k in range(3):
+                channel += coef[3 * c + k] * s[k]
+            image[..., c] = channel
+        image *= 255.0
+        xp.clip(image, 0.0, 255.0, out=image)
+        out[strip] = backend.to_numpy(xp.rint(image, out=image).astype(xp.uint8))
     return out
 
 

@@ -83,7 +83,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("refine_upsample", "refine_upsample", str,
            "the refinement above the working size: solved at the working size and carried up "
            "by an edge-aware upsampling (guided, default) or solved over every input pixel "
-           "(wls, official; about 2 KB of memory a pixel)", REFINE_UPSAMPLES),
+           "(wls, official; about 3 KB of memory a pixel)", REFINE_UPSAMPLES),
     Option("subpixel", "subpixel", bool,
            "align the final fields to sub-pixel precision under a local colour model before "
            "voting (for two photographs of one scene)"),

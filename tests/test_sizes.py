@@ -22,6 +22,9 @@ def test_the_estimate_grows_with_the_input_and_the_full_solve_dominates():
     assert big.working == small.working            # the working size is capped by the size rule
     assert wls.refinement > 40 * big.refinement     # the full WLS solve takes about 3 KB a pixel
     assert big.total - big.working < 5e9 < 100e9 < wls.total - wls.working
+    # On a GPU the working size's arrays and the refinement's solve are device memory.
+    gpu = sizes.memory_needed(CAMERA, PHOTO.replace(refine_upsample="wls"), on_host=False)
+    assert gpu.refinement == 0 and gpu.working < small.working
 
 
 def test_a_run_that_fits_passes_and_returns_the_estimate():

@@ -76,8 +76,8 @@ class AnalogyConfig:
         working-size output and carries its colour change to the input size under the
         full-resolution structure image (``gpuanalogy.upsampling``: memory and time linear in
         the pixels); "wls" solves the WLS system over every input pixel (the official way,
-        whose sparse factorisation needs about 3 KB a pixel at camera sizes). Equal sizes make
-        them equal.
+        whose sparse factorisation needs about 3 KB a pixel at camera sizes). An input no
+        larger than the working size is refined at its own size either way.
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
         outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of

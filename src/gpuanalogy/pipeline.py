@@ -273,11 +273,11 @@ def _refined(output: np.ndarray, source: Images, layout: Images, nnf: Field,
              config: AnalogyConfig, backend: Backend) -> np.ndarray:
     """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
 
-    At the working size, or with ``refine_upsample == "wls"``, the WLS refinement of ``output``
-    itself; above it, the refinement of the working-size vote, its colour change carried to the
-    input size under ``layout``'s full-resolution image.
+    For an input no larger than the working size, or with ``refine_upsample == "wls"``, the WLS
+    refinement of ``output`` itself; above it, the refinement of the working-size vote, its
+    colour change carried to the input size under ``layout``'s full-resolution image.
     """
-    if config.refine_upsample == "wls" or layout.full.shape == layout.work.shape:
+    if config.refine_upsample == "wls" or layout.full.size <= layout.work.size:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
     structure = backend.asarray(layout.work)

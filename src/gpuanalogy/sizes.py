@@ -75,12 +75,9 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
     working = _BASE_BYTES + (_WORK_BYTES_PER_PIXEL * sum(h * w for h, w in works)
                              if on_host else 0)
     refinement = 0
-    if config.refine:
+    if config.refine and on_host:   # on a GPU, the refinement's arrays are device memory
         for (h, w), (wh, ww) in zip(shapes, works):
-            if not on_host:
-                part = _REFINE_BYTES_PER_PIXEL * (wh * ww if config.refine_upsample == "guided"
-                                                  else h * w)
-            elif config.refine_upsample == "wls" or (h, w) == (wh, ww):
+            if config.refine_upsample == "wls" or h * w <= wh * ww:
                 part = direct_solve_bytes(h, w) + _REFINE_BYTES_PER_PIXEL * h * w
             else:
                 part = (direct_solve_bytes(wh, ww) + _REFINE_BYTES_PER_PIXEL * wh * ww

@@ -117,7 +117,7 @@ def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backen
     columns = coefficients[:, :, c1] - coefficients[:, :, c0]
     columns *= fc
     columns += coefficients[:, :, c0]
-    r0, r1, fr = _linear_taps(height, low_h)
+    r0, r1, fr = (backend.asarray(a) for a in _linear_taps(height, low_h))
     out = np.empty((height, width, 3), np.uint8)
     rows = max(1, strip_pixels // width)
     for top in range(0, height, rows):
@@ -125,7 +125,7 @@ def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backen
         first = columns[:, r0[strip]]
         coef = columns[:, r1[strip]]                                   # 12 x rows x W
         coef -= first
-        coef *= backend.asarray(fr[strip])[None, :, None]
+        coef *= fr[strip][None, :, None]
         coef += first
         s = xp.ascontiguousarray(xp.moveaxis(backend.asarray(guide[strip], dtype=xp.float32),
                                              -1, 0))

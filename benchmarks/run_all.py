@@ -3,8 +3,9 @@
     python benchmarks/run_all.py [--quick]
 
 ``--quick`` runs the component benchmarks only (VGG-19, PatchMatch, WLS, sub-pixel alignment: a
-few minutes on two cores); without it the whole-pipeline stage tables at 224 and 448 px and the
-known-answer analogies run too (about an hour on two CPU cores).
+few minutes on two cores); without it the whole-pipeline stage tables at 224 and 448 px, the
+known-answer analogies and the 12 and 24 MP outputs above the working size run too (about an
+hour on two CPU cores).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 COMPONENTS = ["vgg.py", "patchmatch.py", "wls.py", "subpixel.py"]
-WHOLE = ["pipeline.py", "known_answer.py"]
+WHOLE = ["pipeline.py", "known_answer.py", "highres.py"]
 
 
 def main() -> int:

@@ -15,11 +15,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "analogy": "pipeline", "AnalogyResult": "pipeline", "Progress": "pipeline",
-    "working_shape": "pipeline",
+    "working_shape": "sizes", "check_memory": "sizes", "memory_needed": "sizes",
     "AnalogyConfig": "config", "PRESETS": "config",
     "vgg19_features": "features", "VGG19": "features",
     "Backend": "backend", "get_backend": "backend",
     "refine": "refinement", "wls_filter": "refinement",
+    "upsample_colour_change": "upsampling",
     "nnf_to_color": "visualize", "make_sheet": "visualize",
     "read_image": "images", "write_image": "images",
     "GpuAnalogyError": "errors", "InputError": "errors", "ModelError": "errors",

@@ -13,6 +13,10 @@ from typing import Any, Literal
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
+#: How the photo refinement reaches an input above the working size: solved at the working size
+#: and carried up by the guided upsampling, or one WLS solve over every input pixel.
+REFINE_UPSAMPLES = ("guided", "wls")
+
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
 # The official implementation's settings for the four uses (DESIGN.md, step 6).
@@ -67,6 +71,13 @@ class AnalogyConfig:
         the field's 1-2 pixel misalignments as seams. Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
+    refine_upsample : {"guided", "wls"}
+        How the refinement reaches an input larger than the working size: "guided" refines the
+        working-size output and carries its colour change to the input size under the
+        full-resolution structure image (``gpuanalogy.upsampling``: memory and time linear in
+        the pixels); "wls" solves the WLS system over every input pixel (the official way,
+        whose sparse factorisation needs about 3 KB a pixel at camera sizes). An input no
+        larger than the working size is refined at its own size either way.
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
         outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of
@@ -96,6 +107,7 @@ class AnalogyConfig:
     output_patch_size: int = 3
     upsample: Literal["cubic", "nnf"] = "cubic"
     refine: bool = False
+    refine_upsample: Literal["guided", "wls"] = "guided"
     subpixel: bool = False
     seed: int = 0
     max_side: int = 700
@@ -120,6 +132,9 @@ class AnalogyConfig:
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
         if self.upsample not in ("cubic", "nnf"):
             raise InputError(f"upsample={self.upsample!r} is not supported. Try 'cubic' or 'nnf'.")
+        if self.refine_upsample not in REFINE_UPSAMPLES:
+            raise InputError(f"refine_upsample={self.refine_upsample!r} is not supported. Try "
+                             f"one of: {', '.join(REFINE_UPSAMPLES)}.")
         if self.deconv_start not in ("own", "warped"):
             raise InputError(f"deconv_start={self.deconv_start!r} is not supported. Try 'own' or "
                              "'warped'.")

@@ -28,7 +28,8 @@ class ModelError(GpuAnalogyError):
 
 
 class DeviceMemoryError(GpuAnalogyError, MemoryError):
-    """The GPU ran out of memory; the message suggests a smaller ratio or the CPU."""
+    """The GPU or the machine lacks the memory a run needs: found before the work starts, or
+    when an allocation fails; the message says what would fit (a smaller ratio, the CPU, ...)."""
 
 
 class NumericalError(GpuAnalogyError, ArithmeticError):

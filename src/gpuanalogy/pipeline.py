@@ -9,7 +9,8 @@ Read top-down, :func:`analogy` is DESIGN.md's algorithm:
    and blending, and upsample the NNFs;
 4. the level-1 NNFs (optionally aligned to sub-pixel precision, our addition) vote the output
    pixels, which go back to the input sizes;
-5. optionally, the WLS photo refinement.
+5. optionally, the WLS photo refinement (above the working size: solved at the working size and
+   carried up by an edge-aware upsampling, :mod:`gpuanalogy.upsampling`).
 
 Each stage lives in its own module; this one only wires them.
 """
@@ -36,6 +37,8 @@ from .levels import (
     LEVELS, Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
     pyramid)
 from .refinement import refine
+from .sizes import check_memory, working_shape
+from .upsampling import upsample_colour_change
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
            "vote_output", "level_preview"]
@@ -101,27 +104,6 @@ class Images:
     work: np.ndarray
 
 
-def working_shape(shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:
-    """The size the network sees: the official size rule, then ``config.ratio``.
-
-    Each side is brought into [min_side, max_side] (the long side first), then the area is
-    capped at ``max_area``; the ratio applies last.
-    """
-    h, w = float(shape[0]), float(shape[1])
-    for side in (0, 1):
-        size = (h, w)[side]
-        if size > config.max_side:
-            h, w = h * config.max_side / size, w * config.max_side / size
-    for side in (0, 1):
-        size = (h, w)[side]
-        if size < config.min_side:
-            h, w = h * config.min_side / size, w * config.min_side / size
-    if h * w > config.max_area:
-        s = (config.max_area / (h * w)) ** 0.5
-        h, w = h * s, w * s
-    return max(int(round(h * config.ratio)), 1), max(int(round(w * config.ratio)), 1)
-
-
 def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model: Any = None,
             backend: Backend | DeviceName | None = None,
             on_progress: Callable[[Progress], None] | None = None,
@@ -154,6 +136,9 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     ------
     InputError
         An unusable image, or a ``model`` on another device than the one asked for.
+    DeviceMemoryError
+        Before any work, when the run needs more memory than the machine has free
+        (:func:`gpuanalogy.sizes.check_memory`), or when the device runs out.
 
     Examples
     --------
@@ -166,6 +151,7 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     a_in = to_float_image(a, name="a")
     bp_in = to_float_image(b_prime, name="b_prime")
     model = _model_for(model, backend if backend is not None else config.device, config)
+    check_memory((a_in.shape[:2], bp_in.shape[:2]), config, on_host=model.backend.on_host)
     with model.backend.out_of_memory_as_error(
             f"analogy of {a_in.shape[1]}x{a_in.shape[0]} and {bp_in.shape[1]}x{bp_in.shape[0]}"):
         return _analogy(a_in, bp_in, config, model, on_progress, on_level)
@@ -230,11 +216,12 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
                            working_shapes={"a": shapes["a"], "b_prime": shapes["b_prime"]})
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
+    #    Above the working size, config.refine_upsample says how the refinement gets there.
     if config.refine:
         report("refinement", 0)
         with clock("refinement"):
-            result.a_prime_refined = _refined(a_prime, a_in, backend)
-            result.b_refined = _refined(b, bp_in, backend)
+            result.a_prime_refined = _refined(a_prime, bp, a, nnf_ab, config, backend)
+            result.b_refined = _refined(b, a, bp, nnf_ba, config, backend)
     result.timings = dict(clock.seconds)
     return result
 
@@ -252,10 +239,16 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
         image = backend.to_numpy(full.vote(backend.asarray(source.full),
                                            config.output_patch_size, backend))
     else:
-        work = nnf.upsampled(layout.work.shape[:2], source.work.shape[:2], backend)
-        voted = work.vote(backend.asarray(source.work), config.output_patch_size, backend)
-        image = _resize01(backend.to_numpy(voted), layout.full.shape[:2])
+        image = _resize01(_work_vote(source, layout, nnf, config, backend), layout.full.shape[:2])
     return _to_uint8(image), backend.to_numpy(full.values).astype(np.float32)
+
+
+def _work_vote(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,
+               backend: Backend) -> np.ndarray:
+    """The output voted at the working size: (h, w, 3) float32 in [0, 1], on the host."""
+    work = nnf.upsampled(layout.work.shape[:2], source.work.shape[:2], backend)
+    return backend.to_numpy(work.vote(backend.asarray(source.work), config.output_patch_size,
+                                      backend))
 
 
 def level_preview(step: LevelStep, a: Any, b_prime: Any,
@@ -276,10 +269,20 @@ def _images(image: np.ndarray, work_shape: tuple[int, int]) -> Images:
     return Images(image, _resize01(image, work_shape))
 
 
-def _refined(result: np.ndarray, structure: np.ndarray, backend: Backend) -> np.ndarray:
-    """The WLS refinement of an output on the backend's arrays, back on the host."""
-    return backend.to_numpy(refine(backend.asarray(result),
-                                   backend.asarray(_to_uint8(structure))))
+def _refined(output: np.ndarray, source: Images, layout: Images, nnf: Field,
+             config: AnalogyConfig, backend: Backend) -> np.ndarray:
+    """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
+
+    For an input no larger than the working size, or with ``refine_upsample == "wls"``, the WLS
+    refinement of ``output`` itself; above it, the refinement of the working-size vote, its
+    colour change carried to the input size under ``layout``'s full-resolution image.
+    """
+    if config.refine_upsample == "wls" or layout.full.size <= layout.work.size:
+        return backend.to_numpy(refine(backend.asarray(output),
+                                       backend.asarray(_to_uint8(layout.full))))
+    structure = backend.asarray(layout.work)
+    refined = refine(backend.asarray(_work_vote(source, layout, nnf, config, backend)), structure)
+    return upsample_colour_change(structure, refined, layout.full, backend=backend)
 
 
 def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:
@@ -296,11 +299,14 @@ def _resize01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of a float image in [0, 1], clipped back into [0, 1] (cubic overshoots)."""
     if image.shape[:2] == tuple(shape):
         return image
-    return np.clip(resize_image(image, shape), 0.0, 1.0)
+    resized = resize_image(image, shape)
+    return np.clip(resized, 0.0, 1.0, out=resized)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    scaled = np.asarray(image, dtype=np.float32) * np.float32(255.0)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
 class _Clock:

@@ -28,9 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InputError
+from .errors import DeviceMemoryError, InputError
+from .memory import available_bytes, in_words
 
-__all__ = ["refine", "wls_filter"]
+__all__ = ["refine", "wls_filter", "direct_solve_bytes"]
 
 Solver = Literal["auto", "direct", "cg"]
 
@@ -220,6 +221,20 @@ def _diagonal(wx: Any, wy: Any, xp: Any) -> Any:
     return diag
 
 
+# Memory of the direct solve: SuperLU keeps L and U, whose entries on a nested-dissection order
+# of the 5-point grid grow as n log2 n (George, "Nested dissection of a regular finite element
+# mesh", 1973); both constants were measured on dev-cpu (docs/performance.md, "Outputs above the
+# working size").
+_LU_BYTES_PER_N_LOG_N = 130
+_SOLVE_BYTES_PER_PIXEL = 200
+
+
+def direct_solve_bytes(height: int, width: int) -> int:
+    """About the peak host memory of the ``"direct"`` solve of an H x W system, in bytes."""
+    n = max(height * width, 2)
+    return int(n * (_LU_BYTES_PER_N_LOG_N * np.log2(n) + _SOLVE_BYTES_PER_PIXEL))
+
+
 # Direct solve (CPU). Why direct: with eps = 1e-4 the weights in flat regions reach 8000 while
 # across edges they are near 1, so the system is badly conditioned and Jacobi-preconditioned CG
 # needs well over a thousand iterations on a photo. SuperLU on a geometric nested-dissection
@@ -235,6 +250,12 @@ def _solve_direct(wx: np.ndarray, wy: np.ndarray, rhs: np.ndarray) -> np.ndarray
 
     height, width, channels = rhs.shape
     n = height * width
+    need, free = direct_solve_bytes(height, width), available_bytes()
+    what = f"the WLS solve over {width}x{height} pixels"
+    if free is not None and need > free:
+        raise DeviceMemoryError(f"{what} needs about {in_words(need)} of memory but "
+                                f"{in_words(free)} is free; try refinement at the working size "
+                                "(--refine-upsample guided) or a smaller image")
     order = _nested_dissection(height, width, _ND_LEAF)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)  # rank[pixel] = its row in the permuted system
@@ -246,8 +267,15 @@ def _solve_direct(wx: np.ndarray, wy: np.ndarray, rhs: np.ndarray) -> np.ndarray
     off_x, off_y = -wx.ravel(), -wy.ravel()
     vals = np.concatenate([_diagonal(wx, wy, np).ravel(), off_x, off_x, off_y, off_y])
     matrix = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
-    lu = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0,
-              options={"SymmetricMode": True})
+    try:
+        lu = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
+    except (RuntimeError, MemoryError) as exc:  # SuperLU's "SUPERLU_MALLOC fails ..."
+        if isinstance(exc, RuntimeError) and "MALLOC" not in str(exc).upper():
+            raise
+        raise DeviceMemoryError(f"{what}: the machine ran out of memory; try refinement at "
+                                "the working size (--refine-upsample guided) or a smaller "
+                                "image") from exc
     permuted = lu.solve(np.ascontiguousarray(rhs.reshape(n, channels)[order]))
     out = np.empty_like(permuted)
     out[order] = permuted

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import OPTIMIZERS, PRESETS, AnalogyConfig
+from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -80,6 +80,10 @@ OPTIONS: tuple[Option, ...] = (
            "outputs back to the input size: resize the working-size result (cubic, official) "
            "or vote input pixels through the upsampled field", ("cubic", "nnf")),
     Option("refine", "refine", bool, "apply the WLS photo refinement"),
+    Option("refine_upsample", "refine_upsample", str,
+           "the refinement above the working size: solved at the working size and carried up "
+           "by an edge-aware upsampling (guided, default) or solved over every input pixel "
+           "(wls, official; about 3 KB of memory a pixel)", REFINE_UPSAMPLES),
     Option("subpixel", "subpixel", bool,
            "align the final fields to sub-pixel precision under a local colour model before "
            "voting (for two photographs of one scene)"),

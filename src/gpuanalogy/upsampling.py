@@ -1,0 +1,175 @@
+"""Edge-aware upsampling of a colour change: found at the working size, applied at full size.
+
+The photo refinement is solved at the working size, where it is cheap; what it found is carried
+to the input resolution by the colour guided filter's local affine model (He, Sun and Tang,
+"Guided image filtering", ECCV 2010 / TPAMI 2013), fitted at low resolution and applied at full
+resolution, as in guided upsampling (Kopf et al., "Joint bilateral upsampling", SIGGRAPH 2007;
+Chen et al., "Bilateral guided upsampling", SIGGRAPH Asia 2016):
+
+1. at low resolution, in each (2 radius + 1)^2 window, the least-squares affine map from the
+   structure image's colour ``s`` to the colour change ``d = target - s``:
+   ``d ~ M s + c`` (M 3 x 3, c 3), with a ridge ``eps`` on ``M``;
+2. each pixel's coefficients averaged over the windows that hold it (the guided filter's second
+   step), giving 12 smooth coefficient planes;
+3. at full resolution, strip by strip: the planes upsampled bilinearly and applied to the
+   full-resolution structure image, ``out = s + M s + c``.
+
+Fitting the change rather than the target itself makes the ridge pull towards "the same change
+for every colour" rather than towards a flat colour: where a low-resolution window is flat, the
+full-resolution structure's own detail passes through unchanged. Memory above the working size
+is the output (3 bytes a pixel), the coefficients brought to the full width (48 bytes a column
+and low-resolution row) and one strip's coefficients.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .errors import InputError
+from .subpixel import _box_mean, _inverse_symmetric3
+
+__all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change"]
+
+#: Pixels per strip when the coefficients are applied: bounds the memory of that step.
+STRIP_PIXELS = 1 << 20
+
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # upper triangle of a 3 x 3 covariance
+
+
+def fit_colour_change(structure: Any, target: Any, *, backend: Backend, radius: int = 2,
+                      eps: float = 1e-3) -> Any:
+    """The local affine colour change from ``structure`` to ``target``, as coefficient planes.
+
+    Parameters
+    ----------
+    structure, target : array, shape (h, w, 3), float in [0, 1]
+        The structure image and the result at the same (low) resolution.
+    backend : Backend
+        Where to compute (``backend.xp``).
+    radius : int
+        Half side of the windows the model is fitted in, in low-resolution pixels.
+    eps : float
+        Ridge on the colour matrix, a variance for images in [0, 1]: larger values make the
+        change less dependent on colour and more on position.
+
+    Returns
+    -------
+    coefficients : array, shape (12, h, w), float32, on the backend
+        ``M[c, k]`` at index ``3 c + k`` (output channel c, input channel k), then ``c[c]``.
+
+    Raises
+    ------
+    InputError
+        When the images are not two RGB images of one shape, or a parameter is out of range.
+    """
+    xp = backend.xp
+    if structure.ndim != 3 or structure.shape[2] != 3 or structure.shape != target.shape:
+        raise InputError(f"fit_colour_change: need two H x W x 3 images of one shape, got "
+                         f"{tuple(structure.shape)} and {tuple(target.shape)}.")
+    if radius < 0 or not eps > 0:
+        raise InputError(f"fit_colour_change: need radius >= 0 and eps > 0 "
+                         f"(got radius={radius}, eps={eps}).")
+    s = xp.moveaxis(xp.asarray(structure, dtype=xp.float64), -1, 0)
+    d = xp.moveaxis(xp.asarray(target, dtype=xp.float64), -1, 0) - s
+    mean_s, mean_d = _box_mean(s, radius, xp), _box_mean(d, radius, xp)
+    moments = _box_mean(xp.concatenate(
+        [xp.stack([s[a] * s[b] for a, b in _PAIRS]),
+         (s[:, None] * d[None, :]).reshape((9,) + s.shape[1:])]), radius, xp)
+    cov = {ab: moments[k] - mean_s[ab[0]] * mean_s[ab[1]] + eps * (ab[0] == ab[1])
+           for k, ab in enumerate(_PAIRS)}
+    cross = moments[6:].reshape((3, 3) + s.shape[1:]) - mean_s[:, None] * mean_d[None, :]
+    inverse = _inverse_symmetric3(cov)
+    matrix = [[sum(inverse[k][j] * cross[j, c] for j in range(3)) for k in range(3)]
+              for c in range(3)]
+    offset = [mean_d[c] - sum(matrix[c][k] * mean_s[k] for k in range(3)) for c in range(3)]
+    planes = xp.stack([m for row in matrix for m in row] + offset)
+    return _box_mean(planes, radius, xp).astype(xp.float32)
+
+
+def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backend,
+                        strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """The colour change of :func:`fit_colour_change` applied to the full-resolution ``guide``.
+
+    Parameters
+    ----------
+    coefficients : array, shape (12, h, w), float32
+        From :func:`fit_colour_change`, on the backend.
+    guide : ndarray, shape (H, W, 3), uint8 or float in [0, 1], on the host
+        The structure image at full resolution (any size; usually H >= h and W >= w).
+    backend : Backend
+    strip_pixels : int
+        About how many pixels are processed at once: the memory beyond the output is about
+        100 bytes times this, plus the coefficients' columns at full width (48 h W bytes).
+
+    Returns
+    -------
+    out : ndarray, shape (H, W, 3), uint8, on the host
+    """
+    xp = backend.xp
+    height, width = guide.shape[:2]
+    low_h, low_w = coefficients.shape[1:]
+    scale = 1.0 / 255.0 if guide.dtype == np.uint8 else 1.0
+    # Bilinear is separable: the columns once, at the low height (12 x h x W), then each strip's
+    # rows from two of those rows.
+    c0, c1, fc = (backend.asarray(a) for a in _linear_taps(width, low_w))
+    columns = coefficients[:, :, c1] - coefficients[:, :, c0]
+    columns *= fc
+    columns += coefficients[:, :, c0]
+    r0, r1, fr = (backend.asarray(a) for a in _linear_taps(height, low_h))
+    out = np.empty((height, width, 3), np.uint8)
+    rows = max(1, strip_pixels // width)
+    for top in range(0, height, rows):
+        strip = slice(top, min(top + rows, height))
+        first = columns[:, r0[strip]]
+        coef = columns[:, r1[strip]]                                   # 12 x rows x W
+        coef -= first
+        coef *= fr[strip][None, :, None]
+        coef += first
+        s = xp.ascontiguousarray(xp.moveaxis(backend.asarray(guide[strip], dtype=xp.float32),
+                                             -1, 0))
+        s *= scale
+        image = xp.empty(s.shape[1:] + (3,), xp.float32)
+        for c in range(3):
+            channel = coef[9 + c] + s[c]
+            for k in range(3):
+                channel += coef[3 * c + k] * s[k]
+            image[..., c] = channel
+        image *= 255.0
+        xp.clip(image, 0.0, 255.0, out=image)
+        out[strip] = backend.to_numpy(xp.rint(image, out=image).astype(xp.uint8))
+    return out
+
+
+def upsample_colour_change(structure: Any, target: Any, guide: np.ndarray, *,
+                           backend: Backend, radius: int = 2, eps: float = 1e-3,
+                           strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+    """``target``'s change from ``structure`` (both low resolution) carried onto ``guide``.
+
+    :func:`fit_colour_change` then :func:`apply_colour_change`; see them for the parameters.
+    ``guide`` is the full-resolution structure image, (H, W, 3) uint8 or float in [0, 1], on
+    the host; returns (H, W, 3) uint8 on the host.
+
+    Examples
+    --------
+    >>> from gpuanalogy.backend import cpu_backend
+    >>> low = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    >>> full = np.repeat(np.repeat(low, 2, axis=0), 2, axis=1)
+    >>> out = upsample_colour_change(low, low * 0.5, full, backend=cpu_backend())
+    >>> out.shape, bool(np.abs(out / 255.0 - full * 0.5).max() < 0.05)
+    ((32, 32, 3), True)
+    """
+    coefficients = fit_colour_change(structure, target, backend=backend, radius=radius, eps=eps)
+    return apply_colour_change(coefficients, guide, backend=backend, strip_pixels=strip_pixels)
+
+
+def _linear_taps(size: int, low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``size`` pixels, the two low-resolution neighbours and the weight of the second.
+
+    Pixel centres are aligned (``(i + 0.5) low / size - 0.5``), clamped at the borders.
+    """
+    position = np.clip((np.arange(size) + 0.5) * (low / size) - 0.5, 0, low - 1)
+    first = np.minimum(np.floor(position).astype(np.int64), max(low - 2, 0))
+    second = np.minimum(first + 1, low - 1)
+    return first, second, (position - first).astype(np.float32)

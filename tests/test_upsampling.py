@@ -1,0 +1,75 @@
+"""The edge-aware upsampling of a colour change (gpuanalogy.upsampling)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from gpuanalogy.backend import cpu_backend
+from gpuanalogy.errors import InputError
+from gpuanalogy.images import resize_image
+from gpuanalogy.upsampling import apply_colour_change, fit_colour_change, upsample_colour_change
+
+BACKEND = cpu_backend()
+
+
+def _textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour regions, a hard edge and fine grain (the full-resolution detail), float32."""
+    rng = np.random.default_rng(seed)
+    image = gaussian_filter(rng.random((height, width, 3)), (6, 6, 0))
+    image = (image - image.min()) / (image.max() - image.min())
+    image[height // 3:, width // 2:] = 0.6 * image[height // 3:, width // 2:] + 0.4
+    image += rng.normal(0.0, 0.03, image.shape)      # grain the low resolution cannot see
+    return np.clip(0.1 + 0.8 * image, 0.0, 1.0).astype(np.float32)
+
+
+def _retone(image: np.ndarray) -> np.ndarray:
+    """A per-channel affine re-tone whose gain and offset vary slowly over the image."""
+    height, width = image.shape[:2]
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    gain = np.stack([0.8 + 0.3 * x, 1.1 - 0.2 * y, 0.9 + 0.1 * x * y], axis=-1)
+    offset = np.stack([0.05 * y, 0.02 - 0.04 * x, 0.06 * x], axis=-1)
+    return (gain * image + offset).astype(np.float32)
+
+
+def test_a_smooth_retone_is_reproduced_at_full_resolution():
+    full = _textured(240, 360)
+    low = np.clip(resize_image(full, (60, 90)), 0.0, 1.0)
+    truth = np.clip(_retone(full), 0.0, 1.0)
+    out = upsample_colour_change(low, _retone(low), full, backend=BACKEND) / 255.0
+    error = np.abs(out - truth)
+    # Tolerance: 1/255 for the rounding, plus the re-tone's change within a window.
+    assert error.mean() < 0.004 and np.percentile(error, 99) < 0.015, (error.mean(), error.max())
+    # The full-resolution grain passes through: against a bicubic enlargement of the
+    # low-resolution result, the error is far smaller.
+    blur = np.clip(resize_image(_retone(low), full.shape[:2]), 0.0, 1.0)
+    assert error.mean() < np.abs(blur - truth).mean() / 4
+
+
+def test_no_change_gives_back_the_guide():
+    full = _textured(64, 48, seed=3)
+    low = np.clip(resize_image(full, (32, 24)), 0.0, 1.0)
+    out = upsample_colour_change(low, low, full, backend=BACKEND)
+    np.testing.assert_array_equal(out, np.rint(full * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("strip_pixels", [1, 100, 1 << 20])
+def test_strips_do_not_change_the_result(strip_pixels):
+    full = _textured(50, 70, seed=1)
+    low = np.clip(resize_image(full, (20, 30)), 0.0, 1.0)
+    coefficients = fit_colour_change(low, _retone(low), backend=BACKEND)
+    assert coefficients.shape == (12, 20, 30) and coefficients.dtype == np.float32
+    whole = apply_colour_change(coefficients, full, backend=BACKEND, strip_pixels=10**9)
+    np.testing.assert_array_equal(
+        apply_colour_change(coefficients, full, backend=BACKEND, strip_pixels=strip_pixels), whole)
+    uint8 = np.rint(full * 255).astype(np.uint8)
+    assert np.abs(apply_colour_change(coefficients, uint8, backend=BACKEND).astype(int)
+                  - whole).max() <= 1
+
+
+def test_bad_inputs_say_what_is_wrong():
+    image = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(InputError, match="two H x W x 3 images of one shape"):
+        fit_colour_change(image, image[:4], backend=BACKEND)
+    with pytest.raises(InputError, match="eps > 0"):
+        fit_colour_change(image, image, backend=BACKEND, eps=0)

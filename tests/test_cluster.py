@@ -7,9 +7,11 @@ the pairs are 48 x 48 with 2 PatchMatch and 3 L-BFGS iterations.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -19,15 +21,16 @@ import numpy as np
 import pytest
 
 from gpuanalogy.app import pair as pair_module
-from gpuanalogy.app.batch import run_pairs
+from gpuanalogy.app.batch import PairResult, run_pairs
 from gpuanalogy.app.cluster import compute_on_worker, run_batch_on
 from gpuanalogy.app.main import main
 from gpuanalogy.app.pairs import Pair
+from gpuanalogy.app.progress import BatchProgress
 from gpuanalogy.config import AnalogyConfig
 from gpuanalogy.errors import InputError
 from gpuanalogy.outputs import is_complete
 
-from test_batch import QUICK, leftovers, picture, quiet, truncated, write_csv
+from test_batch import FakeClock, QUICK, leftovers, picture, quiet, truncated, write_csv
 
 distributed = pytest.importorskip("distributed")
 
@@ -133,6 +136,14 @@ def test_the_methods_error_comes_back_as_a_value_so_dask_never_retries_it():
     assert "NaN" in str(sent.error)
 
 
+def test_workers_gpus_without_dask_cuda_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)   # import dask_cuda fails
+    csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\na.png,b.png\n")
+    assert main(["batch", str(csv_path), "-o", str(tmp_path / "out"), "--workers", "gpus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "gpuanalogy: error: this needs dask-cuda: pip install 'gpuanalogy[cuda]'"
+
+
 def test_cluster_flags_are_checked_and_exclusive(tmp_path, capsys):
     for flags in (["--workers", "0"], ["--workers", "many"],
                   ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]):
@@ -140,3 +151,20 @@ def test_cluster_flags_are_checked_and_exclusive(tmp_path, capsys):
             main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), *flags])
         assert exit_.value.code == 2
         assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_display_counts_pairs_done_in_flight_and_failed_with_an_eta_from_the_rate():
+    stream, clock = io.StringIO(), FakeClock()
+    display = BatchProgress(5, to_run=4, stream=stream, tty=False, clock=clock)
+    display.start_pair(0, "old")
+    display.end_pair(PairResult(Pair("old", Path("a"), Path("b"), CONFIG), "skipped"))
+    display.in_flight(3)
+    assert display.eta_seconds() is None
+    clock.now += 10
+    for index, status in ((1, "ok"), (2, "failed")):
+        display.start_pair(index, f"p{index}")
+        display.end_pair(PairResult(Pair(f"p{index}", Path("a"), Path("b"), CONFIG), status))
+    display.in_flight(2)
+    assert display.eta_seconds() == pytest.approx(10 / 2 * 2)   # 2 of 4 ran in 10 s
+    assert stream.getvalue().splitlines()[-1] == (
+        "[3/5] 1 ok, 1 skipped, 1 failed | 2 in flight | ETA 0:10")

@@ -7,6 +7,10 @@ unreadable image, the GPU out of memory) is recorded and the batch goes on. The 
 2 when a pair failed on bad input (as ``run`` exits for it), else 1 when a pair failed for
 another reason (the GPU out of memory, an unwritable folder, an internal error), else 0.
 
+With ``--workers`` or ``--scheduler`` the pairs are computed on a Dask cluster
+(:mod:`gpuanalogy.app.cluster`), and this process still writes every folder by the same steps:
+:func:`plan`, :func:`read_inputs`, :func:`write_into_place` and :func:`pair_outcome`.
+
 ``OUTDIR/summary.json`` is rewritten (atomically) after every pair: one entry per pair with its
 status (``ok``, ``skipped``, ``failed`` or, while the batch runs, ``pending``), seconds, and the
 one-line error of a failed pair.
@@ -38,7 +42,8 @@ from .pairs import SUMMARY, Pair, pairs_from_argument
 from .progress import BatchProgress
 from .resume import PARTIAL, exclusive, move_into_place, remove_leftovers, remove_tree, up_to_date
 
-__all__ = ["PairResult", "run_pairs", "summary_table", "command"]
+__all__ = ["PairResult", "run_pairs", "plan", "load_network", "read_inputs", "write_into_place",
+           "pair_outcome", "summary_table", "command"]
 
 
 @dataclass

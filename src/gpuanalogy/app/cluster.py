@@ -97,7 +97,7 @@ def _import(module: str, package: str, extra: str) -> Any:
 
 def _dashboard(client: "Client") -> str:
     if "dashboard" not in client.scheduler_info().get("services", {}):
-        return "none (it needs bokeh)"
+        return "none"
     return client.dashboard_link
 
 
@@ -132,6 +132,7 @@ def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathL
     Examples
     --------
     >>> from distributed import Client, LocalCluster                       # doctest: +SKIP
+    >>> from gpuanalogy.app.pairs import read_pairs_csv                    # doctest: +SKIP
     >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
     ...     results = run_batch_on(client, read_pairs_csv("pairs.csv"), "out")
     """

@@ -86,15 +86,6 @@ class BatchProgress:
         self._show(f"[{done:{len(str(self.total))}d}/{self.total}] {self._tally()} | "
                    f"{count} in flight | ETA {self._eta()}")
 
-    def _show(self, text: str) -> None:
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self.stream.write("\r" + text[:max(width, 20)] + "\x1b[K")
-            self.shown = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
     def end_pair(self, result: Any) -> None:
         """A finished :class:`gpuanalogy.app.batch.PairResult`: one line that stays."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
@@ -125,6 +116,15 @@ class BatchProgress:
         self.clear()
 
     # Text -----------------------------------------------------------------------------
+
+    def _show(self, text: str) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + text[:max(width, 20)] + "\x1b[K")
+            self.shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _head(self) -> str:
         width = len(str(self.total))

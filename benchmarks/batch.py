@@ -8,7 +8,9 @@ minutes on two cores. Each mode is the command line, ``gpuanalogy batch`` and ``
 --workers N``, in a fresh process and a fresh output folder, timed from start to exit (cluster
 start and network loading included). Peak memory is the kernel's high-water mark (VmHWM, Linux)
 of each process of the run, read every 0.1 s: the batch's own process and, with
-``--workers``, each worker process. The machine's 1-minute load average at the end of each run
+``--workers``, each worker process. The median pair is the analogy's own time in run.json
+(``seconds_wall``, network loading in a process's first pair included), so the rest of the wall
+time is start-up, loading and waiting. The machine's 1-minute load average at the end of each run
 is printed with it: above the run's own processes' share (about the number of cores), something
 else was running too.
 
@@ -18,7 +20,9 @@ Another session may be timing benchmarks on the same machine: this one waits whi
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,11 +143,14 @@ def main() -> int:
             command = [sys.executable, "-m", "gpuanalogy", "batch", str(csv_path), "-o",
                        str(Path(folder) / f"out{n}"), *settings, *flags]
             seconds, memory = timed_run(command)
+            pair_seconds = [json.loads(path.read_text())["seconds_wall"]
+                            for path in Path(folder, f"out{n}").glob("*/run.json")]
             per_hour = len(SIDES) * 3600 / seconds
             workers = {k: v for k, v in memory.items() if k.startswith("worker")}
             peak = max(workers.values()) if workers else memory["batch"]
             note = ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in memory.items())
-            note += f"; load {os.getloadavg()[0]:.1f} at the end"
+            note += (f"; median pair {statistics.median(pair_seconds):.1f} s; "
+                     f"load {os.getloadavg()[0]:.1f} at the end")
             rows.append(Row(f"{label}: {per_hour:.0f} pairs/h", seconds, "128-200 px, 8 pairs",
                             device, peak_bytes=peak, note=note))
             print(f"{label}: {seconds:.1f} s, {per_hour:.0f} pairs per hour; {note}", flush=True)

@@ -45,7 +45,7 @@ from .resume import exclusive
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["open_client", "local_cluster", "run_batch_on",
+__all__ = ["open_client", "local_cluster", "run_batch_on", "worker_network",
            "compute_on_worker", "WorkerResult"]
 
 

@@ -7,6 +7,10 @@ unreadable image, the GPU out of memory) is recorded and the batch goes on. The 
 2 when a pair failed on bad input (as ``run`` exits for it), else 1 when a pair failed for
 another reason (the GPU out of memory, an unwritable folder, an internal error), else 0.
 
+With ``--workers`` or ``--scheduler`` the pairs are computed on a Dask cluster
+(:mod:`gpuanalogy.app.cluster`), and this process still writes every folder by the same steps:
+:func:`plan`, :func:`read_inputs`, :func:`write_into_place` and :func:`pair_outcome`.
+
 ``OUTDIR/summary.json`` is rewritten (atomically) after every pair: one entry per pair with its
 status (``ok``, ``skipped``, ``failed`` or, while the batch runs, ``pending``), seconds, and the
 one-line error of a failed pair.
@@ -14,15 +18,18 @@ one-line error of a failed pair.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .. import __version__
 from ..config import AnalogyConfig
@@ -35,7 +42,8 @@ from .pairs import SUMMARY, Pair, pairs_from_argument
 from .progress import BatchProgress
 from .resume import PARTIAL, exclusive, move_into_place, remove_leftovers, remove_tree, up_to_date
 
-__all__ = ["PairResult", "run_pairs", "summary_table", "command"]
+__all__ = ["PairResult", "run_pairs", "plan", "load_network", "read_inputs", "write_into_place",
+           "pair_outcome", "summary_table", "command"]
 
 
 @dataclass
@@ -95,28 +103,17 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
         The network could not be loaded (every pair would fail).
     """
     out = check_output_dir(outdir)
-    load_model = load_model or _load_model
-    results = [PairResult(pair) for pair in pairs]
+    load_model = load_model or load_network
     with exclusive(out):
-        remove_leftovers(out)
-        todo = []
-        for result in results:
-            done, why = up_to_date(out / result.pair.name, result.pair, save_levels)
-            if done:
-                result.status = "skipped"
-            else:
-                todo.append(result)
-                if why != "not computed yet":
-                    result.warnings.append(f"computed again: {why}")
+        results = plan(pairs, out, save_levels)
         progress = progress or BatchProgress(len(pairs))
-        progress.total, progress.to_run = len(pairs), len(todo)
+        progress.total = len(pairs)
+        progress.to_run = sum(r.status == "pending" for r in results)
         model, loaded = None, False
         try:
             for index, result in enumerate(results):
                 progress.start_pair(index, result.pair.name)
                 if result.status != "skipped":
-                    for note in result.warnings:
-                        progress.notice(f"{result.pair.name}: {note}")
                     if not loaded:
                         model, loaded = load_model(result.pair.config), True
                     _run_one(result, out, model, save_levels, progress, debug)
@@ -128,7 +125,25 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
     return results
 
 
-def _load_model(config: AnalogyConfig) -> Any:
+def plan(pairs: Sequence[Pair], out: Path, save_levels: bool) -> list[PairResult]:
+    """Clear what a killed batch left in ``out`` and mark the pairs already complete there.
+
+    Call it holding :func:`gpuanalogy.app.resume.exclusive`. The pairs to compute stay
+    ``pending``, each with a warning when an outdated folder of it is to be replaced.
+    """
+    remove_leftovers(out)
+    results = [PairResult(pair) for pair in pairs]
+    for result in results:
+        done, why = up_to_date(out / result.pair.name, result.pair, save_levels)
+        if done:
+            result.status = "skipped"
+        elif why != "not computed yet":
+            result.warnings.append(f"computed again: {why}")
+    return results
+
+
+def load_network(config: AnalogyConfig) -> Any:
+    """The network ``config`` asks for: VGG-19 with its weights, on its device."""
     from ..features import VGG19  # noqa: PLC0415 - loads ONNX Runtime
 
     return VGG19(config.weights, config.device)
@@ -136,35 +151,71 @@ def _load_model(config: AnalogyConfig) -> Any:
 
 def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,
              progress: "BatchProgress", debug: bool) -> None:
-    """Compute one pair into ``.<name>.partial`` and rename it into place; record the outcome."""
+    """Compute one pair into its folder; record the outcome."""
     pair = result.pair
-    final = out / pair.name
-    partial = out / f".{pair.name}{PARTIAL}"
+    with pair_outcome(result, out, progress, debug):
+        a, b_prime = read_inputs(result, progress)
+
+        def compute(partial: Path) -> None:
+            progress.clear()  # run_pair may print a notice of its own
+            pair_module.run_pair(a, b_prime, partial, pair.config, names=pair.inputs,
+                                 model=model, save_levels=save_levels, on_progress=progress.stage)
+
+        write_into_place(out, pair.name, compute)
+        result.status = "ok"
+
+
+def read_inputs(result: PairResult, progress: "BatchProgress") -> tuple[np.ndarray, np.ndarray]:
+    """A pair's two images; their decoding warnings go to ``result`` and ``progress``.
+
+    Also shows the warnings :func:`plan` gave the pair.
+    """
+    for note in result.warnings:
+        progress.notice(f"{result.pair.name}: {note}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = read_image(result.pair.a)
+        b_prime = read_image(result.pair.b_prime)
+    for warning in caught:
+        text = " ".join(str(warning.message).split())
+        result.warnings.append(text)
+        progress.notice(f"warning: {text}")
+    return a, b_prime
+
+
+def write_into_place(out: Path, name: str, write: Callable[[Path], None]) -> None:
+    """``write(folder)`` into ``.<name>.partial``, then rename it to ``out/<name>``.
+
+    Whatever happens, no ``.partial`` folder is left behind.
+    """
+    final = out / name
+    partial = out / f".{name}{PARTIAL}"
+    remove_tree(partial)
+    try:
+        partial.mkdir()
+        write(partial)
+        move_into_place(partial, final)
+    finally:
+        remove_tree(partial)
+
+
+@contextlib.contextmanager
+def pair_outcome(result: PairResult, out: Path, progress: "BatchProgress", debug: bool
+                 ) -> Iterator[None]:
+    """Record a failure of the block working on ``result``'s pair: status ``failed`` with a
+    one-line reason (``bad_input`` for an InputError); add the block's seconds either way.
+
+    Errors stop here, so one pair's failure never loses the others.
+    """
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            a = read_image(pair.a)
-            b_prime = read_image(pair.b_prime)
-        for warning in caught:
-            text = " ".join(str(warning.message).split())
-            result.warnings.append(text)
-            progress.notice(f"warning: {text}")
-        remove_tree(partial)
-        try:
-            partial.mkdir()
-            progress.clear()  # run_pair may print a notice of its own
-            pair_module.run_pair(a, b_prime, partial, pair.config, names=pair.inputs, model=model,
-                            save_levels=save_levels, on_progress=progress.stage)
-            move_into_place(partial, final)
-        finally:
-            remove_tree(partial)
-        result.status = "ok"
+        yield
     except (GpuAnalogyError, OSError) as error:
         result.status = "failed"
         result.bad_input = isinstance(error, InputError)
         result.error = error_reason(error) if isinstance(error, OSError) else _one_line(error)
         if isinstance(error, OSError):
+            final = out / result.pair.name
             result.error = f"cannot write {printable(os.fspath(final))}: {result.error}"
         if debug:
             progress.clear()
@@ -176,7 +227,7 @@ def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,
         if debug:
             progress.clear()
             traceback.print_exc()
-    result.seconds = time.perf_counter() - start
+    result.seconds += time.perf_counter() - start
 
 
 def _one_line(error: BaseException) -> str:
@@ -199,7 +250,8 @@ def command(args: argparse.Namespace) -> int:
     """The ``gpuanalogy batch`` command; returns the exit status (see the module docstring).
 
     ``args`` is the parsed command line: ``pairs``, ``b_folder``, ``output``, the settings
-    options, ``save_levels`` and ``debug``.
+    options, ``save_levels``, ``debug`` and where to run (``workers``, ``scheduler``,
+    ``scheduler_file``: all None in process; :mod:`gpuanalogy.app.cluster`).
     """
     started = time.perf_counter()
     options = vars(args)
@@ -229,8 +281,16 @@ def command(args: argparse.Namespace) -> int:
             "results": [r.to_dict() for r in results],
         })
 
-    results = run_pairs(pairs, out, save_levels=args.save_levels, on_update=write_summary,
-                        debug=args.debug)
+    if args.workers is None and args.scheduler is None and args.scheduler_file is None:
+        results = run_pairs(pairs, out, save_levels=args.save_levels, on_update=write_summary,
+                            debug=args.debug)
+    else:
+        from .cluster import open_client, run_batch_on  # noqa: PLC0415 - it imports this module
+
+        with open_client(workers=args.workers, scheduler=args.scheduler,
+                         scheduler_file=args.scheduler_file, on_notice=notice) as client:
+            results = run_batch_on(client, pairs, out, save_levels=args.save_levels,
+                                   on_update=write_summary, debug=args.debug)
     write_summary(results, finished=True)
     failed = [r for r in results if r.status == "failed"]
     print(summary_table(results))

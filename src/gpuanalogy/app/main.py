@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, GpuAnalogyError
-from .options import add_options
+from .options import add_cluster_options, add_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("b_folder", nargs="?", metavar="B_FOLDER",
                        help="with PAIRS a folder of A images: the folder of B' images (same names)")
     batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    add_cluster_options(batch)
 
     demo = commands.add_parser("demo", help="run on a sample pair shipped by scikit-image")
     demo.add_argument("-o", "--output", default="out/demo", metavar="OUTDIR")

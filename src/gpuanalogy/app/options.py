@@ -4,7 +4,8 @@ Every setting of the method the command line offers is one :class:`Option` in :d
 From the table come the flags of ``run``, ``batch`` and ``demo`` (:func:`add_options`), the
 per-pair CSV columns of a batch (:func:`csv_overrides`), the mapping onto
 :class:`gpuanalogy.config.AnalogyConfig` (:func:`config_from_options`) and the key a batch
-resumes on (:func:`result_key`). The README lists every option; a test checks it.
+resumes on (:func:`result_key`). The README lists every option; a test checks it. The flags
+that say where a batch runs are no settings and come apart (:func:`add_cluster_options`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
-           "csv_header_name", "csv_overrides", "result_key"]
+           "csv_header_name", "csv_overrides", "result_key", "add_cluster_options"]
 
 
 @dataclass(frozen=True)
@@ -182,3 +183,29 @@ def _parse(option: Option, text: str, where: str) -> Any:
             return False
         raise InputError(f"{where}: {key}={printable(text)!r} is not true or false")
     return text
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``batch`` that choose where it runs (:mod:`gpuanalogy.app.cluster`).
+
+    They are not settings of the analogy, so not in :data:`OPTIONS`: no CSV column, no config
+    field, no part of the resume key. Without them the batch runs in this process.
+    """
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", metavar="N|gpus", type=_workers,
+                       help="run on a Dask cluster of N worker processes on this machine, or "
+                            "one worker per GPU (gpus, needs dask-cuda)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster at ADDRESS (tcp://host:8786, tls://...)")
+    group.add_argument("--scheduler-file", metavar="FILE",
+                       help="run on the Dask cluster described by FILE (dask scheduler "
+                            "--scheduler-file)")
+
+
+def _workers(text: str) -> int | str:
+    if text == "gpus":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1, 2, ...) "
+                                         f"or 'gpus'")
+    return int(text)

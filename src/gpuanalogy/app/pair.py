@@ -1,5 +1,9 @@
 """One pair from images in memory to a complete output folder, as ``run``, ``demo`` and ``batch``
-do it, and the peak memory it took."""
+do it, and the peak memory it took.
+
+:func:`run_pair` is :func:`compute_pair` then :func:`write_pair`; a batch on a cluster computes
+on a worker and writes on the client.
+"""
 from __future__ import annotations
 
 import os
@@ -7,15 +11,16 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import AnalogyConfig
-from ..outputs import write_result
+from ..outputs import versions, write_result
 from ..levels import LevelStep
-from ..pipeline import Progress, SizeNotice, analogy, level_preview
+from ..pipeline import AnalogyResult, Progress, SizeNotice, analogy, level_preview
 
 
 def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
@@ -27,12 +32,46 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
     Says on stderr when the size rule reduces an input. With ``save_levels`` each level's A'
     and B are voted as the loop finishes it and written too. Returns the run.json record.
     """
+    computed = compute_pair(a, b_prime, config, names=names, model=model,
+                            save_levels=save_levels, on_progress=on_progress)
+    return write_pair(outdir, computed, a, b_prime, config)
+
+
+@dataclass
+class ComputedPair:
+    """One pair's results in memory, all that :func:`write_pair` needs besides the inputs.
+
+    Attributes
+    ----------
+    result : AnalogyResult
+    levels : dict
+        Level -> (A', B) previews; empty unless ``save_levels``.
+    extra : dict
+        run.json's entries about the run: input paths, seconds, peak memory, provider and the
+        versions of the process that computed it.
+    """
+
+    result: AnalogyResult
+    levels: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
+                 names: tuple[str, str] = ("a", "b_prime"), model: Any = None,
+                 save_levels: bool = False,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 on_notice: Callable[[str], None] | None = None) -> ComputedPair:
+    """The analogy of one pair, with what run.json records about the run.
+
+    ``on_notice`` receives the size rule's notices, naming the input files (by default they
+    print on stderr at once).
+    """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
         text = str(message)
         for generic, given in zip(("a", "b_prime"), names):
             if text.startswith(f"{generic}: "):
                 text = f"{given}: {text[len(generic) + 2:]}"
-        print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
+        (on_notice or _print_notice)(text)
 
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -49,9 +88,20 @@ def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
-             "onnxruntime_provider": getattr(model, "provider", None) or result.device}
-    return write_result(outdir, result, a=a, b_prime=b_prime, config=config, extra=extra,
-                        levels=levels)
+             "onnxruntime_provider": getattr(model, "provider", None) or result.device,
+             "versions": versions()}
+    return ComputedPair(result, levels, extra)
+
+
+def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
+               b_prime: np.ndarray, config: AnalogyConfig) -> dict[str, Any]:
+    """Write a computed pair's folder (run.json last); returns the run.json record."""
+    return write_result(outdir, computed.result, a=a, b_prime=b_prime, config=config,
+                        extra=computed.extra, levels=computed.levels)
+
+
+def _print_notice(text: str) -> None:
+    print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
 
 
 class PeakMemory:

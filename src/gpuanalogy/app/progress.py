@@ -42,7 +42,9 @@ class BatchProgress:
     pair leaves a line above it; elsewhere (a log file, a pipe) every stage prints a line.
 
     The ETA is the mean time of the pairs computed so far (before the first, the current
-    pair's elapsed time over its share of steps done) times the pairs left to compute.
+    pair's elapsed time over its share of steps done) times the pairs left to compute. On a
+    cluster (:meth:`in_flight`), where pairs overlap, it is the time since the first pair was
+    sent over the pairs finished, times the pairs left.
     """
 
     def __init__(self, total: int, *, to_run: int | None = None, stream: TextIO | None = None,
@@ -59,6 +61,7 @@ class BatchProgress:
         self.pair_start = clock()
         self.fraction = 0.0
         self.shown = False   # a status line is on screen (terminal mode)
+        self.sending: float | None = None   # when the first pair went to a cluster
 
     # Events ---------------------------------------------------------------------------
 
@@ -71,16 +74,17 @@ class BatchProgress:
         """The ``on_progress`` callback of :func:`gpuanalogy.app.pair.run_pair`."""
         self.fraction = progress.done / max(progress.total, 1)
         where = f"level {progress.level} " if progress.level else ""
-        text = (f"{self._head()} {self.name}: {where}{progress.stage} "
-                f"(step {progress.done + 1}/{progress.total}) | {self._tally()} | "
-                f"ETA {self._eta()}")
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self.stream.write("\r" + text[:max(width, 20)] + "\x1b[K")
-            self.shown = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self._show(f"{self._head()} {self.name}: {where}{progress.stage} "
+                   f"(step {progress.done + 1}/{progress.total}) | {self._tally()} | "
+                   f"ETA {self._eta()}")
+
+    def in_flight(self, count: int) -> None:
+        """The status of a batch on a cluster: ``count`` pairs sent and not yet back."""
+        if self.sending is None:
+            self.sending = self.clock()
+        done = sum(self.counts.values())
+        self._show(f"[{done:{len(str(self.total))}d}/{self.total}] {self._tally()} | "
+                   f"{count} in flight | ETA {self._eta()}")
 
     def end_pair(self, result: Any) -> None:
         """A finished :class:`gpuanalogy.app.batch.PairResult`: one line that stays."""
@@ -113,6 +117,15 @@ class BatchProgress:
 
     # Text -----------------------------------------------------------------------------
 
+    def _show(self, text: str) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.stream.write("\r" + text[:max(width, 20)] + "\x1b[K")
+            self.shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
     def _head(self) -> str:
         width = len(str(self.total))
         return f"[{self.index + 1:{width}d}/{self.total}]"
@@ -123,6 +136,10 @@ class BatchProgress:
 
     def eta_seconds(self) -> float | None:
         """Seconds left for the whole batch, or None before anything can be estimated."""
+        ran = self.counts["ok"] + self.counts["failed"]
+        if self.sending is not None:
+            rate = (self.clock() - self.sending) / ran if ran else None
+            return None if rate is None else rate * max(self.to_run - ran, 0)
         elapsed = self.clock() - self.pair_start
         if self.durations:
             per_pair = sum(self.durations) / len(self.durations)
@@ -130,7 +147,6 @@ class BatchProgress:
             per_pair = elapsed / self.fraction
         else:
             return None
-        ran = self.counts["ok"] + self.counts["failed"]
         after = max(self.to_run - ran - 1, 0)   # to compute after the current one
         return max(per_pair - elapsed, 0.0) + per_pair * after
 

@@ -1,0 +1,253 @@
+"""``gpuanalogy batch`` on a Dask cluster: ``--workers N``, ``--workers gpus``, ``--scheduler``.
+
+The client (this process) does everything that touches files: it reads the pairs, finds what is
+already complete (:func:`gpuanalogy.app.batch.plan`), reads each pair's two images and sends them;
+a worker computes the analogy with the network it keeps for every pair
+(:func:`compute_on_worker`) and sends the results back; the client writes each pair's folder by
+the protocol of :mod:`gpuanalogy.app.resume`. No file system is shared, and a killed client
+resumes as a batch in process does.
+
+Failures: an error of the method about the pair (bad input, the device out of memory) comes back
+as a value and is recorded as in process, never retried. A worker that dies while it holds a
+pair makes the scheduler give the pair to another worker (up to Dask's
+``distributed.scheduler.allowed-failures`` deaths, 3 by default; then the pair fails with
+``KilledWorker``). Any other exception is retried ``retries`` times, on any worker.
+
+``distributed`` is imported only when a cluster is used, so ``batch`` in process and
+``--help`` never load it.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..backend import default_threads
+from ..config import AnalogyConfig
+from ..errors import GpuAnalogyError, InputError
+from ..files import check_output_dir
+from . import pair as pair_module
+from .batch import PairResult, load_network, pair_outcome, plan, read_inputs, write_into_place
+from .pairs import Pair
+from .progress import BatchProgress
+from .resume import exclusive
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["open_client", "local_cluster", "run_batch_on", "worker_network",
+           "compute_on_worker", "WorkerResult"]
+
+
+@contextlib.contextmanager
+def open_client(*, workers: int | str | None = None, scheduler: str | None = None,
+                scheduler_file: str | None = None,
+                on_notice: Callable[[str], None] = print) -> Iterator["Client"]:
+    """A Dask client on the cluster the options name, closed (with a cluster it started) at the
+    end. ``on_notice`` receives the line with the dashboard's address."""
+    distributed = _import("distributed", "dask[distributed]", "distributed")
+    if workers == "gpus":
+        dask_cuda = _import("dask_cuda", "dask-cuda", "cuda")
+        cluster: Any = dask_cuda.LocalCUDACluster()
+    elif workers is not None:
+        cluster = local_cluster(int(workers))
+    else:
+        cluster = None
+    with contextlib.ExitStack() as stack:
+        if cluster is not None:
+            stack.enter_context(cluster)
+        client = stack.enter_context(
+            distributed.Client(cluster if cluster is not None else scheduler,
+                               scheduler_file=scheduler_file))
+        on_notice(f"Dask scheduler {client.scheduler_info()['address']}, dashboard: "
+                  f"{_dashboard(client)}")
+        yield client
+
+
+def local_cluster(workers: int, **options: Any) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` processes sharing this machine's cores.
+
+    Each worker computes one pair at a time (one Dask thread) with ``cores // workers`` threads
+    of its own (ONNX Runtime's and Numba's), so the pairs never fight over the cores.
+    ``options`` go to LocalCluster.
+    """
+    distributed = _import("distributed", "dask[distributed]", "distributed")
+    threads = str(max(default_threads() // workers, 1))
+    return distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True,
+        env={"GPUANALOGY_THREADS": threads, "NUMBA_NUM_THREADS": threads}, **options)
+
+
+def _import(module: str, package: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"this needs {package}: pip install 'gpuanalogy[{extra}]'") from None
+
+
+def _dashboard(client: "Client") -> str:
+    if "dashboard" not in client.scheduler_info().get("services", {}):
+        return "none"
+    return client.dashboard_link
+
+
+def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
+                 save_levels: bool = False, progress: BatchProgress | None = None,
+                 on_update: Callable[[list[PairResult]], None] | None = None,
+                 debug: bool = False, retries: int = 1) -> list[PairResult]:
+    """Compute every pair not already complete in ``outdir`` on ``client``'s cluster.
+
+    What :func:`gpuanalogy.app.batch.run_pairs` does in process, with the same folders, resume
+    and results; the pairs run on the workers, the client writes. A few more pairs than the
+    cluster has threads are in flight at a time, so the client holds few images.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    pairs : sequence of Pair
+        With unique names.
+    outdir : str or os.PathLike
+        Written by this process only; the workers need no access to it.
+    save_levels, progress, on_update, debug
+        As for :func:`gpuanalogy.app.batch.run_pairs`.
+    retries : int
+        How many times a pair is run again after an exception that is not an error of the
+        method (a worker's death is handled by the scheduler; see the module docstring).
+
+    Returns
+    -------
+    list of PairResult
+        In the order of ``pairs``.
+
+    Examples
+    --------
+    >>> from distributed import Client, LocalCluster                       # doctest: +SKIP
+    >>> from gpuanalogy.app.pairs import read_pairs_csv                    # doctest: +SKIP
+    >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
+    ...     results = run_batch_on(client, read_pairs_csv("pairs.csv"), "out")
+    """
+    distributed = _import("distributed", "dask[distributed]", "distributed")
+    out = check_output_dir(outdir)
+    with exclusive(out):
+        results = plan(pairs, out, save_levels)
+        progress = progress or BatchProgress(len(pairs))
+        progress.total = len(pairs)
+        progress.to_run = sum(r.status == "pending" for r in results)
+        waiting = deque(i for i, r in enumerate(results) if r.status == "pending")
+        for index, result in enumerate(results):
+            if result.status == "skipped":
+                progress.start_pair(index, result.pair.name)
+                progress.end_pair(result)
+        sent: dict[Any, tuple[int, np.ndarray, np.ndarray]] = {}
+        running = distributed.as_completed()
+        try:
+            while waiting or sent:
+                while waiting and len(sent) < 2 * max(sum(client.nthreads().values()), 1):
+                    index = waiting.popleft()
+                    submitted = _send(client, results[index], index, progress, out, debug,
+                                      save_levels, retries)
+                    if submitted is None:
+                        _finished(results, index, progress, on_update)
+                    else:
+                        future, a, b_prime = submitted
+                        sent[future] = (index, a, b_prime)
+                        running.add(future)
+                progress.in_flight(len(sent))
+                if sent:
+                    future = next(running)
+                    index, a, b_prime = sent.pop(future)
+                    _write(results[index], future, a, b_prime, out, progress, debug)
+                    _finished(results, index, progress, on_update)
+        finally:
+            for future in sent:
+                future.cancel()
+            progress.close()
+    return results
+
+
+def _send(client: "Client", result: PairResult, index: int, progress: BatchProgress,
+          out: Path, debug: bool, save_levels: bool, retries: int
+          ) -> tuple[Any, np.ndarray, np.ndarray] | None:
+    """Read a pair's images and submit it: its future and images, or None when reading them
+    failed (recorded in ``result``)."""
+    progress.start_pair(index, result.pair.name)
+    with pair_outcome(result, out, progress, debug):
+        a, b_prime = read_inputs(result, progress)
+        future = client.submit(compute_on_worker, a, b_prime, result.pair.config,
+                               result.pair.inputs, save_levels, retries=retries,
+                               key=f"analogy-{result.pair.name}-{uuid.uuid4().hex[:8]}")
+        return future, a, b_prime
+    return None
+
+
+def _write(result: PairResult, future: Any, a: np.ndarray, b_prime: np.ndarray, out: Path,
+           progress: BatchProgress, debug: bool) -> None:
+    """Write a pair the cluster sent back, or record its failure."""
+    with pair_outcome(result, out, progress, debug):
+        sent: WorkerResult = future.result()
+        result.seconds += sent.seconds
+        for text in sent.notices:
+            progress.notice(f"gpuanalogy: {text}")
+        if sent.error is not None:
+            raise sent.error
+        write_into_place(out, result.pair.name, lambda partial: pair_module.write_pair(
+            partial, sent.pair, a, b_prime, result.pair.config))
+        result.status = "ok"
+
+
+def _finished(results: list[PairResult], index: int, progress: BatchProgress,
+              on_update: Callable[[list[PairResult]], None] | None) -> None:
+    progress.start_pair(index, results[index].pair.name)
+    progress.end_pair(results[index])
+    if on_update:
+        on_update(results)
+
+
+@dataclass
+class WorkerResult:
+    """What a worker sends back for one pair: the computed pair or the method's error about it,
+    the notices it gave (the size rule's), and the seconds it took."""
+
+    pair: pair_module.ComputedPair | None = None
+    error: GpuAnalogyError | None = None
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def compute_on_worker(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
+                      names: tuple[str, str], save_levels: bool) -> WorkerResult:
+    """One pair on a worker, with the network this process keeps (:func:`worker_network`)."""
+    sent = WorkerResult()
+    start = time.perf_counter()
+    try:
+        sent.pair = pair_module.compute_pair(a, b_prime, config, names=names,
+                                             model=worker_network(config),
+                                             save_levels=save_levels,
+                                             on_notice=sent.notices.append)
+    except GpuAnalogyError as error:
+        sent.error = error
+    sent.seconds = time.perf_counter() - start
+    return sent
+
+
+_NETWORKS: dict[tuple[Any, str], Any] = {}
+_NETWORKS_LOCK = threading.Lock()
+
+
+def worker_network(config: AnalogyConfig) -> Any:
+    """The network for ``config``'s weights and device, loaded once per process."""
+    key = (config.weights, config.device)
+    with _NETWORKS_LOCK:
+        if key not in _NETWORKS:
+            _NETWORKS[key] = load_network(config)
+        return _NETWORKS[key]

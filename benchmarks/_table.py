@@ -25,7 +25,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 try:
@@ -155,3 +158,25 @@ def print_table(rows: list[Row], *, title: str | None = None, file: IO[str] | No
     print("  ".join("-" * w for w in widths), file=out)
     for line in lines:
         print(fmt(line), file=out)
+
+
+#: Held while a benchmark times something, so that benchmarks on one machine never overlap.
+LOCK = Path("/tmp/gpuanalogy-bench.lock")
+
+
+@contextmanager
+def bench_lock(owner: str) -> Iterator[None]:
+    """Wait while another benchmark holds :data:`LOCK`, then hold it (naming ``owner``)."""
+    while True:
+        try:
+            fd = os.open(LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            print(f"waiting: {LOCK} exists", file=sys.stderr, flush=True)
+            time.sleep(10)
+    try:
+        os.write(fd, f"{os.getpid()} {owner}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        LOCK.unlink(missing_ok=True)

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,8 @@ from PIL import Image
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _table import Row, print_table  # noqa: E402
+from _table import Row, bench_lock, print_table  # noqa: E402
 
-LOCK = Path("/tmp/gpuanalogy-bench.lock")
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 SIDES = (128, 144, 160, 176, 192, 200, 136, 184)
 
@@ -62,24 +60,6 @@ def write_pairs(folder: Path) -> Path:
     csv_path = folder / "pairs.csv"
     csv_path.write_text("\n".join(lines) + "\n")
     return csv_path
-
-
-@contextmanager
-def bench_lock():
-    """Wait for other benchmarks to finish, then hold the machine's benchmark lock."""
-    while True:
-        try:
-            fd = os.open(LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            print(f"waiting: {LOCK} exists", file=sys.stderr, flush=True)
-            time.sleep(10)
-    try:
-        os.write(fd, f"{os.getpid()} benchmarks/batch.py\n".encode())
-        os.close(fd)
-        yield
-    finally:
-        LOCK.unlink(missing_ok=True)
 
 
 def high_water_mark(pid: int) -> int:
@@ -137,7 +117,7 @@ def main() -> int:
              (f"--workers {args.workers}", ["--workers", str(args.workers)],
               f"cpu, {args.workers} workers x {max(cores // args.workers, 1)} threads")]
     rows = []
-    with tempfile.TemporaryDirectory() as folder, bench_lock():
+    with tempfile.TemporaryDirectory() as folder, bench_lock("benchmarks/batch.py"):
         csv_path = write_pairs(Path(folder))
         for n, (label, flags, device) in enumerate(modes):
             command = [sys.executable, "-m", "gpuanalogy", "batch", str(csv_path), "-o",

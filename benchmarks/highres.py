@@ -21,10 +21,8 @@ Only one benchmark runs at a time on the machine: this one waits while
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _table import Row, Stage, print_table  # noqa: E402
+from _table import Row, Stage, bench_lock, print_table  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.app.pair import PeakMemory  # noqa: E402
@@ -44,26 +42,8 @@ from gpuanalogy.refinement import refine  # noqa: E402
 from gpuanalogy.sizes import check_memory, working_shape  # noqa: E402
 from gpuanalogy.upsampling import upsample_colour_change  # noqa: E402
 
-LOCK = Path("/tmp/gpuanalogy-bench.lock")
 SIZES = {12: (2832, 4240), 24: (4000, 6000)}   # megapixels: (H, W)
 WORKING_STAGES = ("features", "patchmatch", "deconvolution", "subpixel")
-
-
-@contextmanager
-def bench_lock():
-    """Wait until no other benchmark holds the lock file, then hold it."""
-    while True:
-        try:
-            fd = os.open(LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            time.sleep(5)
-    os.write(fd, f"benchmarks/highres.py pid {os.getpid()}\n".encode())
-    os.close(fd)
-    try:
-        yield
-    finally:
-        LOCK.unlink(missing_ok=True)
 
 
 def photo(image: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -174,7 +154,7 @@ def main() -> None:
                                   lbfgs_iterations=args.lbfgs_iters)
     model = VGG19(None, args.device)
     device = model.backend.name
-    with bench_lock():
+    with bench_lock("benchmarks/highres.py"):
         rows = [row for mp in map(int, args.sizes.split(","))
                 for row in run_pair(mp, config, model, device)]
         old_shape = tuple(int(n) for n in args.old_size.split("x"))

@@ -132,4 +132,4 @@ def test_box_mean_is_the_mean_over_the_clipped_window():
             for j in range(shape[2]):
                 expected[:, i, j] = x[:, max(0, i - half):i + half + 1,
                                       max(0, j - half):j + half + 1].mean(axis=(1, 2))
-        np.testing.assert_allclose(subpixel._box_mean(x, half, np), expected, atol=1e-12)
+        np.testing.assert_allclose(subpixel.box_mean(x, half, np), expected, atol=1e-12)

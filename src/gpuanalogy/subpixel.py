@@ -77,20 +77,20 @@ def align(structure: Any, source: Any, nnf: Any, *, backend: Backend, radius: fl
     limit = xp.asarray([source.shape[1] - 1, source.shape[2] - 1], dtype=xp.float32)
 
     # The structure's side of the model is the same for every offset.
-    mean_i = _box_mean(image, window, xp)
-    var_i = (_box_mean(image * image, window, xp) - mean_i * mean_i).sum(axis=0)
+    mean_i = box_mean(image, window, xp)
+    var_i = (box_mean(image * image, window, xp) - mean_i * mean_i).sum(axis=0)
     pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))   # upper triangle of cov(S)
 
     def cost(field: Any) -> Any:
         s = _bilinear(source, field[..., 0], field[..., 1], xp)               # 3 x H x W
-        moments = _box_mean(xp.concatenate(
+        moments = box_mean(xp.concatenate(
             [s, xp.stack([s[a] * s[b] for a, b in pairs]),
              (image[:, None] * s[None, :]).reshape((9,) + s.shape[1:])]), window, xp)
         mean_s = moments[:3]
         cov_s = {ab: moments[3 + k] - mean_s[ab[0]] * mean_s[ab[1]] + eps * (ab[0] == ab[1])
                  for k, ab in enumerate(pairs)}
         cross = moments[9:].reshape((3, 3) + s.shape[1:]) - mean_i[:, None] * mean_s[None, :]
-        inverse = _inverse_symmetric3(cov_s)
+        inverse = inverse_symmetric3(cov_s)
         # tr(cross inverse cross^T), written out: 3 x 3 matrices per pixel are too small
         # for matmul
         explained = sum(cross[i, a] * inverse[a][b] * cross[i, b]
@@ -213,7 +213,7 @@ def _bilinear(image: Any, rows: Any, cols: Any, xp: Any) -> Any:
     return top * (1 - fr) + bottom * fr
 
 
-def _inverse_symmetric3(m: dict) -> list[list[Any]]:
+def inverse_symmetric3(m: dict) -> list[list[Any]]:
     """Inverse of per-pixel symmetric 3 x 3 matrices given by their upper triangle.
 
     ``m[(a, b)]`` for a <= b are arrays of one shape; the result is nested lists [a][b] of
@@ -228,7 +228,7 @@ def _inverse_symmetric3(m: dict) -> list[list[Any]]:
             [co_c * scale, co_e * scale, co_f * scale]]
 
 
-def _box_mean(x: Any, half: int, xp: Any) -> Any:
+def box_mean(x: Any, half: int, xp: Any) -> Any:
     """Mean of ``x`` (..., H, W) over the (2 half + 1)^2 window, clipped at the borders.
 
     Sums of shifted slices rather than differences of running sums, so float32 keeps its

@@ -28,7 +28,7 @@ import numpy as np
 
 from .backend import Backend
 from .errors import InputError
-from .subpixel import _box_mean, _inverse_symmetric3
+from .subpixel import box_mean, inverse_symmetric3
 
 __all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change"]
 
@@ -73,19 +73,19 @@ def fit_colour_change(structure: Any, target: Any, *, backend: Backend, radius: 
                          f"(got radius={radius}, eps={eps}).")
     s = xp.moveaxis(xp.asarray(structure, dtype=xp.float64), -1, 0)
     d = xp.moveaxis(xp.asarray(target, dtype=xp.float64), -1, 0) - s
-    mean_s, mean_d = _box_mean(s, radius, xp), _box_mean(d, radius, xp)
-    moments = _box_mean(xp.concatenate(
+    mean_s, mean_d = box_mean(s, radius, xp), box_mean(d, radius, xp)
+    moments = box_mean(xp.concatenate(
         [xp.stack([s[a] * s[b] for a, b in _PAIRS]),
          (s[:, None] * d[None, :]).reshape((9,) + s.shape[1:])]), radius, xp)
     cov = {ab: moments[k] - mean_s[ab[0]] * mean_s[ab[1]] + eps * (ab[0] == ab[1])
            for k, ab in enumerate(_PAIRS)}
     cross = moments[6:].reshape((3, 3) + s.shape[1:]) - mean_s[:, None] * mean_d[None, :]
-    inverse = _inverse_symmetric3(cov)
+    inverse = inverse_symmetric3(cov)
     matrix = [[sum(inverse[k][j] * cross[j, c] for j in range(3)) for k in range(3)]
               for c in range(3)]
     offset = [mean_d[c] - sum(matrix[c][k] * mean_s[k] for k in range(3)) for c in range(3)]
     planes = xp.stack([m for row in matrix for m in row] + offset)
-    return _box_mean(planes, radius, xp).astype(xp.float32)
+    return box_mean(planes, radius, xp).astype(xp.float32)
 
 
 def apply_colour_change(coefficients: Any, guide: np.ndarray, *, backend: Backend,

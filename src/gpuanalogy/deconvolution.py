@@ -6,10 +6,10 @@ R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the b
 variable is the preprocessed image itself. The loss and gradient come from one ONNX Runtime run
 of the sub-network graph.
 
-Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own float32
-arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the official
-code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which takes the
-vector to the host as float64 at every evaluation.
+Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own
+float32 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the
+official code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which
+takes the vector to the host as float64 at every evaluation.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ class DeconvolutionStats:
     """What one L-BFGS run did and where its time went.
 
     ``seconds`` is the whole run; ``network_seconds`` the sub-network evaluations (value and
-    gradient, on the backend's device, and the final forward pass to the reconstruction); ``transfer_seconds`` moving the vector between the
-    backend and SciPy's float64 host copy (zero for ``"lbfgs"``, whose vectors stay put); the
-    rest is the optimiser itself. ``stop`` says
-    why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
+    gradient, on the backend's device, and the final forward pass to the reconstruction);
+    ``transfer_seconds`` moving the vector between the backend and SciPy's float64 host copy
+    (zero for ``"lbfgs"``, whose vectors stay put); the rest is the optimiser itself. ``stop``
+    says why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
     line_search_failed) and ``restarts`` how often a failed line search restarted from steepest
     descent.
     """

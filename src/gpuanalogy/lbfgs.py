@@ -125,7 +125,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
     x0 : array, shape (n,), float32
         Starting point, on the array module ``xp`` (not modified).
     xp : module
-        ``numpy`` or ``cupy`` (anything with their ufuncs and ``sum``).
+        ``numpy`` or ``cupy`` (anything with their ufuncs, ``sum`` and ``einsum``).
     max_iter, history : int
         Iterations (accepted steps) and stored correction pairs.
     c1, c2 : float

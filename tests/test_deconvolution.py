@@ -25,9 +25,11 @@ def test_both_optimizers_solve_a_least_squares_problem_and_report_why_they_stopp
     m = rng.normal(size=(30, 24)) + 3 * np.eye(30, 24)
     x_true = rng.normal(size=(2, 3, 4)).astype(np.float32)
     target = (m @ x_true.ravel()).reshape(30, 1, 1)
-    mid, stats = deconvolve(Quadratic(m), np.zeros_like(x_true), target, max_iter=200,
-                            history=4, optimizer=optimizer, backend=cpu_backend())
+    mid, x, stats = deconvolve(Quadratic(m), np.zeros_like(x_true), target, max_iter=200,
+                               history=4, optimizer=optimizer, backend=cpu_backend())
     np.testing.assert_allclose(mid, 2 * x_true, atol=1e-3)
+    np.testing.assert_allclose(x, x_true, atol=1e-3)
+    assert x.shape == x_true.shape and x.dtype == np.float32
     assert stats.final_loss < 1e-6 * stats.initial_loss
     assert stats.iterations < 200 and stats.stop == "converged"
     assert stats.iterations <= stats.evaluations <= 400
@@ -38,7 +40,7 @@ def test_both_optimizers_solve_a_least_squares_problem_and_report_why_they_stopp
 @pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
 def test_deconvolution_reports_max_iterations(optimizer):
     problem = _least_squares_problems(1)[0]
-    _, stats = deconvolve(*problem, max_iter=3, history=4, optimizer=optimizer,
+    _, _, stats = deconvolve(*problem, max_iter=3, history=4, optimizer=optimizer,
                           backend=cpu_backend())
     assert stats.iterations == 3 and stats.stop == "max_iterations"
 
@@ -73,7 +75,7 @@ def test_deconvolution_through_real_vgg_reduces_loss_and_recovers_features():
     truth = model.features(image)
     start = model.preprocess(np.clip(image + rng.normal(0, 0.15, image.shape), 0, 1).astype(np.float32))
     subnet = model.subnet(2)     # image -> relu1_1 -> relu2_1
-    mid, stats = deconvolve(subnet, start, truth["relu2_1"], max_iter=60, history=4,
+    mid, _, stats = deconvolve(subnet, start, truth["relu2_1"], max_iter=60, history=4,
                             backend=model.backend)
     assert stats.final_loss < 0.1 * stats.initial_loss
     before = subnet.forward(start)[0]

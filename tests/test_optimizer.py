@@ -277,7 +277,7 @@ def final_losses(vgg, photos):
         subnet = vgg.subnet(level)
         for optimizer in ("lbfgs", "scipy"):
             runs = [deconvolve(subnet, start, target, max_iter=100, history=4,
-                               optimizer=optimizer, backend=cpu_backend())[1]
+                               optimizer=optimizer, backend=cpu_backend()).stats
                     for start in starts]
             losses[level, optimizer] = runs
     return losses

@@ -17,7 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize as scipy_minimize
@@ -57,9 +57,23 @@ class DeconvolutionStats:
         return self.seconds - self.network_seconds - self.transfer_seconds
 
 
+class Deconvolved(NamedTuple):
+    """What :func:`deconvolve` returns.
+
+    reconstruction : array, shape (C_{L-1}, H_{L-1}, W_{L-1}), float32, on ``backend.xp``
+        The rebuilt level L-1.
+    variable : array, shape like ``x0``, float32, on ``backend.xp``
+        The solution at level L-2 (a later deconvolution of a similar target can start there).
+    stats : DeconvolutionStats
+    """
+
+    reconstruction: Any
+    variable: Any
+    stats: DeconvolutionStats
+
+
 def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, history: int = 4,
-               optimizer: str = "lbfgs",
-               backend: Backend) -> tuple[Any, DeconvolutionStats]:
+               optimizer: str = "lbfgs", backend: Backend) -> Deconvolved:
     """Reconstruct level L-1 features whose forward pass to level L matches ``target``.
 
     Parameters
@@ -76,8 +90,8 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
 
     Returns
     -------
-    reconstruction : array, shape (C_{L-1}, H_{L-1}, W_{L-1}), float32, on ``backend.xp``
-    stats : DeconvolutionStats
+    Deconvolved
+        The reconstruction at level L-1, the variable at level L-2, and the stats.
 
     Raises
     ------
@@ -99,11 +113,12 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
             raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
                                  "NaN") from None
     forward_start = time.perf_counter()
-    mid, _ = subnet.forward(x.reshape(x0.shape))
+    x = x.reshape(x0.shape)
+    mid, _ = subnet.forward(x)
     backend.synchronize()
     end = time.perf_counter()
-    return mid, dataclasses.replace(stats, seconds=end - start,
-                                    network_seconds=stats.network_seconds + end - forward_start)
+    return Deconvolved(mid, x, dataclasses.replace(
+        stats, seconds=end - start, network_seconds=stats.network_seconds + end - forward_start))
 
 
 def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,

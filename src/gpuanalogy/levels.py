@@ -17,7 +17,7 @@ from . import nnf as nnf_ops
 from .backend import Backend
 from .blending import alpha_for_level, blend, response_mask
 from .config import AnalogyConfig
-from .deconvolution import DeconvolutionStats, deconvolve
+from .deconvolution import Deconvolved, DeconvolutionStats, deconvolve
 from .fields import Field
 from .patchmatch import normalize_features, patchmatch
 from .vgg_graphs import LEVEL_NAMES
@@ -173,9 +173,8 @@ class LevelSolver:
 
     def search(self, level: int, nnf_ab: Field, nnf_ba: Field) -> tuple[Field, Field]:
         """Both NNFs at one level, each matching over the pairs (A, B) and (A', B')."""
-        p, config, backend = self.pyramids, self.config, self.backend
-        a, a_prime, b, b_prime = (normalize_features(maps[level], backend)
-                                  for maps in (p.a, p.a_prime, p.b, p.b_prime))
+        config, backend = self.config, self.backend
+        a, a_prime, b, b_prime = self.matching_maps(level)
         radius = config.radii[level - 1] or max(*a.shape[:2], *b.shape[:2])
         options = dict(patch_size=config.patch_sizes[level - 1], radius=radius,
                        iterations=config.patchmatch_iterations, backend=backend)
@@ -185,6 +184,13 @@ class LevelSolver:
                            seed=config.seed * 10 + level + 5, **options)
         return Field(ab, nnf_ab.shape_b), Field(ba, nnf_ba.shape_b)
 
+    def matching_maps(self, level: int) -> tuple[Any, Any, Any, Any]:
+        """A, A', B, B' at one level as the search compares them: (H, W, C) float32, each
+        feature vector of unit length (:func:`gpuanalogy.patchmatch.normalize_features`)."""
+        p = self.pyramids
+        return tuple(normalize_features(maps[level], self.backend)  # type: ignore[return-value]
+                     for maps in (p.a, p.a_prime, p.b, p.b_prime))
+
     def reconstruct(self, level: int, nnf_ab: Field,
                     nnf_ba: Field) -> tuple[Deconvolution, ...]:
         """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
@@ -193,19 +199,25 @@ class LevelSolver:
         outputs = (_Output("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
                    _Output("b", nnf_ba, p.b_prime, p.a, p.b))
         with self.clock("warping"):
-            problems = [(self.model.subnet(level), *self.deconvolution_problem(level, output))
-                        for output in outputs]
+            problems = [self.deconvolution_problem(level, output) for output in outputs]
         with self.clock("deconvolution"):
-            solved = [deconvolve(subnet, x0, target, max_iter=self.config.lbfgs_iterations,
-                                 history=self.config.lbfgs_history,
-                                 optimizer=self.config.optimizer, backend=self.backend)
-                      for subnet, x0, target in problems]
+            solved = [self.deconvolve(level, output.name, x0, target)
+                      for output, (x0, target) in zip(outputs, problems)]
         with self.clock("blending"):
-            for output, (reconstruction, _) in zip(outputs, solved):
+            for output, done in zip(outputs, solved):
                 output.rebuilt[level - 1] = self.blend_with_own(level, output.structure,
-                                                                reconstruction)
-        return tuple(Deconvolution(level - 1, output.name, stats)
-                     for output, (_, stats) in zip(outputs, solved))
+                                                                done.reconstruction)
+        return tuple(Deconvolution(level - 1, output.name, done.stats)
+                     for output, done in zip(outputs, solved))
+
+    def deconvolve(self, level: int, output: str, x0: Any, target: Any,
+                   max_iter: int | None = None) -> Deconvolved:
+        """The deconvolution rebuilding level L-1 of ``output`` ("a_prime" or "b") from x0,
+        with ``max_iter`` L-BFGS iterations (default ``config.lbfgs_iterations``)."""
+        return deconvolve(self.model.subnet(level), x0, target,
+                          max_iter=self.config.lbfgs_iterations if max_iter is None else max_iter,
+                          history=self.config.lbfgs_history, optimizer=self.config.optimizer,
+                          backend=self.backend)
 
     def deconvolution_problem(self, level: int, output: "_Output") -> tuple[Any, Any]:
         """(x0, target) of the deconvolution that rebuilds level L-1 of ``output``.

@@ -150,14 +150,14 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     config = config or AnalogyConfig()
     a_in = to_float_image(a, name="a")
     bp_in = to_float_image(b_prime, name="b_prime")
-    model = _model_for(model, backend if backend is not None else config.device, config)
+    model = model_for(model, backend if backend is not None else config.device, config)
     check_memory((a_in.shape[:2], bp_in.shape[:2]), config, on_host=model.backend.on_host)
     with model.backend.out_of_memory_as_error(
             f"analogy of {a_in.shape[1]}x{a_in.shape[0]} and {bp_in.shape[1]}x{bp_in.shape[0]}"):
         return _analogy(a_in, bp_in, config, model, on_progress, on_level)
 
 
-def _model_for(model: Any, device: Backend | DeviceName, config: AnalogyConfig) -> Any:
+def model_for(model: Any, device: Backend | DeviceName, config: AnalogyConfig) -> Any:
     """The network to run: ``model`` when it runs where ``device`` says, else a new one."""
     from .features import VGG19  # noqa: PLC0415 - loads ONNX Runtime; kept off import time
 
@@ -175,15 +175,13 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
              on_progress: Callable[[Progress], None] | None,
              on_level: Callable[[LevelStep], None] | None) -> AnalogyResult:
     backend = model.backend
-    clock = _Clock(backend)
-    report = _Steps(on_progress, total=2 * len(LEVELS) - 1 + 2 + config.subpixel + config.refine)
+    clock = Clock(backend)
+    report = StepReporter(on_progress, total=total_steps(config))
 
     # 1. Working size (announced before anything runs) and features.
-    shapes = {"a": _announced_shape("a", a_in.shape[:2], config),
-              "b_prime": _announced_shape("b_prime", bp_in.shape[:2], config)}
+    a, bp = working_images("a", a_in, config), working_images("b_prime", bp_in, config)
     report("features", 5)
     with clock("features"):
-        a, bp = _images(a_in, shapes["a"]), _images(bp_in, shapes["b_prime"])
         pyramids = Pyramids(pyramid(model, backend.asarray(a.work)),
                             pyramid(model, backend.asarray(bp.work)))
 
@@ -195,6 +193,14 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     solver = LevelSolver(model, pyramids, config, clock=clock, report=report)
     hook = None if on_level is None else clock.timed("on_level", on_level)
     steps = coarse_to_fine(solver, *initial_fields(pyramids, config, backend), on_level=hook)
+
+    # 4.-5. The outputs at the input sizes.
+    return render(a, bp, steps, config, backend, clock=clock, report=report)
+
+
+def render(a: "Images", bp: "Images", steps: list[LevelStep], config: AnalogyConfig,
+           backend: Backend, *, clock: "Clock", report: "StepReporter") -> AnalogyResult:
+    """Steps 4 and 5: the outputs and fields at the input sizes from the loop's ``steps``."""
     nnf_ab, nnf_ba = steps[-1].nnf_ab, steps[-1].nnf_ba
 
     # 4. The level-1 NNFs, optionally aligned to sub-pixel precision on the working-size
@@ -213,7 +219,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
         b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
     result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name,
                            deconvolutions=[d for step in steps for d in step.deconvolutions],
-                           working_shapes={"a": shapes["a"], "b_prime": shapes["b_prime"]})
+                           working_shapes={"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]})
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
     #    Above the working size, config.refine_upsample says how the refinement gets there.
@@ -224,6 +230,12 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
             result.b_refined = _refined(b, a, bp, nnf_ba, config, backend)
     result.timings = dict(clock.seconds)
     return result
+
+
+def total_steps(config: AnalogyConfig, extra: int = 0) -> int:
+    """The stages one analogy reports: features, 2 per level but the last, output, the
+    optional sub-pixel alignment and refinement, and ``extra`` more."""
+    return 2 * len(LEVELS) - 1 + 2 + config.subpixel + config.refine + extra
 
 
 def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,
@@ -269,6 +281,12 @@ def _images(image: np.ndarray, work_shape: tuple[int, int]) -> Images:
     return Images(image, _resize01(image, work_shape))
 
 
+def working_images(name: str, image: np.ndarray, config: AnalogyConfig) -> Images:
+    """An input (H, W, 3) float32 and its working-size copy, with a :class:`SizeNotice` when
+    the working size is smaller than the input."""
+    return _images(image, _announced_shape(name, image.shape[:2], config))
+
+
 def _refined(output: np.ndarray, source: Images, layout: Images, nnf: Field,
              config: AnalogyConfig, backend: Backend) -> np.ndarray:
     """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
@@ -291,7 +309,7 @@ def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -
     if work[0] < shape[0] or work[1] < shape[1]:
         warnings.warn(f"{name}: {shape[1]}x{shape[0]} is processed at {work[1]}x{work[0]} "
                       f"(size rule and ratio); outputs come back at the input size",
-                      SizeNotice, stacklevel=4)
+                      SizeNotice, stacklevel=5)
     return work
 
 
@@ -309,7 +327,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
-class _Clock:
+class Clock:
     """Seconds per stage, with device work finished before each reading."""
 
     def __init__(self, backend: Backend) -> None:
@@ -334,7 +352,7 @@ class _Clock:
         return call
 
 
-class _Steps:
+class StepReporter:
     """Counts stages and reports them to an optional progress callback."""
 
     def __init__(self, callback: Callable[[Progress], None] | None, total: int) -> None:

@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "analogy": "pipeline", "AnalogyResult": "pipeline", "Progress": "pipeline",
     "working_shape": "sizes", "check_memory": "sizes", "memory_needed": "sizes",
-    "AnalogyConfig": "config", "PRESETS": "config",
+    "AnalogyConfig": "config", "PRESETS": "config", "VideoConfig": "config",
+    "video_analogy": "video", "Clip": "video", "FrameResult": "video",
     "vgg19_features": "features", "VGG19": "features",
     "Backend": "backend", "get_backend": "backend",
     "refine": "refinement", "wls_filter": "refinement",

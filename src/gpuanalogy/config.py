@@ -157,3 +157,58 @@ class AnalogyConfig:
         data = dataclasses.asdict(self)
         data["weights"] = None if self.weights is None else os.fspath(self.weights)
         return data
+
+
+#: Where the motion between frames comes from: our PatchMatch on the frames' features, or
+#: nowhere (fields and solutions carried in place, for a still camera).
+MOTIONS = ("patchmatch", "none")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How a frame reuses the previous frame's work.
+
+    Attributes
+    ----------
+    patchmatch_iterations : int
+        PatchMatch iterations per level for a frame after the first (the first runs
+        ``AnalogyConfig.patchmatch_iterations``; never more than that).
+    lbfgs_iterations : int
+        L-BFGS iterations of a deconvolution started from the previous frame's solution
+        (never more than ``AnalogyConfig.lbfgs_iterations``).
+    motion : {"patchmatch", "none"}
+        How the motion between frames is found (see :data:`MOTIONS`); a flow passed to
+        :meth:`Clip.frame` overrides it.
+    keep_margin : float
+        A searched match replaces the carried one only where its patch energy is below
+        ``1 - keep_margin`` times the carried one's: what keeps a match from flickering
+        between near-equal patches of B' (0 takes every improvement).
+    motion_radius, motion_iterations : int
+        The motion search's window at every level (in that level's pixels) and its PatchMatch
+        iterations per level.
+    """
+
+    patchmatch_iterations: int = 2
+    lbfgs_iterations: int = 20
+    keep_margin: float = 0.5
+    motion: Literal["patchmatch", "none"] = "patchmatch"
+    motion_radius: int = 4
+    motion_iterations: int = 4
+
+    def __post_init__(self) -> None:
+        from .errors import InputError  # noqa: PLC0415
+
+        if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
+            raise InputError("video iterations must be positive (PatchMatch >= 1, "
+                             "L-BFGS >= 0).")
+        if self.motion not in MOTIONS:
+            raise InputError(f"motion={self.motion!r} is not supported. Try one of: "
+                             f"{', '.join(MOTIONS)}.")
+        if not 0.0 <= self.keep_margin < 1.0:
+            raise InputError(f"keep_margin={self.keep_margin} is out of range. Try a value "
+                             f"in [0, 1).")
+        if self.motion_radius < 1 or self.motion_iterations < 1:
+            raise InputError("motion_radius and motion_iterations must be at least 1.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

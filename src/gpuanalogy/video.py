@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .backend import Backend, DeviceName
 from .checks import to_float_image
-from .config import AnalogyConfig
+from .config import AnalogyConfig, VideoConfig
 from .deconvolution import Deconvolved
 from .errors import InputError
 from .fields import Field
@@ -46,58 +46,6 @@ from .pipeline import (
 from .sizes import check_memory
 
 __all__ = ["VideoConfig", "FrameResult", "Clip", "video_analogy"]
-
-#: Where the motion between frames comes from: our PatchMatch on the frames' features, or
-#: nowhere (fields and solutions carried in place, for a still camera).
-MOTIONS = ("patchmatch", "none")
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """How a frame reuses the previous frame's work.
-
-    Attributes
-    ----------
-    patchmatch_iterations : int
-        PatchMatch iterations per level for a frame after the first (the first runs
-        ``AnalogyConfig.patchmatch_iterations``).
-    lbfgs_iterations : int
-        L-BFGS iterations of a deconvolution started from the previous frame's solution.
-    motion : {"patchmatch", "none"}
-        How the motion between frames is found (see :data:`MOTIONS`); a flow passed to
-        :meth:`Clip.frame` overrides it.
-    keep_margin : float
-        A searched match replaces the carried one only where its patch energy is below
-        ``1 - keep_margin`` times the carried one's: what keeps a match from flickering
-        between near-equal patches of B' (0 takes every improvement).
-    motion_radius, motion_iterations : int
-        The motion search's window at every level (in that level's pixels) and its PatchMatch
-        iterations per level.
-    """
-
-    patchmatch_iterations: int = 2
-    lbfgs_iterations: int = 20
-    keep_margin: float = 0.5
-    motion: Literal["patchmatch", "none"] = "patchmatch"
-    motion_radius: int = 4
-    motion_iterations: int = 4
-
-    def __post_init__(self) -> None:
-        if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
-            raise InputError("video iterations must be positive (PatchMatch >= 1, "
-                             "L-BFGS >= 0).")
-        if self.motion not in MOTIONS:
-            raise InputError(f"motion={self.motion!r} is not supported. Try one of: "
-                             f"{', '.join(MOTIONS)}.")
-        if not 0.0 <= self.keep_margin < 1.0:
-            raise InputError(f"keep_margin={self.keep_margin} is out of range. Try a value "
-                             f"in [0, 1).")
-        if self.motion_radius < 1 or self.motion_iterations < 1:
-            raise InputError("motion_radius and motion_iterations must be at least 1.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
 class FrameResult:
@@ -283,11 +231,12 @@ class Clip:
                 variables = {(level, output): (carry_map(x, motion[level - 2], backend)
                                                if output == "a_prime" else x)
                              for (level, output), x in previous.variables.items()}
-            solver_config = config.replace(
-                patchmatch_iterations=self.video.patchmatch_iterations)
+            solver_config = config.replace(patchmatch_iterations=min(
+                self.video.patchmatch_iterations, config.patchmatch_iterations))
         solver = _WarmSolver(self.model, pyramids, solver_config, clock=clock, report=report,
                              fields=starts, starts=variables,
-                             warm_iterations=self.video.lbfgs_iterations,
+                             warm_iterations=min(self.video.lbfgs_iterations,
+                                                 config.lbfgs_iterations),
                              keep_margin=self.video.keep_margin)
         steps = coarse_to_fine(solver, *initial_fields(pyramids, config, backend))
         result = render(a, self.b_prime, steps, config, backend, clock=clock, report=report)

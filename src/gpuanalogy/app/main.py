@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, GpuAnalogyError
-from .options import add_cluster_options, add_options
+from .options import VIDEO_OPTIONS, add_cluster_options, add_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     add_cluster_options(batch)
 
+    video = commands.add_parser("video", help="a clip in one exemplar's look, frame after frame")
+    video.add_argument("frames", metavar="FRAMES",
+                       help="a folder of frames (sorted by name) or a video file (needs the "
+                            "video extra)")
+    video.add_argument("b_prime", metavar="B'", help="appearance exemplar B'")
+    video.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    add_options(video, VIDEO_OPTIONS)
+
     demo = commands.add_parser("demo", help="run on a sample pair shipped by scikit-image")
     demo.add_argument("-o", "--output", default="out/demo", metavar="OUTDIR")
 
-    for command in (run, batch, demo):
+    for command in (run, batch, demo, video):
         add_options(command)
-        command.add_argument("--save-levels", action="store_true",
-                             help="also write each level's A' and B")
+        if command is not video:
+            command.add_argument("--save-levels", action="store_true",
+                                 help="also write each level's A' and B")
         command.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 

@@ -14,11 +14,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig
+from ..config import MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig, VideoConfig
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
-           "csv_header_name", "csv_overrides", "result_key", "add_cluster_options"]
+           "csv_header_name", "csv_overrides", "result_key", "add_cluster_options",
+           "VIDEO_OPTIONS", "video_config_from_options"]
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,10 @@ _CSV_ALIASES = {"b'": "b_prime", "bprime": "b_prime",
                 **{alias: o.name for o in OPTIONS if o.csv for alias in o.aliases}}
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """Add every option of the table to ``parser``; each defaults to None ("not given")."""
-    for option in OPTIONS:
+def add_options(parser: argparse.ArgumentParser,
+                table: tuple[Option, ...] = OPTIONS) -> None:
+    """Add every option of ``table`` to ``parser``; each defaults to None ("not given")."""
+    for option in table:
         if option.type is bool:
             parser.add_argument(option.flag, dest=option.name, action="store_true",
                                 default=None, help=option.help)
@@ -209,3 +211,32 @@ def _workers(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1, 2, ...) "
                                          f"or 'gpus'")
     return int(text)
+
+
+#: The settings of ``gpuanalogy video`` for the frames after the first (fields of
+#: :class:`gpuanalogy.config.VideoConfig`); the frames' own settings are :data:`OPTIONS`.
+VIDEO_OPTIONS: tuple[Option, ...] = (
+    Option("warm_iters", "patchmatch_iterations", int,
+           "PatchMatch iterations per level of a frame started from the previous one (2)",
+           csv=False),
+    Option("warm_lbfgs_iters", "lbfgs_iterations", int,
+           "L-BFGS iterations of a deconvolution started from the previous frame's (20)",
+           csv=False),
+    Option("keep_margin", "keep_margin", float,
+           "a new match replaces the one carried from the previous frame only where its "
+           "energy is below (1 - margin) times the carried one's (0.5; 0 takes every "
+           "improvement)", csv=False),
+    Option("motion", "motion", str,
+           "motion between frames: PatchMatch between the frames' features, or none (a still "
+           "camera)", MOTIONS, csv=False),
+    Option("motion_radius", "motion_radius", int,
+           "the motion search's window per level, in that level's pixels (4)", csv=False),
+    Option("motion_iters", "motion_iterations", int,
+           "the motion search's PatchMatch iterations per level (4)", csv=False),
+)
+
+
+def video_config_from_options(options: dict[str, Any]) -> VideoConfig:
+    """A VideoConfig from the defaults plus the given video options (None: not given)."""
+    return VideoConfig(**{o.field: options[o.name] for o in VIDEO_OPTIONS
+                          if o.field is not None and options.get(o.name) is not None})

@@ -18,7 +18,8 @@ from ..config import AnalogyConfig
 from ..errors import InputError, error_reason, printable
 from .options import CSV_COLUMNS, csv_header_name, csv_overrides
 
-__all__ = ["Pair", "IMAGE_SUFFIXES", "read_pairs_csv", "pairs_from_folders", "pairs_from_argument"]
+__all__ = ["Pair", "IMAGE_SUFFIXES", "image_files", "read_pairs_csv", "pairs_from_folders",
+           "pairs_from_argument"]
 
 #: File extensions taken as images in folder mode (other files are ignored).
 IMAGE_SUFFIXES = frozenset(
@@ -233,8 +234,8 @@ def pairs_from_folders(a_folder: str | os.PathLike[str], b_folder: str | os.Path
         A folder is missing, a stem is ambiguous, or no names match.
     """
     config = config or AnalogyConfig()
-    a_images = _folder_images(a_folder)
-    b_images = _folder_images(b_folder)
+    a_images = image_files(a_folder)
+    b_images = image_files(b_folder)
     by_name = {path.name: path for path in b_images}
     by_stem: dict[str, list[Path]] = {}
     for path in b_images:
@@ -270,7 +271,8 @@ def pairs_from_folders(a_folder: str | os.PathLike[str], b_folder: str | os.Path
     return pairs
 
 
-def _folder_images(folder: str | os.PathLike[str]) -> list[Path]:
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files of ``folder`` (by their endings, hidden files left out), sorted by name."""
     path = Path(os.fspath(folder))
     label = printable(os.fspath(folder))
     if not path.exists():

@@ -48,8 +48,11 @@ class BatchProgress:
     """
 
     def __init__(self, total: int, *, to_run: int | None = None, stream: TextIO | None = None,
-                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
+                 unit: str = "pair", skip_first: bool = False) -> None:
         self.total = total
+        self.unit = unit               # what the status line counts ("pair", "frame")
+        self.skip_first = skip_first   # leave the first duration out of the ETA once others exist
         self.to_run = total if to_run is None else to_run
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream) if tty is None else tty
@@ -95,6 +98,8 @@ class BatchProgress:
             text = f"{self._head()} {self.name}: skipped (already complete)"
         elif result.status == "ok":
             text = f"{self._head()} {self.name}: ok in {result.seconds:.1f} s"
+            if len(self.durations) > 1:
+                text += f" ({self._per_unit():.1f} s/{self.unit}, ETA {self._eta()})"
         else:
             text = f"{self._head()} {self.name}: FAILED: {result.error}"
         self.notice(text)
@@ -141,14 +146,20 @@ class BatchProgress:
             rate = (self.clock() - self.sending) / ran if ran else None
             return None if rate is None else rate * max(self.to_run - ran, 0)
         elapsed = self.clock() - self.pair_start
-        if self.durations:
-            per_pair = sum(self.durations) / len(self.durations)
+        durations = self.durations[1:] if self.skip_first and len(self.durations) > 1 \
+            else self.durations
+        if durations:
+            per_pair = sum(durations) / len(durations)
         elif self.fraction > 0:
             per_pair = elapsed / self.fraction
         else:
             return None
         after = max(self.to_run - ran - 1, 0)   # to compute after the current one
         return max(per_pair - elapsed, 0.0) + per_pair * after
+
+    def _per_unit(self) -> float:
+        durations = self.durations[1:] if self.skip_first else self.durations
+        return sum(durations) / max(len(durations), 1)
 
     def _eta(self) -> str:
         seconds = self.eta_seconds()

@@ -1,0 +1,78 @@
+"""The coherence machinery of a clip: on a pure shift, each frame's fields are the previous
+frame's moved by the shift; a chain resumed from saved fields stays coherent; frames come and go
+one at a time."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from gpuanalogy import AnalogyConfig, VideoConfig, video_analogy
+from gpuanalogy.errors import InputError
+from gpuanalogy.video import Clip
+
+SHIFT = 16          # a multiple of relu5_1's stride, so every level sees a whole-cell shift
+SIZE = 96
+CONFIG = AnalogyConfig(min_side=32, device="cpu", lbfgs_iterations=30)
+
+
+def frame(t: int) -> np.ndarray:
+    """Frame t of a camera panning right over the astronaut photo by SHIFT pixels a frame."""
+    photo = data.astronaut()
+    return photo[100:100 + SIZE, 100 + SHIFT * t:100 + SHIFT * t + SIZE]
+
+
+def exemplar() -> np.ndarray:
+    return data.chelsea()[50:200, 100:250]
+
+
+def moved_fraction(now: np.ndarray, before: np.ndarray, border: int = 8) -> float:
+    """Share of interior pixels p with now(p) == before(p + (0, SHIFT))."""
+    inside = now[border:-border, border:-border - SHIFT]
+    shifted = before[border:-border, border + SHIFT:-border]
+    return float((inside == shifted).all(-1).mean())
+
+
+@pytest.fixture(scope="module")
+def model():
+    from gpuanalogy.features import VGG19
+
+    return VGG19(None, "cpu")
+
+
+@pytest.mark.slow
+def test_on_a_pure_shift_each_frames_fields_are_the_previous_ones_moved(model):
+    taken = []
+
+    def frames():
+        for t in range(3):
+            taken.append(t)
+            yield frame(t)
+
+    results = []
+    for done in video_analogy(frames(), exemplar(), CONFIG, model=model):
+        assert len(taken) == len(results) + 1       # one frame read per result, no read-ahead
+        results.append(done)
+    assert [r.warm for r in results] == [False, True, True]
+    for before, now in zip(results, results[1:]):
+        assert moved_fraction(now.result.nnf_ab, before.result.nnf_ab) >= 0.95
+        assert "motion" in now.result.timings
+        assert now.result.a_prime.shape == (SIZE, SIZE, 3)
+    warm = [d.stats for d in results[1].result.deconvolutions]
+    assert all(s.iterations <= VideoConfig().lbfgs_iterations for s in warm)
+
+    # A chain resumed from frame 1's saved fields goes on as coherently.
+    clip = Clip(exemplar(), CONFIG, model=model)
+    clip.resume_after(frame(1), results[1].result.nnf_ab, results[1].result.nnf_ba)
+    resumed = clip.frame(frame(2))
+    assert resumed.warm
+    assert moved_fraction(resumed.result.nnf_ab, results[1].result.nnf_ab) >= 0.9
+    with pytest.raises(InputError, match=r"frame 9: 80x96 differs from the clip's frame size 96x96"):
+        clip.frame(frame(3)[:, :80], name="frame 9")
+
+
+def test_video_settings_are_checked():
+    with pytest.raises(InputError, match="keep_margin"):
+        VideoConfig(keep_margin=1.0)
+    with pytest.raises(InputError, match="motion='flow'"):
+        VideoConfig(motion="flow")

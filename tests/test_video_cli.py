@@ -1,0 +1,131 @@
+"""``gpuanalogy video``: folders and video files, a corrupt frame, resume after SIGKILL."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gpuanalogy.app.frames import open_clip, write_video
+from gpuanalogy.app.main import main
+from gpuanalogy.errors import InputError
+
+QUICK = ["--ratio", "0.25", "--lbfgs-iters", "3", "--iters", "2", "--device", "cpu"]
+
+
+def write_clip(folder: Path, count: int, size: int = 48) -> list[Path]:
+    """``count`` frames of a smooth pattern drifting 2 pixels a frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size + 2 * count].astype(np.float32)
+    world = np.stack([np.sin(xx / 5.0), np.cos(yy / 7.0), np.sin((xx + yy) / 9.0)], -1)
+    world = ((world * 0.5 + 0.5) * 255).astype(np.uint8)
+    paths = []
+    for t in range(count):
+        paths.append(folder / f"f{t:03d}.png")
+        Image.fromarray(world[:, 2 * t:2 * t + size]).save(paths[-1])
+    return paths
+
+
+def exemplar(path: Path) -> Path:
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def snapshot(out: Path, name: str) -> dict[str, str]:
+    files = [out / "frames" / f"{name}.png", *sorted((out / "fields").glob(f"{name}.*"))]
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.mark.slow
+def test_a_corrupt_frame_is_reported_by_name_and_the_others_are_written(tmp_path, capsys):
+    frames = write_clip(tmp_path / "clip", 4)
+    frames[2].write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "out"
+    status = main(["video", str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")),
+                   "-o", str(out), *QUICK])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "f002: FAILED:" in err and str(frames[2]) in err
+    for name in ("f000", "f001", "f003"):
+        assert (out / "frames" / f"{name}.png").is_file()
+        assert np.load(out / "fields" / f"{name}.nnf_ab.npy").shape == (48, 48, 2)
+    assert not (out / "frames" / "f002.png").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames_failed"] == ["f002"] and run["frames_done"] == 3 and run["finished"]
+    assert [f["warm"] for f in run["frames"] if f["status"] == "ok"] == [False, True, True]
+    assert run["seconds_per_frame_after_first"] > 0 and (out / "sheet.png").is_file()
+
+
+def video_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gpuanalogy", "video", *args, *QUICK]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
+    write_clip(tmp_path / "clip", 5)
+    args = [str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")), "-o",
+            str(tmp_path / "out")]
+    out = tmp_path / "out"
+    with open(tmp_path / "first.log", "w") as log:
+        process = subprocess.Popen(video_command(*args), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 200
+            while not (out / "fields" / "f001.json").exists():
+                assert process.poll() is None, (tmp_path / "first.log").read_text()
+                assert time.monotonic() < deadline, "the first frames took too long"
+                time.sleep(0.02)
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.kill()
+            process.wait()
+    kept = {name: snapshot(out, name) for name in ("f000", "f001")}
+    assert not (out / "fields" / "f004.json").exists()
+
+    rerun = subprocess.run(video_command(*args), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "f000: skipped" in rerun.stderr and "f001: skipped" in rerun.stderr
+    for name, files in kept.items():
+        assert snapshot(out, name) == files, f"{name} was recomputed"
+    names = [f"f{t:03d}" for t in range(5)]
+    assert sorted(p.stem for p in (out / "frames").iterdir()) == names
+    run = json.loads((out / "run.json").read_text())
+    assert [f["name"] for f in run["frames"]] == names and run["frames_done"] == 5
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]   # no temporary files
+
+
+@pytest.mark.slow
+def test_a_video_file_in_gives_a_video_file_out(tmp_path):
+    pngs = write_clip(tmp_path / "clip", 3)
+    write_video(tmp_path / "clip.mp4", pngs, Fraction(12))
+    source = open_clip(tmp_path / "clip.mp4")
+    assert [f.name for f in source.frames] == ["frame_000001", "frame_000002", "frame_000003"]
+    assert source.fps == 12
+    out = tmp_path / "out"
+    assert main(["video", str(tmp_path / "clip.mp4"), str(exemplar(tmp_path / "bp.png")),
+                 "-o", str(out), *QUICK]) == 0
+    written = open_clip(out / "a_prime.mp4")
+    assert len(written.frames) == 3
+    first = next(written.images())[1]
+    assert first.shape == (48, 48, 3)
+
+
+def test_a_folder_without_frames_and_an_unknown_file_are_refused_in_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no images in the folder"):
+        open_clip(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="neither a folder of frames nor a video file"):
+        open_clip(tmp_path / "notes.txt")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    with pytest.raises(InputError, match="broken.mp4: cannot read the video"):
+        open_clip(tmp_path / "broken.mp4")

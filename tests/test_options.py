@@ -9,7 +9,8 @@ import pytest
 
 from gpuanalogy.app.main import build_parser
 from gpuanalogy.app.options import (
-    CSV_COLUMNS, OPTIONS, config_from_options, csv_header_name, csv_overrides, result_key)
+    CSV_COLUMNS, OPTIONS, VIDEO_OPTIONS, config_from_options, csv_header_name, csv_overrides,
+    result_key)
 from gpuanalogy.config import AnalogyConfig
 from gpuanalogy.errors import InputError
 
@@ -24,6 +25,8 @@ def test_the_readme_lists_every_option():
             assert re.search(rf"\b{option.name}\b", text), option.name
     for flag in ("--save-levels", "--debug"):
         assert flag in text
+    for option in VIDEO_OPTIONS:
+        assert option.flag in text, f"README.md does not mention {option.flag}"
 
 
 @pytest.mark.parametrize("command", ["run", "batch", "demo"])

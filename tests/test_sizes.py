@@ -99,3 +99,11 @@ def test_the_command_line_refuses_in_one_line_and_writes_nothing(tmp_path, capsy
     assert code == 2 and "Traceback" not in "".join(err)
     assert err[-1].startswith("gpuanalogy: error: a 64x64 and b_prime 64x64 need about ")
     assert not out.exists() or not any(out.iterdir())   # no output files
+
+
+def test_fields_refined_at_the_input_size_add_memory_linear_in_the_pixels():
+    style = AnalogyConfig.preset("photo2style")
+    pixels = CAMERA[0][0] * CAMERA[0][1]
+    cubic = sizes.memory_needed(CAMERA, style)
+    refined = sizes.memory_needed(CAMERA, style.replace(upsample="patchmatch"))
+    assert cubic.total < refined.total < cubic.total + 25 * pixels + 100 * 2**20

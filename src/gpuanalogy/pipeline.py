@@ -38,6 +38,7 @@ from .levels import (
     pyramid)
 from .refinement import refine
 from .sizes import check_memory, working_shape
+from .texture import refine_field, search_radius
 from .upsampling import upsample_colour_change
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
@@ -211,6 +212,10 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     with clock("output"):
         a_prime, nnf_ab_full = vote_output(bp, a, nnf_ab, config, backend)
         b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
+        if config.upsample == "patchmatch":
+            (a_prime, nnf_ab_full), (b, nnf_ba_full) = (
+                _textured(bp, a, nnf_ab_full, a_prime, b, config, backend),
+                _textured(a, bp, nnf_ba_full, b, a_prime, config, backend))
     result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name,
                            deconvolutions=[d for step in steps for d in step.deconvolutions],
                            working_shapes={"a": shapes["a"], "b_prime": shapes["b_prime"]})
@@ -232,7 +237,8 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
 
     Returns the uint8 image at the layout image's input size and the field brought to the input
     sizes (float32). With ``config.upsample == "cubic"`` the vote happens at the working size
-    and the image is resized; with "nnf" the input-size field votes the input-size pixels.
+    and the image is resized; with "nnf" the input-size field votes the input-size pixels;
+    "patchmatch" gives the "cubic" output here (its estimate; :func:`analogy` refines on).
     """
     full = nnf.upsampled(layout.full.shape[:2], source.full.shape[:2], backend)
     if config.upsample == "nnf":
@@ -241,6 +247,27 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
     else:
         image = _resize01(_work_vote(source, layout, nnf, config, backend), layout.full.shape[:2])
     return _to_uint8(image), backend.to_numpy(full.values).astype(np.float32)
+
+
+def _textured(source: Images, layout: Images, field: np.ndarray, estimate: np.ndarray,
+              other: np.ndarray, config: AnalogyConfig, backend: Backend
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``upsample="patchmatch"`` output: ``field`` (input sizes, from :func:`vote_output`)
+    refined at the input size on image patches, then voting ``source``'s input-size pixels.
+
+    ``estimate`` (on ``layout``'s grid) and ``other`` (on ``source``'s) are the "cubic"
+    outputs, uint8. Returns the uint8 output and the refined field (float32), on the host;
+    inputs no larger than the working size keep the ones given.
+    """
+    if layout.full.size <= layout.work.size and source.full.size <= source.work.size:
+        return estimate, field
+    radius = max(search_radius(layout.full.shape[:2], layout.work.shape[:2]),
+                 search_radius(source.full.shape[:2], source.work.shape[:2]))
+    refined = refine_field(field, layout.full, estimate, source.full, other, radius=radius,
+                           seed=config.seed, backend=backend)
+    voted = Field(backend.asarray(refined), source.full.shape[:2]).vote(
+        backend.asarray(source.full), config.output_patch_size, backend)
+    return _to_uint8(backend.to_numpy(voted)), refined.astype(np.float32)
 
 
 def _work_vote(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,

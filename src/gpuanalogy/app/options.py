@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig
+from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, UPSAMPLES, AnalogyConfig
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -78,8 +78,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "seed", int, "random seed (default 0)"),
     Option("mask", "mask", str, "blend mask (default sigmoid)", ("sigmoid", "hard")),
     Option("upsample", "upsample", str,
-           "outputs back to the input size: resize the working-size result (cubic, official) "
-           "or vote input pixels through the upsampled field", ("cubic", "nnf")),
+           "outputs back to the input size: resize the working-size result (cubic, official), "
+           "vote input pixels through the upsampled field (nnf), or through the field refined "
+           "at the input size on image patches (patchmatch)", UPSAMPLES),
     Option("refine", "refine", bool, "apply the WLS photo refinement"),
     Option("refine_upsample", "refine_upsample", str,
            "the refinement above the working size: solved at the working size and carried up "

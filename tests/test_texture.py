@@ -70,7 +70,7 @@ def test_a_field_off_by_a_few_pixels_is_brought_back_to_the_truth():
     rng = np.random.default_rng(3)
     start = true + rng.integers(-3, 4, (24, 24, 2)).repeat(4, 0).repeat(4, 1)
     refined = refine_field(np.clip(start, 0, 95), truth, truth, exemplar, exemplar, radius=4,
-                           backend=CPU, strip_pixels=96 * 20)
+                           iterations=3, backend=CPU, strip_pixels=96 * 20)
     inner = (slice(4, 96 - 20), slice(4, 96 - 20))   # matches inside B' on both sides
     assert np.mean(np.all(refined == true, -1)[inner]) > 0.95
     assert np.mean(np.all(start == true, -1)[inner]) < 0.1
@@ -81,9 +81,10 @@ def test_strips_find_what_one_pass_finds():
     rows, cols = np.mgrid[0:64, 0:64]
     true = np.stack([rows + SHIFT[0], cols + SHIFT[1]], -1)
     start = np.clip(true + 2, 0, 63)
-    one = refine_field(start, truth, truth, exemplar, exemplar, radius=4, backend=CPU)
-    strips = refine_field(start, truth, truth, exemplar, exemplar, radius=4, backend=CPU,
-                          strip_pixels=64 * 5)
+    one = refine_field(start, truth, truth, exemplar, exemplar, radius=4, iterations=3,
+                       backend=CPU)
+    strips = refine_field(start, truth, truth, exemplar, exemplar, radius=4, iterations=3,
+                          backend=CPU, strip_pixels=64 * 5)
     inner = (slice(4, 64 - 20), slice(4, 64 - 20))
     assert np.mean(np.all(one == true, -1)[inner]) > 0.95
     assert np.mean(np.all(strips == true, -1)[inner]) > 0.95

@@ -28,9 +28,10 @@ import numpy as np
 from .backend import Backend
 from .checks import patch_half
 from .errors import InputError
+from .fields import Field
 from .patchmatch import JUMP_STEPS, patchmatch
 
-__all__ = ["refine_field", "search_radius", "STRIP_PIXELS"]
+__all__ = ["refine_field", "textured_vote", "search_radius", "STRIP_PIXELS"]
 
 #: Pixels of A per strip: bounds the memory of one refinement step.
 STRIP_PIXELS = 1 << 20
@@ -48,7 +49,7 @@ def search_radius(full: tuple[int, int], work: tuple[int, int]) -> int:
 
 def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
                  source: np.ndarray, source_estimate: np.ndarray, *, radius: int,
-                 patch_size: int = 5, iterations: int = 2, seed: int = 0, backend: Backend,
+                 patch_size: int = 5, iterations: int = 1, seed: int = 0, backend: Backend,
                  strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
     """A field at the input size refined by PatchMatch on image patches in a small window.
 
@@ -112,6 +113,28 @@ def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndar
         kept = backend.to_numpy(found[top - lo_a:bottom - lo_a])
         out[top:bottom] = kept + np.array([lo_b, 0], np.int32)
     return out
+
+
+def textured_vote(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
+                  source: np.ndarray, source_estimate: np.ndarray, *, radius: int,
+                  vote_patch_size: int = 3, seed: int = 0, backend: Backend
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The output on the layout's grid voted from ``source`` through the refined ``field``.
+
+    :func:`refine_field` (see it for the arguments), then average voting of ``source``'s own
+    pixels through the result with ``vote_patch_size`` patches.
+
+    Returns
+    -------
+    image : ndarray, shape (H_A, W_A, 3), float32, on the host
+        In the source's range ([0, 1] for a float source).
+    field : ndarray, shape (H_A, W_A, 2), int32, on the host
+    """
+    refined = refine_field(field, layout, layout_estimate, source, source_estimate,
+                           radius=radius, seed=seed, backend=backend)
+    voted = Field(backend.asarray(refined), tuple(source.shape[:2])).vote(  # type: ignore[arg-type]
+        backend.asarray(source), vote_patch_size, backend)
+    return backend.to_numpy(voted), refined
 
 
 def _floats(image: np.ndarray, backend: Backend) -> Any:

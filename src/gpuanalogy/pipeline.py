@@ -83,6 +83,8 @@ class AnalogyResult:
         "a" and "b_prime": the (H, W) the network saw.
     device : str
         The backend that ran ("cpu" or "cuda").
+    fields_work : (Field, Field) or None
+        The level-1 fields A -> B' and B' -> A at the working size (after any alignment).
     """
 
     a_prime: np.ndarray
@@ -95,6 +97,7 @@ class AnalogyResult:
     deconvolutions: list[Deconvolution] = field(default_factory=list)
     working_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     device: str = "cpu"
+    fields_work: tuple[Field, Field] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     result = _outputs(a, bp, nnf_ab, nnf_ba, config, backend, clock, report)
     result.deconvolutions = [d for step in steps for d in step.deconvolutions]
     result.working_shapes = {"a": shapes["a"], "b_prime": shapes["b_prime"]}
+    result.fields_work = (nnf_ab, nnf_ba)
     result.timings = dict(clock.seconds)
     return result
 
@@ -219,16 +223,10 @@ def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
                         config: AnalogyConfig, backend: Backend) -> AnalogyResult:
     """The outputs :func:`analogy` makes from its level-1 fields, for other output settings.
 
-    One search gives fields from which every output setting (``config.upsample``,
-    ``refine``, ``refine_upsample``, ``output_patch_size``) can be made without searching
-    again: pass the level-1 :class:`gpuanalogy.levels.LevelStep`'s ``nnf_ab`` and ``nnf_ba``
-    (from an ``on_level`` hook) with the images as given to :func:`analogy`. The fields are
-    used as they are (``config.subpixel`` aligns nothing here).
-
-    Returns
-    -------
-    AnalogyResult
-        Images, fields, refined images and the "output" / "refinement" seconds.
+    One search's fields (``result.fields_work``, or the level-1 ``LevelStep``'s from an
+    ``on_level`` hook) give every output setting (``upsample``, ``refine``, ``refine_upsample``,
+    ``output_patch_size``) without a new search; ``a`` and ``b_prime`` are the images as given
+    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here).
     """
     a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
     images_a = _images(a_in, working_shape(a_in.shape[:2], config))

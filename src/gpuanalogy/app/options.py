@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, UPSAMPLES, AnalogyConfig
+from ..config import (
+    FIELD_FORMATS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, UPSAMPLES, AnalogyConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -89,6 +90,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("subpixel", "subpixel", bool,
            "align the final fields to sub-pixel precision under a local colour model before "
            "voting (for two photographs of one scene)"),
+    Option("field_format", "field_format", str,
+           "field files: float32 at the input size (default, exact), float16 (half the bytes), "
+           "or the working-size field and its sizes (working, .npz; exact, much smaller)",
+           FIELD_FORMATS),
     Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
            ("auto", "cpu", "cuda"), csv=False, changes_images=False),
     Option("weights", "weights", str,

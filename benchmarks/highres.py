@@ -2,6 +2,7 @@
 
     python benchmarks/highres.py [--sizes 12,24] [--ratio 0.25] [--lbfgs-iters 2]
                                  [--old-size 1000x1500] [--device cpu]
+                                 [--preset photo2style --upsample patchmatch]
 
 Each pair is made here: scikit-image's coffee (A) and Chelsea the cat (B'), enlarged bicubically
 to the size asked (12 MP: 4240 x 2832, 24 MP: 6000 x 4000) with a fine grain added (seeded noise,
@@ -13,7 +14,9 @@ here); its stages are timed from the progress callback, with the peak resident m
 (sampled, see ``_table.py``), and the whole run's peak (the kernel's high-water mark). The old
 way (``refine_upsample="wls"``) is first put to the memory check, which says what it would need;
 it runs where it fits: on one ``--old-size`` known-answer pair, both refinements run on their own,
-timed, with each output's PSNR against the truth.
+timed, with each output's PSNR against the truth. With ``--preset photo2style`` (no refinement)
+the pairs run with ``--upsample`` (e.g. ``patchmatch``: the fields refined at the input size) and
+the old-against-new refinement pair is skipped.
 
 Only one benchmark runs at a time on the machine: this one waits while
 ``/tmp/gpuanalogy-bench.lock`` exists, then holds it until it ends.
@@ -35,6 +38,7 @@ from _table import Row, Stage, bench_lock, print_table  # noqa: E402
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.app.pair import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
+from gpuanalogy.config import UPSAMPLES  # noqa: E402
 from gpuanalogy.errors import DeviceMemoryError  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import resize_image  # noqa: E402
@@ -83,13 +87,14 @@ def run_pair(megapixels: int, config: AnalogyConfig, model, device: str) -> list
     size = f"{shape[1]}x{shape[0]}"
     work = "x".join(map(str, working_shape(shape, config)[::-1]))
     rows = []
-    old = config.replace(refine_upsample="wls")
-    try:
-        need = check_memory((shape, shape), old, on_host=model.backend.on_host)
-        note = f"fits: needs {need.total / 1e9:.1f} GB, not run here"
-    except DeviceMemoryError as error:
-        note = f"refused before work: {error}"
-    rows.append(Row("old way: refine_upsample=wls", 0.0, size, device, note=note))
+    if config.refine:
+        old = config.replace(refine_upsample="wls")
+        try:
+            need = check_memory((shape, shape), old, on_host=model.backend.on_host)
+            note = f"fits: needs {need.total / 1e9:.1f} GB, not run here"
+        except DeviceMemoryError as error:
+            note = f"refused before work: {error}"
+        rows.append(Row("old way: refine_upsample=wls", 0.0, size, device, note=note))
     recorder = StageRecorder(size, device)
     with PeakMemory() as peak:
         start = time.perf_counter()
@@ -100,9 +105,11 @@ def run_pair(megapixels: int, config: AnalogyConfig, model, device: str) -> list
         if row.stage == "working size":
             row.note = f"works at {work}"
         rows.append(row)
-    above = result.timings["output"] + result.timings["refinement"]
+    above = result.timings["output"] + result.timings.get("refinement", 0.0)
+    estimate = check_memory((shape, shape), config, available=1 << 62).total
     rows.append(Row("whole run (new way)", seconds, size, device, int(peak.megabytes * 2**20),
-                    note=f"above the working size {above:.1f} s"))
+                    note=f"above the working size {above:.1f} s; estimated peak "
+                         f"{estimate / 2**20:,.0f} MiB"))
     return rows
 
 
@@ -149,18 +156,21 @@ def main() -> None:
     parser.add_argument("--lbfgs-iters", type=int, default=2)
     parser.add_argument("--old-size", default="1000x1500", help="HxW of the old-against-new pair")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--preset", choices=("photo2photo", "photo2style"), default="photo2photo")
+    parser.add_argument("--upsample", choices=UPSAMPLES, default="cubic")
     args = parser.parse_args()
-    config = AnalogyConfig.preset("photo2photo", ratio=args.ratio, device=args.device,
-                                  lbfgs_iterations=args.lbfgs_iters)
+    config = AnalogyConfig.preset(args.preset, ratio=args.ratio, device=args.device,
+                                  lbfgs_iterations=args.lbfgs_iters, upsample=args.upsample)
     model = VGG19(None, args.device)
     device = model.backend.name
     with bench_lock("benchmarks/highres.py"):
         rows = [row for mp in map(int, args.sizes.split(","))
                 for row in run_pair(mp, config, model, device)]
-        old_shape = tuple(int(n) for n in args.old_size.split("x"))
-        rows += old_and_new(old_shape, device)  # type: ignore[arg-type]
-    print_table(rows, title=f"Above the working size (photo2photo, ratio {args.ratio}, "
-                            f"{args.lbfgs_iters} L-BFGS iterations)")
+        if config.refine:
+            old_shape = tuple(int(n) for n in args.old_size.split("x"))
+            rows += old_and_new(old_shape, device)  # type: ignore[arg-type]
+    print_table(rows, title=f"Above the working size ({args.preset}, ratio {args.ratio}, "
+                            f"upsample {args.upsample}, {args.lbfgs_iters} L-BFGS iterations)")
 
 
 if __name__ == "__main__":

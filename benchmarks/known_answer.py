@@ -91,7 +91,10 @@ def retone(image: np.ndarray, kind: int) -> np.ndarray:
     return np.clip((out - 0.5) * 1.4 + 0.5, 0, 1)
 
 
-def make_case(name: str, size: int, rng: np.random.Generator, kind: int):
+def make_case(name: str, size: int, rng: np.random.Generator, kind: int,
+              grain_seed: int | None = None):
+    """A, B', the true A' and B, and the warp of one case; ``grain_seed`` adds ``highres.photo``'s
+    one-pixel grain to A (detail that an enlarged photo lacks) before B' is made from it."""
     photo = getattr(data, name)()
     if photo.ndim == 2:
         photo = np.repeat(photo[..., None], 3, axis=2)
@@ -99,6 +102,10 @@ def make_case(name: str, size: int, rng: np.random.Generator, kind: int):
     side = min(h, w)
     crop = photo[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
     a = resize(crop, (size, size), order=3, anti_aliasing=True).astype(np.float64)
+    if grain_seed is not None:
+        from highres import photo as with_grain  # noqa: PLC0415
+
+        a = with_grain(to_u8(a), a.shape[:2], grain_seed).astype(np.float64) / 255.0
     t = Similarity(angle_deg=rng.uniform(-5, 5), scale=1 + rng.uniform(-0.06, 0.06),
                    shift=tuple(rng.uniform(-0.06, 0.06, 2) * size), centre=(size / 2, size / 2))
     b_true = warp_image(a, t)          # B' layout, A colours

@@ -86,6 +86,11 @@ def test_outputs_come_back_to_the_input_size_by_cubic_resize_or_by_the_field(mod
     assert _psnr(cubic.a_prime[interior], round_trip[interior]) >= 33
     assert _psnr(cubic.a_prime[interior], a[interior]) < _psnr(field.a_prime[interior],
                                                                a[interior])
+    # "patchmatch": the field refined at 96 x 96 on image patches still finds A's own pixels.
+    with pytest.warns(SizeNotice):
+        refined = analogy(a, a, config.replace(upsample="patchmatch"), model=model)
+    assert _psnr(refined.a_prime[interior], a[interior]) >= 35
+    assert _psnr(refined.b[interior], a[interior]) >= 35
 
 
 @pytest.mark.parametrize("start", ["own", "warped"])

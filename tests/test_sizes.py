@@ -90,12 +90,22 @@ def test_the_command_line_refuses_in_one_line_and_writes_nothing(tmp_path, capsy
     from gpuanalogy.app.main import main
 
     monkeypatch.setattr(sizes, "available_bytes", lambda: 10**6)
-    image = tmp_path / "a.png"
+    image, exemplar = tmp_path / "photo.png", tmp_path / "style.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    Image.fromarray(np.zeros((48, 80, 3), np.uint8)).save(exemplar)
     out = tmp_path / "out"
-    code = main(["run", str(image), str(image), "-o", str(out), "--preset", "photo2photo",
+    code = main(["run", str(image), str(exemplar), "-o", str(out), "--preset", "photo2photo",
                  "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "Traceback" not in "".join(err)
-    assert err[-1].startswith("gpuanalogy: error: a 64x64 and b_prime 64x64 need about ")
+    assert err[-1].startswith(f"gpuanalogy: error: {image} 64x64 and {exemplar} 80x48 need "
+                              "about ")
     assert not out.exists() or not any(out.iterdir())   # no output files
+
+
+def test_fields_refined_at_the_input_size_add_memory_linear_in_the_pixels():
+    style = AnalogyConfig.preset("photo2style")
+    pixels = CAMERA[0][0] * CAMERA[0][1]
+    cubic = sizes.memory_needed(CAMERA, style)
+    refined = sizes.memory_needed(CAMERA, style.replace(upsample="patchmatch"))
+    assert cubic.total < refined.total < cubic.total + 25 * pixels + 100 * 2**20

@@ -13,6 +13,12 @@ from typing import Any, Literal
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
+#: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
+UPSAMPLES = ("cubic", "nnf", "patchmatch")
+
+#: How the field files are written (``AnalogyConfig.field_format``).
+FIELD_FORMATS = ("float32", "float16", "working")
+
 #: How the photo refinement reaches an input above the working size: solved at the working size
 #: and carried up by the guided upsampling, or one WLS solve over every input pixel.
 REFINE_UPSAMPLES = ("guided", "wls")
@@ -63,12 +69,15 @@ class AnalogyConfig:
         NNF at the top level: identity (official) or random (paper).
     output_patch_size : int
         Patch size of the final voting of image pixels (3).
-    upsample : {"cubic", "nnf"}
+    upsample : {"cubic", "nnf", "patchmatch"}
         How the outputs come back to the input size when the network worked at another size
         (the size rule or ``ratio``): "cubic" (official) votes the output at the working size
         and resizes it bicubically; "nnf" brings the field to the input size and votes the
         input's own pixels, which keeps the full-resolution texture of the source but shows
-        the field's 1-2 pixel misalignments as seams. Equal sizes make them equal.
+        the field's 1-2 pixel misalignments as seams; "patchmatch" brings the field to the
+        input size, refines it there by PatchMatch on image patches in a small window
+        (``gpuanalogy.texture``, the "cubic" outputs as estimates) and votes the input's own
+        pixels. Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     refine_upsample : {"guided", "wls"}
@@ -78,6 +87,13 @@ class AnalogyConfig:
         the pixels); "wls" solves the WLS system over every input pixel (the official way,
         whose sparse factorisation needs about 3 KB a pixel at camera sizes). An input no
         larger than the working size is refined at its own size either way.
+    field_format : {"float32", "float16", "working"}
+        How ``gpuanalogy.outputs.write_result`` writes the fields: ``nnf_*.npy`` at the input
+        sizes in float32 (exact), or in float16 (half the bytes; whole pixels stay exact up to
+        2048, beyond that a coordinate is rounded to float16's spacing: 2 px up to 4096, 4 px
+        up to 8192), or ``nnf_*.npz`` holding the working-size field and the sizes it is
+        brought to (``gpuanalogy.fields.read_field`` rebuilds the input-size field exactly; not
+        with ``upsample="patchmatch"``, whose fields are refined at the input size).
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
         outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of
@@ -105,9 +121,10 @@ class AnalogyConfig:
     mask_tau: float = 0.05
     nnf_init: Literal["identity", "random"] = "identity"
     output_patch_size: int = 3
-    upsample: Literal["cubic", "nnf"] = "cubic"
+    upsample: Literal["cubic", "nnf", "patchmatch"] = "cubic"
     refine: bool = False
     refine_upsample: Literal["guided", "wls"] = "guided"
+    field_format: Literal["float32", "float16", "working"] = "float32"
     subpixel: bool = False
     seed: int = 0
     max_side: int = 700
@@ -130,8 +147,15 @@ class AnalogyConfig:
                              f"{', '.join(OPTIMIZERS)}.")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
-        if self.upsample not in ("cubic", "nnf"):
-            raise InputError(f"upsample={self.upsample!r} is not supported. Try 'cubic' or 'nnf'.")
+        if self.upsample not in UPSAMPLES:
+            raise InputError(f"upsample={self.upsample!r} is not supported. Try one of: "
+                             f"{', '.join(UPSAMPLES)}.")
+        if self.field_format not in FIELD_FORMATS:
+            raise InputError(f"field_format={self.field_format!r} is not supported. Try one of: "
+                             f"{', '.join(FIELD_FORMATS)}.")
+        if self.field_format == "working" and self.upsample == "patchmatch":
+            raise InputError("field_format='working' cannot hold fields refined at the input "
+                             "size (upsample='patchmatch'). Try 'float16'.")
         if self.refine_upsample not in REFINE_UPSAMPLES:
             raise InputError(f"refine_upsample={self.refine_upsample!r} is not supported. Try "
                              f"one of: {', '.join(REFINE_UPSAMPLES)}.")

@@ -10,13 +10,17 @@ do that for callers.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import subpixel
-from .backend import Backend
+import numpy as np
 
-__all__ = ["Field"]
+from . import subpixel
+from .backend import Backend, cpu_backend
+from .errors import InputError
+
+__all__ = ["Field", "read_field"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +68,31 @@ class Field:
         xp = backend.xp
         return backend.kernels.warp(xp.ascontiguousarray(source, dtype=xp.float32), self.values,
                                     half=patch_size // 2)
+
+
+def read_field(path: str | os.PathLike[str]) -> np.ndarray:
+    """A field file of an output folder at the input size: ``(H_A, W_A, 2) float32``.
+
+    ``nnf_*.npy`` (``field_format`` "float32" or "float16") is read as it is; ``nnf_*.npz``
+    ("working": the working-size field and the sizes it goes to) is brought to the input size
+    by the rule the run used (:meth:`Field.upsampled`, on the CPU), which gives the field the
+    run voted with.
+
+    Raises
+    ------
+    InputError
+        A missing file, or one that is not a field file.
+    """
+    name = os.fspath(path)
+    try:
+        if not name.endswith(".npz"):
+            return np.load(name, allow_pickle=False).astype(np.float32)
+        with np.load(name, allow_pickle=False) as data:
+            aligned = bool(data["subpixel"])
+            field = Field(data["values"].astype(np.float32 if aligned else np.int32),
+                          tuple(int(n) for n in data["shape_b"]), aligned)  # type: ignore[arg-type]
+            shape_a, shape_b = (tuple(int(n) for n in data[k])
+                                for k in ("shape_a_full", "shape_b_full"))
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{name}: not a field file written by gpuanalogy ({error})") from None
+    return field.upsampled(shape_a, shape_b, cpu_backend()).values.astype(np.float32)

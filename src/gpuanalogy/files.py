@@ -22,7 +22,7 @@ import numpy as np
 from .checks import to_host
 from .errors import InputError, error_reason, printable
 
-__all__ = ["TEMP_FILE", "atomic_path", "write_bytes", "write_json", "write_npy",
+__all__ = ["TEMP_FILE", "atomic_path", "write_bytes", "write_json", "write_npy", "write_npz",
            "check_output_dir", "fsync_folder", "sha256_file"]
 
 #: Names of :func:`atomic_path`'s temporary files.
@@ -146,6 +146,13 @@ def write_npy(path: str | os.PathLike[str], array: Any) -> None:
     data = to_host(array, printable(os.fspath(path)))
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.save(handle, data, allow_pickle=False)
+
+
+def write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """Write named arrays as one compressed NumPy ``.npz`` file (no pickles), atomically."""
+    data = {name: to_host(array, printable(os.fspath(path))) for name, array in arrays.items()}
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.savez_compressed(handle, **data)
 
 
 def check_output_dir(path: str | os.PathLike[str]) -> Path:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .files import check_output_dir, write_json, write_npy
+from .checks import to_host
+from .files import check_output_dir, write_json, write_npy, write_npz
 from .images import write_image
 from .config import AnalogyConfig
 from .pipeline import AnalogyResult
@@ -54,8 +55,8 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
 
     image("a_prime.png", result.a_prime)
     image("b.png", result.b)
-    for name, field in (("nnf_ab.npy", result.nnf_ab), ("nnf_ba.npy", result.nnf_ba)):
-        write_npy(out / name, field)
+    for side, name in enumerate(("nnf_ab", "nnf_ba")):
+        name = write_field(out, name, result, side, config.field_format)
         files[name] = name
     image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
     image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
@@ -90,6 +91,25 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
     }
     write_json(out / "run.json", record)
     return record
+
+
+def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_format: str
+                ) -> str:
+    """Write field ``side`` (0: A -> B', 1: B' -> A) of ``result`` as ``field_format`` says
+    (``AnalogyConfig.field_format``); returns the file's name."""
+    fields = (result.nnf_ab, result.nnf_ba)
+    if field_format != "working":
+        write_npy(out / f"{name}.npy", fields[side].astype(field_format))
+        return f"{name}.npy"
+    work = result.fields_work[side]  # type: ignore[index]
+    values = to_host(work.values, name)
+    if not work.subpixel:
+        values = values.astype(np.int16 if values.max(initial=0) < 2**15 else np.int32)
+    write_npz(out / f"{name}.npz", values=values, shape_b=np.array(work.shape_b),
+              shape_a_full=np.array(fields[side].shape[:2]),
+              shape_b_full=np.array(fields[1 - side].shape[:2]),
+              subpixel=np.array(work.subpixel))
+    return f"{name}.npz"
 
 
 def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,

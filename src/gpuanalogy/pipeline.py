@@ -38,10 +38,11 @@ from .levels import (
     pyramid)
 from .refinement import refine
 from .sizes import check_memory, working_shape
+from .texture import search_radius, textured_vote
 from .upsampling import upsample_colour_change
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
-           "vote_output", "level_preview"]
+           "vote_output", "level_preview", "outputs_from_fields"]
 
 
 class SizeNotice(UserWarning):
@@ -82,6 +83,8 @@ class AnalogyResult:
         "a" and "b_prime": the (H, W) the network saw.
     device : str
         The backend that ran ("cpu" or "cuda").
+    fields_work : (Field, Field) or None
+        The level-1 fields A -> B' and B' -> A at the working size (after any alignment).
     """
 
     a_prime: np.ndarray
@@ -94,6 +97,7 @@ class AnalogyResult:
     deconvolutions: list[Deconvolution] = field(default_factory=list)
     working_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     device: str = "cpu"
+    fields_work: tuple[Field, Field] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,13 +217,46 @@ def render(a: "Images", bp: "Images", steps: list[LevelStep], config: AnalogyCon
                            nnf_ab.shape_b, subpixel=True)
             nnf_ba = Field(subpixel.align(bp.work, a.work, nnf_ba.values, backend=backend),
                            nnf_ba.shape_b, subpixel=True)
+    result = _outputs(a, bp, nnf_ab, nnf_ba, config, backend, clock, report)
+    result.deconvolutions = [d for step in steps for d in step.deconvolutions]
+    result.working_shapes = {"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]}
+    result.fields_work = (nnf_ab, nnf_ba)
+    result.timings = dict(clock.seconds)
+    return result
+
+
+def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
+                        config: AnalogyConfig, backend: Backend) -> AnalogyResult:
+    """The outputs :func:`analogy` makes from its level-1 fields, for other output settings.
+
+    One search's fields (``result.fields_work``, or the level-1 ``LevelStep``'s from an
+    ``on_level`` hook) give every output setting (``upsample``, ``refine``, ``refine_upsample``,
+    ``output_patch_size``) without a new search; ``a`` and ``b_prime`` are the images as given
+    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here).
+    """
+    a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
+    images_a = _images(a_in, working_shape(a_in.shape[:2], config))
+    images_bp = _images(bp_in, working_shape(bp_in.shape[:2], config))
+    clock = Clock(backend)
+    result = _outputs(images_a, images_bp, nnf_ab, nnf_ba, config, backend, clock,
+                      StepReporter(None, 0))
+    result.timings = dict(clock.seconds)
+    return result
+
+
+def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: AnalogyConfig,
+             backend: Backend, clock: "Clock", report: "StepReporter") -> AnalogyResult:
+    """Steps 4 and 5 of :func:`analogy`: the outputs and fields at the input sizes (as
+    ``config.upsample`` says) and, with ``config.refine``, the refined outputs."""
     report("output", 0)
     with clock("output"):
         a_prime, nnf_ab_full = vote_output(bp, a, nnf_ab, config, backend)
         b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
-    result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name,
-                           deconvolutions=[d for step in steps for d in step.deconvolutions],
-                           working_shapes={"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]})
+        if config.upsample == "patchmatch":
+            (a_prime, nnf_ab_full), (b, nnf_ba_full) = (
+                _textured(bp, a, nnf_ab_full, a_prime, b, config, backend),
+                _textured(a, bp, nnf_ba_full, b, a_prime, config, backend))
+    result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name)
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
     #    Above the working size, config.refine_upsample says how the refinement gets there.
@@ -228,7 +265,6 @@ def render(a: "Images", bp: "Images", steps: list[LevelStep], config: AnalogyCon
         with clock("refinement"):
             result.a_prime_refined = _refined(a_prime, bp, a, nnf_ab, config, backend)
             result.b_refined = _refined(b, a, bp, nnf_ba, config, backend)
-    result.timings = dict(clock.seconds)
     return result
 
 
@@ -244,7 +280,8 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
 
     Returns the uint8 image at the layout image's input size and the field brought to the input
     sizes (float32). With ``config.upsample == "cubic"`` the vote happens at the working size
-    and the image is resized; with "nnf" the input-size field votes the input-size pixels.
+    and the image is resized; with "nnf" the input-size field votes the input-size pixels;
+    "patchmatch" gives the "cubic" output here (its estimate; :func:`analogy` refines on).
     """
     full = nnf.upsampled(layout.full.shape[:2], source.full.shape[:2], backend)
     if config.upsample == "nnf":
@@ -253,6 +290,22 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
     else:
         image = _resize01(_work_vote(source, layout, nnf, config, backend), layout.full.shape[:2])
     return _to_uint8(image), backend.to_numpy(full.values).astype(np.float32)
+
+
+def _textured(source: Images, layout: Images, field: np.ndarray, estimate: np.ndarray,
+              other: np.ndarray, config: AnalogyConfig, backend: Backend
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``upsample="patchmatch"`` output and field (:func:`gpuanalogy.texture.textured_vote`
+    on the "cubic" outputs ``estimate`` and ``other``); inputs no larger than the working size
+    keep those given."""
+    if layout.full.size <= layout.work.size and source.full.size <= source.work.size:
+        return estimate, field
+    radius = max(search_radius(layout.full.shape[:2], layout.work.shape[:2]),
+                 search_radius(source.full.shape[:2], source.work.shape[:2]))
+    image, refined = textured_vote(field, layout.full, estimate, source.full, other,
+                                   radius=radius, vote_patch_size=config.output_patch_size,
+                                   seed=config.seed, backend=backend)
+    return _to_uint8(image), refined.astype(np.float32)
 
 
 def _work_vote(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,
@@ -268,13 +321,12 @@ def level_preview(step: LevelStep, a: Any, b_prime: Any,
     """A' and B voted from one level's fields, at the input sizes: a preview of the level.
 
     ``a`` and ``b_prime`` are the images as given to :func:`analogy`; for an ``on_level``
-    hook.
+    hook. Previews are not refined, and "patchmatch" previews are "cubic" ones.
     """
-    a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
-    images_a = _images(a_in, working_shape(a_in.shape[:2], config))
-    images_bp = _images(bp_in, working_shape(bp_in.shape[:2], config))
-    return (vote_output(images_bp, images_a, step.nnf_ab, config, step.backend)[0],
-            vote_output(images_a, images_bp, step.nnf_ba, config, step.backend)[0])
+    upsample = "cubic" if config.upsample == "patchmatch" else config.upsample
+    result = outputs_from_fields(a, b_prime, step.nnf_ab, step.nnf_ba,
+                                 config.replace(upsample=upsample, refine=False), step.backend)
+    return result.a_prime, result.b
 
 
 def _images(image: np.ndarray, work_shape: tuple[int, int]) -> Images:

@@ -17,6 +17,7 @@ from .config import AnalogyConfig
 from .errors import DeviceMemoryError
 from .memory import available_bytes, in_words
 from .refinement import direct_solve_bytes
+from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
 from .upsampling import STRIP_PIXELS
 
 __all__ = ["working_shape", "MemoryNeed", "memory_needed", "check_memory"]
@@ -30,6 +31,8 @@ _VOTE_BYTES_PER_PIXEL = 56          # an output vote's float32 temporaries at th
 _REFINE_BYTES_PER_PIXEL = 220       # refine's float64 copies of the result and the structure
 _STRIP_BYTES_PER_PIXEL = 100        # one strip of the guided upsampling
 _COLUMN_BYTES_PER_PIXEL = 48        # its coefficients at the full width and the low height
+_TEXTURE_BYTES_PER_PIXEL = 20       # upsample="patchmatch": refined field, the other's rows
+_TEXTURE_STRIP_BYTES_PER_PIXEL = 60  # its PatchMatch buffers, per pixel of a strip
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest
 
 
@@ -84,8 +87,11 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
                         + _STRIP_BYTES_PER_PIXEL * min(STRIP_PIXELS, h * w)
                         + _COLUMN_BYTES_PER_PIXEL * wh * w)
             refinement = max(refinement, part)
-    total = (working + _KEPT_BYTES_PER_PIXEL * sum(pixels)
-             + max(_VOTE_BYTES_PER_PIXEL * max(pixels), refinement))
+    vote = _VOTE_BYTES_PER_PIXEL * max(pixels)
+    if config.upsample == "patchmatch":
+        vote += (_TEXTURE_BYTES_PER_PIXEL * max(pixels)
+                 + _TEXTURE_STRIP_BYTES_PER_PIXEL * min(TEXTURE_STRIP_PIXELS, max(pixels)))
+    total = working + _KEPT_BYTES_PER_PIXEL * sum(pixels) + max(vote, refinement)
     return MemoryNeed(int(total), int(working), int(refinement))
 
 

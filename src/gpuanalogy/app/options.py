@@ -14,7 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, AnalogyConfig, VideoConfig
+from ..config import (
+    FIELD_FORMATS, MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, UPSAMPLES, AnalogyConfig,
+    VideoConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -79,8 +81,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "seed", int, "random seed (default 0)"),
     Option("mask", "mask", str, "blend mask (default sigmoid)", ("sigmoid", "hard")),
     Option("upsample", "upsample", str,
-           "outputs back to the input size: resize the working-size result (cubic, official) "
-           "or vote input pixels through the upsampled field", ("cubic", "nnf")),
+           "outputs back to the input size: resize the working-size result (cubic, official), "
+           "vote input pixels through the upsampled field (nnf), or through the field refined "
+           "at the input size on image patches (patchmatch)", UPSAMPLES),
     Option("refine", "refine", bool, "apply the WLS photo refinement"),
     Option("refine_upsample", "refine_upsample", str,
            "the refinement above the working size: solved at the working size and carried up "
@@ -89,6 +92,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("subpixel", "subpixel", bool,
            "align the final fields to sub-pixel precision under a local colour model before "
            "voting (for two photographs of one scene)"),
+    Option("field_format", "field_format", str,
+           "field files: float32 at the input size (default, exact), float16 (half the bytes), "
+           "or the working-size field and its sizes (working, .npz; exact, much smaller)",
+           FIELD_FORMATS),
     Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
            ("auto", "cpu", "cuda"), csv=False, changes_images=False),
     Option("weights", "weights", str,

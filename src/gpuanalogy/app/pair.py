@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalogyConfig
+from ..errors import DeviceMemoryError
 from ..outputs import versions, write_result
 from ..levels import LevelStep
 from ..pipeline import AnalogyResult, Progress, SizeNotice, analogy, level_preview
@@ -64,7 +65,7 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     """The analogy of one pair, with what run.json records about the run.
 
     ``on_notice`` receives the size rule's notices, naming the input files (by default they
-    print on stderr at once).
+    print on stderr at once). The memory check's refusal names the input files too.
     """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
         text = str(message)
@@ -83,8 +84,12 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
         warnings.simplefilter("always", SizeNotice)
         warnings.showwarning = notice  # notices print at once, naming the input files
         start = time.perf_counter()
-        result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
-                         on_level=preview if save_levels else None)
+        try:
+            result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
+                             on_level=preview if save_levels else None)
+        except DeviceMemoryError as error:
+            raise DeviceMemoryError(_with_file_names(str(error), (a, b_prime), names)
+                                    ) from error
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
@@ -98,6 +103,17 @@ def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
     """Write a computed pair's folder (run.json last); returns the run.json record."""
     return write_result(outdir, computed.result, a=a, b_prime=b_prime, config=config,
                         extra=computed.extra, levels=computed.levels)
+
+
+def _with_file_names(message: str, images: tuple[np.ndarray, np.ndarray],
+                     names: tuple[str, str]) -> str:
+    """``message`` with the inputs named as files: the memory check calls them "a" and
+    "b_prime" (``gpuanalogy.sizes.check_memory``)."""
+    def inputs(labels: tuple[str, str]) -> str:
+        return " and ".join(f"{label} {x.shape[1]}x{x.shape[0]}"
+                            for label, x in zip(labels, images))
+
+    return message.replace(inputs(("a", "b_prime")), inputs(names), 1)
 
 
 def _print_notice(text: str) -> None:

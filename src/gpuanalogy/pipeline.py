@@ -16,11 +16,8 @@ Each stage lives in its own module; this one only wires them.
 """
 from __future__ import annotations
 
-import time
 import warnings
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +35,7 @@ from .levels import (
     pyramid)
 from .refinement import refine
 from .sizes import check_memory, working_shape
+from .timing import Clock, Progress, StepReporter
 from .texture import search_radius, textured_vote
 from .upsampling import upsample_colour_change
 
@@ -47,16 +45,6 @@ __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape"
 
 class SizeNotice(UserWarning):
     """An input is processed below its own size (the size rule or ``ratio``)."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of the run, for progress displays: ``done`` of ``total`` steps are finished."""
-
-    stage: str
-    level: int
-    done: int
-    total: int
 
 
 @dataclass
@@ -377,40 +365,3 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     scaled = np.asarray(image, dtype=np.float32) * np.float32(255.0)
     np.rint(scaled, out=scaled)
     return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
-
-
-class Clock:
-    """Seconds per stage, with device work finished before each reading."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        self.backend.synchronize()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.backend.synchronize()
-            self.seconds[stage] += time.perf_counter() - start
-
-    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function``, its calls counted under ``stage``."""
-        def call(*args: Any) -> Any:
-            with self(stage):
-                return function(*args)
-        return call
-
-
-class StepReporter:
-    """Counts stages and reports them to an optional progress callback."""
-
-    def __init__(self, callback: Callable[[Progress], None] | None, total: int) -> None:
-        self.callback, self.total, self.done = callback, total, 0
-
-    def __call__(self, stage: str, level: int) -> None:
-        if self.callback is not None:
-            self.callback(Progress(stage, level, self.done, self.total))
-        self.done += 1

@@ -40,10 +40,9 @@ from .levels import (
     LEVELS, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields, pyramid)
 from .motion import carry_field, carry_map, carry_positions, estimate_motion, motion_from_flow
 from .nnf import nnf_energy
-from .pipeline import (
-    AnalogyResult, Clock, Images, Progress, StepReporter, model_for, render, total_steps,
-    working_images)
+from .pipeline import AnalogyResult, model_for, render, total_steps, working_images
 from .sizes import check_memory
+from .timing import Clock, Progress, StepReporter
 
 __all__ = ["VideoConfig", "FrameResult", "Clip", "video_analogy"]
 

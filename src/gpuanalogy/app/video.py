@@ -5,7 +5,8 @@ Each frame is computed by :class:`gpuanalogy.video.Clip` (the frames after the f
 the previous frame's work) and written as soon as it is done::
 
     OUTDIR/frames/<name>.png           A' (refined when the settings refine)
-    OUTDIR/fields/<name>.nnf_ab.npy    the frame -> B' field, (H, W, 2) float32
+    OUTDIR/fields/<name>.nnf_ab.npy    the frame -> B' field, (H, W, 2) float32 (float16, or
+                                       the working-size .npz, with --field-format)
     OUTDIR/fields/<name>.nnf_ba.npy    the B' -> frame field
     OUTDIR/fields/<name>.json          the frame's record, written last: the frame is complete
     OUTDIR/a_prime.mp4                 the frames as a video, when FRAMES was one
@@ -30,9 +31,10 @@ import numpy as np
 
 from ..config import AnalogyConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
-from ..files import check_output_dir, write_json, write_npy
+from ..fields import read_field
+from ..files import check_output_dir, write_json
 from ..images import read_image, write_image
-from ..outputs import versions
+from ..outputs import versions, write_field
 from ..visualize import make_sheet, nnf_to_color
 from .batch import load_network
 from .frames import Frame, FrameSource, open_clip, write_video
@@ -132,11 +134,11 @@ def _compute(clip: Any, frame: Frame, image: np.ndarray, source: FrameSource, ou
                 "error": str(error)}
     analogy = done.result
     a_prime = analogy.a_prime_refined if analogy.a_prime_refined is not None else analogy.a_prime
-    files = [f"frames/{frame.name}.png", f"fields/{frame.name}.nnf_ab.npy",
-             f"fields/{frame.name}.nnf_ba.npy"]
-    write_image(out / files[0], a_prime)
-    write_npy(out / files[1], analogy.nnf_ab)
-    write_npy(out / files[2], analogy.nnf_ba)
+    write_image(out / "frames" / f"{frame.name}.png", a_prime)
+    files = [f"frames/{frame.name}.png"] + [
+        "fields/" + write_field(out / "fields", f"{frame.name}.{field}", analogy, side,
+                                clip.config.field_format)
+        for side, field in enumerate(("nnf_ab", "nnf_ba"))]
     record = {"name": frame.name, "index": frame.index, "status": "ok", "key": key,
               "files": files, "warm": done.warm, "seconds": round(done.seconds, 3),
               "stages": {k: round(v, 3) for k, v in analogy.timings.items()},
@@ -161,8 +163,9 @@ def _read_record(out: Path, frame: Frame) -> dict[str, Any]:
 
 
 def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-    return (np.load(out / "fields" / f"{frame.name}.nnf_ab.npy"),
-            np.load(out / "fields" / f"{frame.name}.nnf_ba.npy"))
+    """A finished frame's two fields at the input sizes, in whatever format they were saved."""
+    files = _read_record(out, frame)["files"]
+    return read_field(out / files[1]), read_field(out / files[2])
 
 
 def _write_run(out: Path, key: dict[str, Any], source: FrameSource,
@@ -190,16 +193,10 @@ def _write_sheet(out: Path, frames: list[Frame], inputs: dict[int, np.ndarray]) 
         name = frames[index].name
         try:
             a_prime = read_image(out / "frames" / f"{name}.png")
-            nnf = np.load(out / "fields" / f"{name}.nnf_ab.npy")
-        except (InputError, OSError, ValueError):
+            nnf_ab, nnf_ba = _saved_fields(out, frames[index])
+        except (InputError, OSError, ValueError, KeyError):
             continue
-        b_shape = _b_shape(out, name)
         rows.append([(name, inputs[index]), ("A'", a_prime),
-                     ("NNF A->B'", nnf_to_color(nnf, b_shape))])
+                     ("NNF A->B'", nnf_to_color(nnf_ab, nnf_ba.shape[:2]))])
     if rows:
         write_image(out / "sheet.png", make_sheet(rows))
-
-
-def _b_shape(out: Path, name: str) -> tuple[int, int]:
-    nnf_ba = np.load(out / "fields" / f"{name}.nnf_ba.npy", mmap_mode="r")
-    return tuple(nnf_ba.shape[:2])  # type: ignore[return-value]

@@ -3,7 +3,7 @@
     python benchmarks/output_modes.py [--sizes 1024,2048] [--ratio 0.5] [--lbfgs-iters 20]
                                       [--photos astronaut,chelsea,coffee,rocket]
                                       [--modes cubic,ruled,nnf,patchmatch,guided,wls]
-                                      [--pair A.png,B.png]
+                                      [--pair A.png,B.png] [--cache DIR]
 
 Each known-answer pair is ``known_answer.make_case``'s (a scikit-image photo, B' = A under a
 small similarity warp and a strong re-tone, so A' and B are known) made at SIZE x SIZE, with
@@ -25,6 +25,7 @@ Columns: PSNR of A' and B against the truth over the pixels that have a true cou
 high-frequency energy of A' relative to the exemplar B''s (mean squared difference from a
 Gaussian blur of sigma 1.5; the true A''s ratio is printed per pair), and the seconds each
 output took beyond the shared search. ``--pair`` adds a real pair (no truth: energies only).
+``--cache DIR`` keeps each pair's level-1 fields there, so a second run skips the searches.
 """
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from known_answer import make_case, scores, to_u8, true_fields  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
+from gpuanalogy.backend import cpu_backend  # noqa: E402
 from gpuanalogy.errors import DeviceMemoryError  # noqa: E402
+from gpuanalogy.fields import Field  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import read_image, resize_image  # noqa: E402
 from gpuanalogy.memory import available_bytes  # noqa: E402
@@ -56,8 +59,13 @@ def high_frequency(image: np.ndarray) -> float:
     return float(np.mean((x - gaussian_filter(x, (1.5, 1.5, 0))) ** 2))
 
 
-def search(model, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig):
-    """The level-1 step of one analogy, and its seconds."""
+def search(model, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
+           cache: Path | None = None) -> tuple[tuple[Field, Field], float]:
+    """The level-1 fields of one analogy (from ``cache`` when it holds them), and the seconds."""
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            return (Field(data["ab"], tuple(data["shape_ab"])),
+                    Field(data["ba"], tuple(data["shape_ba"]))), 0.0
     found = {}
 
     def keep(step) -> None:
@@ -66,18 +74,24 @@ def search(model, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig):
 
     start = time.perf_counter()
     analogy(a, b_prime, config, model=model, on_level=keep)
-    return found["step"], time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    fields = (found["step"].nnf_ab, found["step"].nnf_ba)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, ab=fields[0].values, ba=fields[1].values, shape_ab=fields[0].shape_b,
+                 shape_ba=fields[1].shape_b)
+    return fields, seconds
 
 
-def derive(mode: str, step, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig
-           ) -> tuple[np.ndarray, np.ndarray] | None:
+def derive(mode: str, fields: tuple[Field, Field], a: np.ndarray, b_prime: np.ndarray,
+           config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """A' and B of one output mode from the level-1 fields (None: the full solve cannot fit)."""
-    backend = step.backend
+    backend = cpu_backend()
     if mode == "ruled":
         ruled = [working_shape(x.shape[:2], config.replace(ratio=1.0)) for x in (a, b_prime)]
         small = [np.clip(resize_image(x.astype(np.float32), s), 0, 1)
                  for x, s in zip((a, b_prime), ruled)]
-        result = outputs_from_fields(*small, step.nnf_ab, step.nnf_ba,
+        result = outputs_from_fields(*small, *fields,
                                      config.replace(upsample="nnf"), backend)
         return tuple(to_u8(np.clip(resize_image(out.astype(np.float32) / 255, x.shape[:2]), 0, 1))
                      for out, x in ((result.a_prime, a), (result.b, b_prime)))
@@ -89,10 +103,9 @@ def derive(mode: str, step, a: np.ndarray, b_prime: np.ndarray, config: AnalogyC
                              available=(available_bytes() or 0) // 2)
             except DeviceMemoryError:
                 return None
-        result = outputs_from_fields(a, b_prime, step.nnf_ab, step.nnf_ba, refined, backend)
+        result = outputs_from_fields(a, b_prime, *fields, refined, backend)
         return result.a_prime_refined, result.b_refined
-    result = outputs_from_fields(a, b_prime, step.nnf_ab, step.nnf_ba,
-                                 config.replace(upsample=mode), backend)
+    result = outputs_from_fields(a, b_prime, *fields, config.replace(upsample=mode), backend)
     return result.a_prime, result.b
 
 
@@ -105,6 +118,7 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--pair", default="", help="A,B' files: a real pair, energies only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache", type=Path, help="a folder for the searches' fields")
     args = parser.parse_args()
     config = AnalogyConfig.preset("photo2style", ratio=args.ratio, device=args.device,
                                   lbfgs_iterations=args.lbfgs_iters)
@@ -124,7 +138,9 @@ def main() -> int:
                                                         grain_seed=i)
         _, _, valid_a, valid_b = true_fields(t, size)
         a32, bp32 = a.astype(np.float32), b_prime.astype(np.float32)
-        step, seconds = search(model, a32, bp32, config)
+        cache = (args.cache / f"{name}_{size}_r{args.ratio}_l{args.lbfgs_iters}.npz"
+                 if args.cache else None)
+        fields, seconds = search(model, a32, bp32, config, cache)
         label = f"{name} {size}"
         hf_exemplar = high_frequency(b_prime)
         print(f"{label:22s} {'search':10s} {'':>8s} {'':>7s} "
@@ -132,7 +148,7 @@ def main() -> int:
               flush=True)
         for mode in modes:
             start = time.perf_counter()
-            outputs = derive(mode, step, a32, bp32, config)
+            outputs = derive(mode, fields, a32, bp32, config)
             seconds = time.perf_counter() - start
             if outputs is None:
                 print(f"{label:22s} {mode:10s} does not fit in half the free memory", flush=True)
@@ -155,12 +171,12 @@ def main() -> int:
 def real_pair(model, paths: list[str], config: AnalogyConfig, modes: list[str]) -> None:
     """A real pair: each mode's A' high-frequency energy relative to the exemplar's."""
     a, b_prime = (read_image(p).astype(np.float32) / 255.0 for p in paths)
-    step, seconds = search(model, a, b_prime, config)
+    fields, seconds = search(model, a, b_prime, config)
     hf_exemplar = high_frequency(b_prime)
     print(f"\n{Path(paths[0]).name} / {Path(paths[1]).name} ({a.shape[1]}x{a.shape[0]}, "
           f"search {seconds:.1f} s): A' high-frequency energy / the exemplar's")
     for mode in modes:
-        outputs = derive(mode, step, a, b_prime, config)
+        outputs = derive(mode, fields, a, b_prime, config)
         if outputs is not None:
             print(f"  {mode:10s} {high_frequency(outputs[0]) / hf_exemplar:6.2f}", flush=True)
 

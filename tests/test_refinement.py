@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from gpuanalogy import refinement
 from gpuanalogy.errors import InputError
 from gpuanalogy.refinement import _apply, _edge_weights, wls_filter, refine
 
@@ -152,3 +153,23 @@ def test_refine_clips_uint8():
 def test_bad_inputs_say_what_is_wrong(call):
     with pytest.raises(InputError):
         call()
+
+
+def test_the_multigrid_solve_gives_the_direct_solves_answer_and_auto_takes_it_when_needed(
+        monkeypatch):
+    pytest.importorskip("pyamg")
+    from gpuanalogy import multigrid
+
+    rng = np.random.default_rng(4)
+    guide = np.clip(np.add.outer(np.linspace(0, 1, 60), np.linspace(0, 0.5, 80))
+                    + (rng.random((60, 80)) > 0.97) * 0.5, 0, 1)
+    image = rng.random((60, 80, 3))
+    direct = wls_filter(image, guide, solver="direct")
+    amg = wls_filter(image, guide, solver="amg")
+    assert np.abs(amg - direct).max() < 1e-2 and np.abs(amg - direct).mean() < 1e-3
+    calls = []
+    real = multigrid.solve
+    monkeypatch.setattr(multigrid, "solve", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(refinement, "available_bytes", lambda: 10**4)   # direct cannot fit
+    np.testing.assert_array_equal(wls_filter(image, guide), amg)
+    assert calls == [1]

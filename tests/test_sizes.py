@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpuanalogy import refinement, sizes
+from gpuanalogy import multigrid, refinement, sizes
 from gpuanalogy.backend import cpu_backend
 from gpuanalogy.config import AnalogyConfig
 from gpuanalogy.errors import DeviceMemoryError
@@ -14,7 +14,8 @@ CAMERA = ((5304, 7952), (5304, 7952))   # two 42 MP photographs, (H, W)
 PHOTO = AnalogyConfig.preset("photo2photo")
 
 
-def test_the_estimate_grows_with_the_input_and_the_full_solve_dominates():
+def test_the_estimate_grows_with_the_input_and_the_full_solve_dominates(monkeypatch):
+    monkeypatch.setattr(multigrid, "available", lambda: False)   # the direct solve alone
     small = sizes.memory_needed(((1400, 2100), (1400, 2100)), PHOTO)
     big = sizes.memory_needed(CAMERA, PHOTO)
     wls = sizes.memory_needed(CAMERA, PHOTO.replace(refine_upsample="wls"))
@@ -109,3 +110,15 @@ def test_fields_refined_at_the_input_size_add_memory_linear_in_the_pixels():
     cubic = sizes.memory_needed(CAMERA, style)
     refined = sizes.memory_needed(CAMERA, style.replace(upsample="patchmatch"))
     assert cubic.total < refined.total < cubic.total + 25 * pixels + 100 * 2**20
+
+
+def test_with_pyamg_the_full_solve_is_estimated_at_the_multigrid_solves_linear_memory(
+        monkeypatch):
+    wls = PHOTO.replace(refine_upsample="wls")
+    monkeypatch.setattr(multigrid, "available", lambda: True)
+    amg = sizes.memory_needed(CAMERA, wls)
+    monkeypatch.setattr(multigrid, "available", lambda: False)
+    direct = sizes.memory_needed(CAMERA, wls)
+    pixels = CAMERA[0][0] * CAMERA[0][1]
+    assert amg.refinement == multigrid.solve_bytes(*CAMERA[0]) + 220 * pixels
+    assert amg.refinement < direct.refinement / 4

@@ -82,11 +82,13 @@ class AnalogyConfig:
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     refine_upsample : {"guided", "wls"}
         How the refinement reaches an input larger than the working size: "guided" refines the
-        working-size output and carries its colour change to the input size under the
-        full-resolution structure image (``gpuanalogy.upsampling``: memory and time linear in
-        the pixels); "wls" solves the WLS system over every input pixel (the official way,
-        whose sparse factorisation needs about 3 KB a pixel at camera sizes). An input no
-        larger than the working size is refined at its own size either way.
+        output voted at the size-ruled size (``gpuanalogy.sizes.refinement_shape``) and carries
+        its colour change to the input size under the full-resolution structure image
+        (``gpuanalogy.upsampling``: memory and time linear in the pixels); "wls" solves the WLS
+        system over every input pixel (the official way, whose sparse factorisation needs about
+        3 KB a pixel at camera sizes; with pyamg installed, an input whose factorisation does
+        not fit the free memory is solved by algebraic multigrid, ``gpuanalogy.multigrid``).
+        An input no larger than the size-ruled size is refined at its own size either way.
     field_format : {"float32", "float16", "working"}
         How ``gpuanalogy.outputs.write_result`` writes the fields: ``nnf_*.npy`` at the input
         sizes in float32 (exact), or in float16 (half the bytes; whole pixels stay exact up to

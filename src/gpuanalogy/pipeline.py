@@ -34,7 +34,7 @@ from .levels import (
     LEVELS, Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
     pyramid)
 from .refinement import refine
-from .sizes import check_memory, working_shape
+from .sizes import check_memory, refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
 from .texture import search_radius, textured_vote
 from .upsampling import upsample_colour_change
@@ -276,7 +276,10 @@ def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfi
         image = backend.to_numpy(full.vote(backend.asarray(source.full),
                                            config.output_patch_size, backend))
     else:
-        image = _resize01(_work_vote(source, layout, nnf, config, backend), layout.full.shape[:2])
+        work = nnf.upsampled(layout.work.shape[:2], source.work.shape[:2], backend)
+        image = _resize01(backend.to_numpy(work.vote(backend.asarray(source.work),
+                                                     config.output_patch_size, backend)),
+                          layout.full.shape[:2])
     return _to_uint8(image), backend.to_numpy(full.values).astype(np.float32)
 
 
@@ -294,14 +297,6 @@ def _textured(source: Images, layout: Images, field: np.ndarray, estimate: np.nd
                                    radius=radius, vote_patch_size=config.output_patch_size,
                                    seed=config.seed, backend=backend)
     return _to_uint8(image), refined.astype(np.float32)
-
-
-def _work_vote(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,
-               backend: Backend) -> np.ndarray:
-    """The output voted at the working size: (h, w, 3) float32 in [0, 1], on the host."""
-    work = nnf.upsampled(layout.work.shape[:2], source.work.shape[:2], backend)
-    return backend.to_numpy(work.vote(backend.asarray(source.work), config.output_patch_size,
-                                      backend))
 
 
 def level_preview(step: LevelStep, a: Any, b_prime: Any,
@@ -331,16 +326,22 @@ def _refined(output: np.ndarray, source: Images, layout: Images, nnf: Field,
              config: AnalogyConfig, backend: Backend) -> np.ndarray:
     """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
 
-    For an input no larger than the working size, or with ``refine_upsample == "wls"``, the WLS
-    refinement of ``output`` itself; above it, the refinement of the working-size vote, its
-    colour change carried to the input size under ``layout``'s full-resolution image.
+    For an input no larger than :func:`gpuanalogy.sizes.refinement_shape`, or with
+    ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it, the
+    refinement of the vote of ``source``'s pixels at that size (as the official code refines at
+    the size-ruled size), its colour change carried to the input size under ``layout``'s image.
     """
-    if config.refine_upsample == "wls" or layout.full.size <= layout.work.size:
+    shape = refinement_shape(layout.full.shape[:2], config)
+    if config.refine_upsample == "wls" or shape == layout.full.shape[:2]:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
-    structure = backend.asarray(layout.work)
-    refined = refine(backend.asarray(_work_vote(source, layout, nnf, config, backend)), structure)
-    return upsample_colour_change(structure, refined, layout.full, backend=backend)
+    pixels = backend.asarray(_resize01(source.full, refinement_shape(source.full.shape[:2],
+                                                                     config)))
+    voted = nnf.upsampled(shape, pixels.shape[:2], backend).vote(pixels, config.output_patch_size,
+                                                                 backend)
+    structure = backend.asarray(_resize01(layout.full, shape))
+    return upsample_colour_change(structure, refine(voted, structure), layout.full,
+                                  backend=backend)
 
 
 def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:

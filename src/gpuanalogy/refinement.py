@@ -28,12 +28,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import multigrid
 from .errors import DeviceMemoryError, InputError
 from .memory import available_bytes, in_words
 
-__all__ = ["refine", "wls_filter", "direct_solve_bytes"]
+__all__ = ["refine", "wls_filter", "direct_solve_bytes", "wls_solve_bytes"]
 
-Solver = Literal["auto", "direct", "cg"]
+Solver = Literal["auto", "direct", "cg", "amg"]
 
 # Rec. 601 luma, the weights of OpenCV's BGR2GRAY that the official code uses (here in RGB order).
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -64,10 +65,13 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
     log_guide : bool
         Weights from ``log(guide)`` as in Farbman et al. instead of the guide itself as in the
         official Deep Image Analogy code (the default).
-    solver : {"auto", "direct", "cg"}
+    solver : {"auto", "direct", "cg", "amg"}
         ``"direct"``: sparse LU (SuperLU) on a nested-dissection ordering, exact, NumPy only.
         ``"cg"``: Jacobi-preconditioned conjugate gradients written against ``xp`` (NumPy or CuPy),
-        light on memory but slower on the CPU. ``"auto"``: direct for NumPy, cg for CuPy.
+        light on memory but slower on the CPU. ``"amg"``: algebraic multigrid from pyamg
+        (:mod:`gpuanalogy.multigrid`), memory linear in the pixels, NumPy only. ``"auto"``: cg
+        for CuPy; for NumPy direct, or amg where pyamg is installed and the direct solve's
+        memory (:func:`direct_solve_bytes`) is more than is free.
     rtol : float
         Relative residual at which ``"cg"`` stops.
     xp : module, optional
@@ -101,11 +105,13 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
         return image.astype(xp.float32)
     wx, wy = _edge_weights(guide.astype(xp.float64), lam, alpha, eps, log_guide, xp)
     if solver == "auto":
-        solver = "direct" if xp is np else "cg"
+        solver = "cg" if xp is not np else ("amg" if _direct_too_big(height, width) else "direct")
+    if solver in ("direct", "amg") and xp is not np:
+        raise InputError(f"solver={solver!r} needs NumPy arrays. Try solver='cg' on the GPU.")
     if solver == "direct":
-        if xp is not np:
-            raise InputError("solver='direct' needs NumPy arrays. Try solver='cg' on the GPU.")
         out = _solve_direct(wx, wy, rhs)
+    elif solver == "amg":
+        out = multigrid.solve(wx, wy, _diagonal(wx, wy, np), rhs)
     else:
         out = _solve_cg(wx, wy, rhs, xp, rtol=rtol)
     return out.reshape(image.shape).astype(xp.float32)
@@ -187,9 +193,9 @@ def _check_wls_inputs(image: Any, guide: Any, lam: float, alpha: float, eps: flo
     if not lam >= 0 or not alpha > 0 or not eps > 0:
         raise InputError(f"wls_filter: need lam >= 0, alpha > 0 and eps > 0 "
                          f"(got lam={lam}, alpha={alpha}, eps={eps}).")
-    if solver not in ("auto", "direct", "cg"):
+    if solver not in ("auto", "direct", "cg", "amg"):
         raise InputError(f"wls_filter: solver={solver!r} is not supported. "
-                         "Try 'auto', 'direct' or 'cg'.")
+                         "Try 'auto', 'direct', 'cg' or 'amg'.")
 
 
 def _to_unit_float(image: Any, xp: Any) -> Any:
@@ -227,6 +233,20 @@ def _diagonal(wx: Any, wy: Any, xp: Any) -> Any:
 # working size").
 _LU_BYTES_PER_N_LOG_N = 130
 _SOLVE_BYTES_PER_PIXEL = 200
+
+
+def _direct_too_big(height: int, width: int) -> bool:
+    """Whether pyamg is installed and the direct solve needs more memory than is free."""
+    free = available_bytes()
+    return (free is not None and direct_solve_bytes(height, width) > free
+            and multigrid.available())
+
+
+def wls_solve_bytes(height: int, width: int) -> int:
+    """About the peak memory of the NumPy solve of an H x W system, the smaller of the direct
+    and (where pyamg is installed) the multigrid solve, in bytes."""
+    direct = direct_solve_bytes(height, width)
+    return min(direct, multigrid.solve_bytes(height, width)) if multigrid.available() else direct
 
 
 def direct_solve_bytes(height: int, width: int) -> int:

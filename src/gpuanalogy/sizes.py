@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from .config import AnalogyConfig
 from .errors import DeviceMemoryError
 from .memory import available_bytes, in_words
-from .refinement import direct_solve_bytes
+from .refinement import direct_solve_bytes, wls_solve_bytes
 from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
 from .upsampling import STRIP_PIXELS
 
-__all__ = ["working_shape", "MemoryNeed", "memory_needed", "check_memory"]
+__all__ = ["working_shape", "refinement_shape", "MemoryNeed", "memory_needed", "check_memory"]
 
 Shape = tuple[int, int]
 
@@ -57,6 +57,15 @@ def working_shape(shape: Shape, config: AnalogyConfig) -> Shape:
     return max(int(round(h * config.ratio)), 1), max(int(round(w * config.ratio)), 1)
 
 
+def refinement_shape(shape: Shape, config: AnalogyConfig) -> Shape:
+    """The size the photo refinement is solved at before its guided upsampling (the input's
+    own size when that is no larger): the larger of the size-ruled size, where the official
+    code refines, and the working size."""
+    candidates = (working_shape(shape, config.replace(ratio=1.0)), working_shape(shape, config))
+    best = max(candidates, key=lambda hw: hw[0] * hw[1])
+    return (shape[0], shape[1]) if best[0] * best[1] >= shape[0] * shape[1] else best
+
+
 @dataclass(frozen=True)
 class MemoryNeed:
     """The estimated peak host memory of a run, in bytes, and its largest parts."""
@@ -79,9 +88,10 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
                              if on_host else 0)
     refinement = 0
     if config.refine and on_host:   # on a GPU, the refinement's arrays are device memory
-        for (h, w), (wh, ww) in zip(shapes, works):
-            if config.refine_upsample == "wls" or h * w <= wh * ww:
-                part = direct_solve_bytes(h, w) + _REFINE_BYTES_PER_PIXEL * h * w
+        for h, w in shapes:
+            wh, ww = refinement_shape((h, w), config)
+            if config.refine_upsample == "wls" or (wh, ww) == (h, w):
+                part = wls_solve_bytes(h, w) + _REFINE_BYTES_PER_PIXEL * h * w
             else:
                 part = (direct_solve_bytes(wh, ww) + _REFINE_BYTES_PER_PIXEL * wh * ww
                         + _STRIP_BYTES_PER_PIXEL * min(STRIP_PIXELS, h * w)

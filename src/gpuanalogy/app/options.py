@@ -222,24 +222,27 @@ def _workers(text: str) -> int | str:
 
 #: The settings of ``gpuanalogy video`` for the frames after the first (fields of
 #: :class:`gpuanalogy.config.VideoConfig`); the frames' own settings are :data:`OPTIONS`.
+_VIDEO = VideoConfig()
 VIDEO_OPTIONS: tuple[Option, ...] = (
     Option("warm_iters", "patchmatch_iterations", int,
-           "PatchMatch iterations per level of a frame started from the previous one (2)",
-           csv=False),
+           "PatchMatch iterations per level of a frame started from the previous one "
+           f"({_VIDEO.patchmatch_iterations})", csv=False),
     Option("warm_lbfgs_iters", "lbfgs_iterations", int,
-           "L-BFGS iterations of a deconvolution started from the previous frame's (20)",
-           csv=False),
+           "L-BFGS iterations of a deconvolution started from the previous frame's "
+           f"({_VIDEO.lbfgs_iterations})", csv=False),
     Option("keep_margin", "keep_margin", float,
            "a new match replaces the one carried from the previous frame only where its "
-           "energy is below (1 - margin) times the carried one's (0.5; 0 takes every "
-           "improvement)", csv=False),
+           f"energy is below (1 - margin) times the carried one's ({_VIDEO.keep_margin}; 0 "
+           "takes every improvement)", csv=False),
     Option("motion", "motion", str,
            "motion between frames: PatchMatch between the frames' features, or none (a still "
            "camera)", MOTIONS, csv=False),
     Option("motion_radius", "motion_radius", int,
-           "the motion search's window per level, in that level's pixels (4)", csv=False),
+           f"the motion search's window per level, in that level's pixels "
+           f"({_VIDEO.motion_radius})", csv=False),
     Option("motion_iters", "motion_iterations", int,
-           "the motion search's PatchMatch iterations per level (4)", csv=False),
+           f"the motion search's PatchMatch iterations per level ({_VIDEO.motion_iterations})",
+           csv=False),
 )
 
 

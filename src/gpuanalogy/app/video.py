@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AnalogyConfig
+from ..config import AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
 from ..files import check_output_dir, write_json
@@ -71,7 +71,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any],
-         config: AnalogyConfig, video: Any, *, debug: bool) -> int:
+         config: AnalogyConfig, video: VideoConfig, *, debug: bool) -> int:
     from ..video import Clip  # noqa: PLC0415 - loads the method only once the inputs are read
 
     frames = source.frames

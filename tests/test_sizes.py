@@ -105,7 +105,7 @@ def test_the_command_line_refuses_in_one_line_and_writes_nothing(tmp_path, capsy
 
 
 def test_fields_refined_at_the_input_size_add_memory_linear_in_the_pixels():
-    style = AnalogyConfig.preset("photo2style")
+    style = AnalogyConfig.preset("photo2style", upsample="cubic")
     pixels = CAMERA[0][0] * CAMERA[0][1]
     cubic = sizes.memory_needed(CAMERA, style)
     refined = sizes.memory_needed(CAMERA, style.replace(upsample="patchmatch"))

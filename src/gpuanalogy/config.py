@@ -25,10 +25,12 @@ REFINE_UPSAMPLES = ("guided", "wls")
 
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
-# The official implementation's settings for the four uses (DESIGN.md, step 6).
+# The official implementation's settings for the four uses (DESIGN.md, step 6); the style uses
+# (no refinement) bring their outputs above the working size by "patchmatch", chosen from the
+# measurements of benchmarks/output_modes.py in docs/performance.md.
 PRESETS: dict[str, dict[str, Any]] = {
-    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False},
-    "style2style": {"blend": 3, "ratio": 1.0, "refine": False},
+    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
+    "style2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
     "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
 }

@@ -20,7 +20,8 @@ to back so that a busy machine slows both alike. The table gives, per clip and m
 A strip of frames (inputs, frame by frame, video) is written to ``--strip`` for docs/.
 
     python benchmarks/video.py [--frames 24] [--size 240x320] [--ratio 0.5]
-                               [--preset photo2style] [--clips panzoom,object] [--strip DIR]
+                               [--preset photo2style] [--upsample cubic]
+                               [--clips panzoom,object] [--strip DIR]
 
 Only one benchmark runs at a time on the machine: this one waits while
 ``/tmp/gpuanalogy-bench.lock`` exists, then holds it until it ends.
@@ -189,12 +190,15 @@ def main() -> None:
     parser.add_argument("--size", default="240x320", help="H x W of the frames")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--preset", default="photo2style")
+    parser.add_argument("--upsample", default="cubic",
+                        help="how outputs reach the frame size (cubic: as measured in docs/)")
     parser.add_argument("--clips", default="panzoom,object")
     parser.add_argument("--strip", type=Path, default=Path("out/bench_video"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     shape = tuple(int(n) for n in args.size.lower().split("x"))
-    config = AnalogyConfig.preset(args.preset, ratio=args.ratio, device="cpu")
+    config = AnalogyConfig.preset(args.preset, ratio=args.ratio, upsample=args.upsample,
+                                  device="cpu")
     args.strip.mkdir(parents=True, exist_ok=True)
     makers = {"panzoom": panzoom, "object": moving_object}
     table = []
@@ -213,7 +217,7 @@ def main() -> None:
                     "peak_min_mb": min(run.peaks[1:]), "peak_max_mb": max(run.peaks[1:])})
             print(f"wrote {strip(clip, runs, args.strip)}", file=sys.stderr)
     size = f"{shape[1]}x{shape[0]} (ratio {args.ratio})"
-    print(f"\nvideo benchmark: preset {args.preset}, {size}, cpu, "
+    print(f"\nvideo benchmark: preset {args.preset}, upsample {args.upsample}, {size}, cpu, "
           f"{time.strftime('%Y-%m-%d %H:%M')}\n")
     print("| clip | method | frames | first frame (s) | s/frame after first | speed-up | "
           "warping error | input's own | peak MiB per frame | image size | device |")

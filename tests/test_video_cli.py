@@ -79,7 +79,7 @@ def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
     with open(tmp_path / "first.log", "w") as log:
         process = subprocess.Popen(video_command(*args), stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 200
+            deadline = time.monotonic() + 900   # generous: CI machines can be busy
             while not (out / "fields" / "f001.json").exists():
                 assert process.poll() is None, (tmp_path / "first.log").read_text()
                 assert time.monotonic() < deadline, "the first frames took too long"
@@ -91,7 +91,7 @@ def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
     kept = {name: snapshot(out, name) for name in ("f000", "f001")}
     assert not (out / "fields" / "f004.json").exists()
 
-    rerun = subprocess.run(video_command(*args), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(video_command(*args), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     assert "f000: skipped" in rerun.stderr and "f001: skipped" in rerun.stderr
     for name, files in kept.items():

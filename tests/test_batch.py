@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import io as stdio
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from processes import kill_when
 
 from gpuanalogy.app import batch, pair as pair_module, pairs as pair_sources, progress, resume
 from gpuanalogy.app.batch import PairResult, run_pairs
@@ -448,20 +448,9 @@ def test_sigkill_then_rerun_completes_every_pair_and_keeps_finished_ones(tmp_pat
                          "imgs/a2.png,b2.png,,,5\n"
                          "a3.png,b3.png,,,\n")
     out = tmp_path / "out"
-    log = open(tmp_path / "first.log", "w")
-    process = subprocess.Popen(batch_command(str(csv_path), "-o", str(out)),
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 150
-        while not (is_complete(out / "a0") and (out / ".second.partial").is_dir()):
-            assert process.poll() is None, (tmp_path / "first.log").read_text()
-            assert time.monotonic() < deadline, "the first pair took too long"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-        log.close()
+    kill_when(batch_command(str(csv_path), "-o", str(out)), tmp_path / "first.log",
+              lambda: is_complete(out / "a0") and (out / ".second.partial").is_dir(),
+              seconds=150, too_long="the first pair took too long")
     finished = {p.name: snapshot(p) for p in out.iterdir() if is_complete(p)}
     assert "a0" in finished and "a3" not in finished
     assert (out / ".second.partial").is_dir()      # the pair in flight, for the rerun to redo

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from processes import kill_when
 
 from gpuanalogy.app.frames import open_clip, write_video
 from gpuanalogy.app.main import main
@@ -76,18 +74,9 @@ def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
     args = [str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")), "-o",
             str(tmp_path / "out")]
     out = tmp_path / "out"
-    with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(video_command(*args), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 900   # generous: CI machines can be busy
-            while not (out / "fields" / "f001.json").exists():
-                assert process.poll() is None, (tmp_path / "first.log").read_text()
-                assert time.monotonic() < deadline, "the first frames took too long"
-                time.sleep(0.02)
-            os.kill(process.pid, signal.SIGKILL)
-        finally:
-            process.kill()
-            process.wait()
+    kill_when(video_command(*args), tmp_path / "first.log",
+              (out / "fields" / "f001.json").exists,
+              seconds=900, too_long="the first frames took too long")  # CI can be busy
     kept = {name: snapshot(out, name) for name in ("f000", "f001")}
     assert not (out / "fields" / "f004.json").exists()
 

@@ -171,10 +171,12 @@ class LevelSolver:
         return LevelStep(level, self.backend, self.pyramids, start_ab, start_ba, nnf_ab, nnf_ba,
                          next_ab, next_ba, done)
 
-    def search(self, level: int, nnf_ab: Field, nnf_ba: Field) -> tuple[Field, Field]:
-        """Both NNFs at one level, each matching over the pairs (A, B) and (A', B')."""
+    def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
+               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
+        """Both NNFs at one level, each matching over the pairs (A, B) and (A', B');
+        ``maps`` are :meth:`matching_maps` when the caller has them already."""
         config, backend = self.config, self.backend
-        a, a_prime, b, b_prime = self.matching_maps(level)
+        a, a_prime, b, b_prime = maps or self.matching_maps(level)
         radius = config.radii[level - 1] or max(*a.shape[:2], *b.shape[:2])
         options = dict(patch_size=config.patch_sizes[level - 1], radius=radius,
                        iterations=config.patchmatch_iterations, backend=backend)

@@ -119,18 +119,16 @@ def carry_field(previous: Field, motion: Field, backend: Backend) -> Field:
 def carry_positions(previous: Field, motion: Field, backend: Backend) -> Field:
     """The previous frame's field into the frame, its values moved forward with the content.
 
-    ``previous`` maps another image's pixels to the previous frame; a value r becomes
+    ``previous`` (whole pixels, (H_B, W_B, 2) int32) maps another image's pixels to the previous
+    frame; a value r becomes
     ``r - (motion(r) - r)``, clamped into the frame (see the module docstring).
     """
     xp = backend.xp
     r = previous.values
-    index = xp.rint(r).astype(xp.int32) if previous.subpixel else r
-    displacement = motion.values[index[..., 0], index[..., 1]] - index
-    h, w = previous.shape_b
-    moved = r - displacement.astype(r.dtype)
-    limit = xp.asarray([h - 1, w - 1], dtype=r.dtype)
+    moved = 2 * r - motion.values[r[..., 0], r[..., 1]]          # r - (motion(r) - r)
+    limit = xp.asarray([previous.shape_b[0] - 1, previous.shape_b[1] - 1], dtype=r.dtype)
     moved = xp.clip(moved, xp.zeros_like(limit), limit).astype(r.dtype)
-    return Field(xp.ascontiguousarray(moved), previous.shape_b, previous.subpixel)
+    return Field(xp.ascontiguousarray(moved), previous.shape_b)
 
 
 def carry_map(previous: Any, motion: Field, backend: Backend) -> Any:

@@ -97,11 +97,12 @@ class _WarmSolver(LevelSolver):
     def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
         return super().__call__(level, *self.fields.get(level, (start_ab, start_ba)))
 
-    def search(self, level: int, nnf_ab: Field, nnf_ba: Field) -> tuple[Field, Field]:
-        found_ab, found_ba = super().search(level, nnf_ab, nnf_ba)
+    def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
+               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
         if level not in self.fields or self.keep_margin <= 0:
-            return found_ab, found_ba
-        a, a_prime, b, b_prime = self.matching_maps(level)
+            return super().search(level, nnf_ab, nnf_ba, maps)
+        a, a_prime, b, b_prime = maps = maps or self.matching_maps(level)
+        found_ab, found_ba = super().search(level, nnf_ab, nnf_ba, maps)
         size = self.config.patch_sizes[level - 1]
         return (self._kept(nnf_ab, found_ab, (a, a_prime, b, b_prime), size),
                 self._kept(nnf_ba, found_ba, (b_prime, b, a_prime, a), size))

@@ -146,10 +146,8 @@ class BatchProgress:
             rate = (self.clock() - self.sending) / ran if ran else None
             return None if rate is None else rate * max(self.to_run - ran, 0)
         elapsed = self.clock() - self.pair_start
-        durations = self.durations[1:] if self.skip_first and len(self.durations) > 1 \
-            else self.durations
-        if durations:
-            per_pair = sum(durations) / len(durations)
+        if self.durations:
+            per_pair = self._per_unit()
         elif self.fraction > 0:
             per_pair = elapsed / self.fraction
         else:
@@ -158,8 +156,11 @@ class BatchProgress:
         return max(per_pair - elapsed, 0.0) + per_pair * after
 
     def _per_unit(self) -> float:
-        durations = self.durations[1:] if self.skip_first else self.durations
-        return sum(durations) / max(len(durations), 1)
+        """Mean seconds of the units computed so far (the first left out once others exist,
+        with ``skip_first``)."""
+        durations = self.durations[1:] if self.skip_first and len(self.durations) > 1 \
+            else self.durations
+        return sum(durations) / len(durations)
 
     def _eta(self) -> str:
         seconds = self.eta_seconds()

@@ -9,7 +9,7 @@ from gpuanalogy import AnalogyConfig, pipeline
 from gpuanalogy.backend import Backend, cpu_backend
 from gpuanalogy.errors import InputError
 from gpuanalogy.fields import Field
-from gpuanalogy.texture import refine_field, search_radius
+from gpuanalogy.texture import coarse_factor, grid_scale, refine_field, search, search_radius
 
 CPU = cpu_backend()
 SHIFT = (9, 13)   # the true match of A's pixel p is p + SHIFT in B', in input pixels
@@ -69,11 +69,29 @@ def test_a_field_off_by_a_few_pixels_is_brought_back_to_the_truth():
     true = np.stack([rows + SHIFT[0], cols + SHIFT[1]], -1)
     rng = np.random.default_rng(3)
     start = true + rng.integers(-3, 4, (24, 24, 2)).repeat(4, 0).repeat(4, 1)
-    refined = refine_field(np.clip(start, 0, 95), truth, truth, exemplar, exemplar, radius=4,
-                           iterations=3, backend=CPU, strip_pixels=96 * 20)
+    refined = search(np.clip(start, 0, 95), truth, truth, exemplar, exemplar, patch_size=5,
+                     radius=4, iterations=3, backend=CPU, strip_pixels=96 * 20)
     inner = (slice(4, 96 - 20), slice(4, 96 - 20))   # matches inside B' on both sides
     assert np.mean(np.all(refined == true, -1)[inner]) > 0.95
     assert np.mean(np.all(start == true, -1)[inner]) < 0.1
+
+
+def test_coarse_to_fine_refinement_brings_a_field_a_working_pixel_off_within_a_pixel():
+    # a field off by a working pixel in blocks (scale 4: 4 input pixels, 4 off on either axis)
+    exemplar, truth = textured(128, seed=6)
+    rows, cols = np.mgrid[0:128, 0:128]
+    true = np.stack([rows + SHIFT[0], cols + SHIFT[1]], -1)
+    rng = np.random.default_rng(7)
+    start = np.clip(true + 4 * rng.integers(-1, 2, (32, 32, 2)).repeat(4, 0).repeat(4, 1),
+                    0, 127)
+    refined = refine_field(start.astype(np.float32), truth, truth, exemplar, exemplar,
+                           scale=4.0, backend=CPU)
+    inner = (slice(8, 128 - 24), slice(8, 128 - 24))
+    before = np.abs(start - true).max(-1)[inner]
+    after = np.abs(refined - true).max(-1)[inner]
+    assert np.mean(before <= 1) < 0.2
+    # the coarse pass (4 x 4 blocks) leaves the blocks' rounding, the fine pass moves pixels
+    assert np.mean(after <= 1) > 0.85 and np.mean(after == 0) > 0.1
 
 
 def test_strips_find_what_one_pass_finds():
@@ -81,10 +99,9 @@ def test_strips_find_what_one_pass_finds():
     rows, cols = np.mgrid[0:64, 0:64]
     true = np.stack([rows + SHIFT[0], cols + SHIFT[1]], -1)
     start = np.clip(true + 2, 0, 63)
-    one = refine_field(start, truth, truth, exemplar, exemplar, radius=4, iterations=3,
-                       backend=CPU)
-    strips = refine_field(start, truth, truth, exemplar, exemplar, radius=4, iterations=3,
-                          backend=CPU, strip_pixels=64 * 5)
+    options = dict(patch_size=5, radius=4, iterations=3, backend=CPU)
+    one = search(start, truth, truth, exemplar, exemplar, **options)
+    strips = search(start, truth, truth, exemplar, exemplar, strip_pixels=64 * 5, **options)
     inner = (slice(4, 64 - 20), slice(4, 64 - 20))
     assert np.mean(np.all(one == true, -1)[inner]) > 0.95
     assert np.mean(np.all(strips == true, -1)[inner]) > 0.95
@@ -101,15 +118,17 @@ def test_the_cuda_kernels_refine_as_the_cpu_ones():
     rows, cols = np.mgrid[0:12, 0:12]
     start = np.stack([rows, cols], -1).astype(np.float32) + 0.6   # fractional: rounded
     estimate = (truth * 255).astype(np.uint8)
-    options = dict(radius=2, patch_size=3, iterations=1, strip_pixels=12 * 5)
+    options = dict(scale=2.5, strip_pixels=12 * 5)   # coarse factor 2, then the fine pass
     np.testing.assert_array_equal(
         refine_field(start, truth, estimate, exemplar, exemplar, backend=gpu, **options),
         refine_field(start, truth, estimate, exemplar, exemplar, backend=CPU, **options))
 
 
-def test_search_radius_is_two_working_pixels_and_shapes_are_checked():
-    assert search_radius((1000, 1500), (500, 750)) == 4
-    assert search_radius((300, 300), (300, 300)) == 2
+def test_radius_and_coarse_grid_follow_the_scale_and_shapes_are_checked():
+    assert grid_scale((1000, 1500), (500, 700)) == 1500 / 700
+    assert search_radius(2.0) == 4 and search_radius(1.0) == 2 and search_radius(2.1) == 6
+    # a power of two, never coarser than the working grid, at most 4
+    assert [coarse_factor(s) for s in (1.0, 1.9, 2.0, 3.5, 4.0, 8.6, 17.0)] == [1, 1, 2, 2, 4, 4, 4]
     image = np.zeros((8, 8, 3), np.float32)
     with pytest.raises(InputError, match="refine_field"):
-        refine_field(np.zeros((8, 7, 2)), image, image, image, image, radius=2, backend=CPU)
+        refine_field(np.zeros((8, 7, 2)), image, image, image, image, scale=2.0, backend=CPU)

@@ -58,7 +58,7 @@ def _prepare(x: Any, xp: Any, dtype: Any) -> Any:
 
 def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_size: int,
                radius: int, iterations: int = 10, seed: int = 0,
-               backend: Backend) -> tuple[Any, Any]:
+               jumps: tuple[int, ...] = JUMP_STEPS, backend: Backend) -> tuple[Any, Any]:
     """Refine the NNF from A to B with PatchMatch.
 
     Minimises, for every pixel p of A, the mean patch energy of p -> q = nnf(p):
@@ -67,7 +67,7 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     of such offsets. For the B -> A field call it again with the roles swapped:
     ``patchmatch(b_prime, b, a_prime, a, ...)`` (B' is the structure on that side).
 
-    Each iteration runs one propagation pass per jump step (8, 4, 2, 1; each pixel tries
+    Each iteration runs one propagation pass per jump step (``jumps``; each pixel tries
     ``nnf(p + s) - s`` for the four neighbours at distance ``step``, clamped into B) and then
     one random-search pass (candidates drawn uniformly in the window of radius ``radius``,
     ``radius // 2``, ..., 1 around the current match, clipped to B; the draws are a hash of
@@ -87,6 +87,9 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
         Initial random-search radius in B pixels; larger than B means whole-map search.
     iterations : int
     seed : int
+    jumps : tuple of int
+        The propagation's jump steps, longest first (8, 4, 2, 1, the official ones); ``()``
+        leaves only the random search.
     backend : Backend
 
     Returns
@@ -116,7 +119,7 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
 
     a, a_prime, b, b_prime = (_prepare(x, xp, xp.float32) for x in (a, a_prime, b, b_prime))
     radius = min(int(radius), max(hb, wb))  # a bigger window is clipped to B anyway
-    steps = [s for s in JUMP_STEPS if s < max(ha, wa)]  # longer jumps land outside A
+    steps = [s for s in jumps if s < max(ha, wa)]  # longer jumps land outside A
 
     nnfs = [xp.empty((ha, wa, 2), dtype=xp.int32) for _ in range(2)]
     energies = [xp.empty((ha, wa), dtype=xp.float32) for _ in range(2)]

@@ -36,7 +36,7 @@ from .levels import (
 from .refinement import refine
 from .sizes import check_memory, refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
-from .texture import search_radius, textured_vote
+from .texture import grid_scale, textured_vote
 from .upsampling import upsample_colour_change
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
@@ -291,10 +291,10 @@ def _textured(source: Images, layout: Images, field: np.ndarray, estimate: np.nd
     keep those given."""
     if layout.full.size <= layout.work.size and source.full.size <= source.work.size:
         return estimate, field
-    radius = max(search_radius(layout.full.shape[:2], layout.work.shape[:2]),
-                 search_radius(source.full.shape[:2], source.work.shape[:2]))
+    scale = max(grid_scale(layout.full.shape[:2], layout.work.shape[:2]),
+                grid_scale(source.full.shape[:2], source.work.shape[:2]))
     image, refined = textured_vote(field, layout.full, estimate, source.full, other,
-                                   radius=radius, vote_patch_size=config.output_patch_size,
+                                   scale=scale, vote_patch_size=config.output_patch_size,
                                    seed=config.seed, backend=backend)
     return _to_uint8(image), refined.astype(np.float32)
 

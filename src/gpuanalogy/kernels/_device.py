@@ -94,6 +94,10 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
     c1 = min(half, min(wa - 1 - pc, wb - 1 - qc))
     count = np.float32((r1 - r0 + 1) * (c1 - c0 + 1))
     limit = best * count
+    if channels < 8:
+        # few channels (image patches): plain indexing, the sums of the tail loop below
+        return _few_channel_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, r0, r1, c0, c1,
+                                     count, limit)
     vector_end = channels - channels % 8
     one = np.uint64(1)
     total = np.float32(0.0)
@@ -150,6 +154,25 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
                 u0 = xap[k] - ybp[k]
                 s0 += t0 * t0 + u0 * u0
             total += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+            if total > limit:
+                return total / count
+    return total / count
+
+
+def _few_channel_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, r0, r1, c0, c1, count,
+                          limit):
+    """``patch_distance`` for fewer than eight channels, with the same additions in the same
+    order (the eight-lane sums of the general loop would all be zero but the first)."""
+    channels = a.shape[2]
+    total = np.float32(0.0)
+    for dr in range(r0, r1 + 1):
+        for dc in range(c0, c1 + 1):
+            s0 = np.float32(0.0)
+            for k in range(channels):
+                t0 = a[pr + dr, pc + dc, k] - b[qr + dr, qc + dc, k]
+                u0 = a_prime[pr + dr, pc + dc, k] - b_prime[qr + dr, qc + dc, k]
+                s0 += t0 * t0 + u0 * u0
+            total += s0
             if total > limit:
                 return total / count
     return total / count
@@ -321,7 +344,7 @@ def warp_pixel(source, nnf, half, out, r, c):
 
 
 #: Every function above, each after those it calls: the order :func:`compile_all` compiles in.
-_COMPILED = ("random_in_window", "clamp", "patch_distance", "try_candidate",
+_COMPILED = ("random_in_window", "clamp", "_few_channel_distance", "patch_distance", "try_candidate",
              "upsample_coordinate", "init_pixel", "propagate_pixel", "random_search_pixel",
              "energy_pixel", "random_nnf_pixel", "upsample_pixel", "warp_pixel")
 

@@ -14,7 +14,7 @@ from gpuanalogy.kernels import _api, _device
 __all__ = ["KERNELS"]
 
 _kernel = numba.njit(parallel=True, cache=True, fastmath=False)
-_px = _device.compile_all(numba.njit(cache=True, fastmath=False))
+_px = _device.compile_all(numba.njit(cache=True, fastmath=False, inline="always"))
 
 # prange's index is unsigned, so each loop makes it an int64 row (-r would wrap).
 

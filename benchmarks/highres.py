@@ -16,7 +16,9 @@ way (``refine_upsample="wls"``) is first put to the memory check, which says wha
 it runs where it fits: on one ``--old-size`` known-answer pair, both refinements run on their own,
 timed, with each output's PSNR against the truth. With ``--preset photo2style`` (no refinement)
 the pairs run with ``--upsample`` (e.g. ``patchmatch``: the fields refined at the input size) and
-the old-against-new refinement pair is skipped.
+the old-against-new refinement pair is skipped; with ``patchmatch`` the previous schedule (one
+PatchMatch pass at the input size: 5 x 5 patches, the whole propagation, a random search within
+two working pixels) is timed on the run's own fields and estimates, as the old way.
 
 Only one benchmark runs at a time on the machine: this one waits while
 ``/tmp/gpuanalogy-bench.lock`` exists, then holds it until it ends.
@@ -42,8 +44,10 @@ from gpuanalogy.config import UPSAMPLES  # noqa: E402
 from gpuanalogy.errors import DeviceMemoryError  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import resize_image  # noqa: E402
+from gpuanalogy.pipeline import outputs_from_fields  # noqa: E402
 from gpuanalogy.refinement import refine  # noqa: E402
 from gpuanalogy.sizes import check_memory, working_shape  # noqa: E402
+from gpuanalogy.texture import grid_scale, search, search_radius  # noqa: E402
 from gpuanalogy.upsampling import upsample_colour_change  # noqa: E402
 
 SIZES = {12: (2832, 4240), 24: (4000, 6000)}   # megapixels: (H, W)
@@ -110,7 +114,24 @@ def run_pair(megapixels: int, config: AnalogyConfig, model, device: str) -> list
     rows.append(Row("whole run (new way)", seconds, size, device, int(peak.megabytes * 2**20),
                     note=f"above the working size {above:.1f} s; estimated peak "
                          f"{estimate / 2**20:,.0f} MiB"))
+    if config.upsample == "patchmatch":
+        rows.append(one_pass(a, b_prime, result.fields_work, config, model.backend, size, device))
     return rows
+
+
+def one_pass(a: np.ndarray, b_prime: np.ndarray, fields, config: AnalogyConfig, backend,
+             size: str, device: str) -> Row:
+    """The old way of ``--upsample patchmatch``: both fields refined by one PatchMatch pass at
+    the input size (5 x 5 patches, propagation 8-4-2-1, a random search within two working
+    pixels) from the same upsampled fields and "cubic" estimates as the new way."""
+    cubic = outputs_from_fields(a, b_prime, *fields, config.replace(upsample="cubic"), backend)
+    scale = grid_scale(a.shape[:2], fields[0].shape_a)
+    options = dict(patch_size=5, radius=search_radius(scale), backend=backend)
+    with Stage("old way: one pass at the input size", image_size=size, device=device) as old:
+        search(cubic.nnf_ab, a, cubic.a_prime, b_prime, cubic.b, **options)
+        search(cubic.nnf_ba, b_prime, cubic.b, a, cubic.a_prime, **options)
+    old.row.note = "the two refinements alone (no estimates, no votes)"
+    return old.row
 
 
 def retone(image: np.ndarray) -> np.ndarray:

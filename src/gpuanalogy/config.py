@@ -77,8 +77,9 @@ class AnalogyConfig:
         and resizes it bicubically; "nnf" brings the field to the input size and votes the
         input's own pixels, which keeps the full-resolution texture of the source but shows
         the field's 1-2 pixel misalignments as seams; "patchmatch" brings the field to the
-        input size, refines it there by PatchMatch on image patches in a small window
-        (``gpuanalogy.texture``, the "cubic" outputs as estimates) and votes the input's own
+        input size, refines it there coarse to fine by PatchMatch on image patches in a small
+        window (``gpuanalogy.texture``, the "cubic" outputs as estimates: a pass on the images
+        reduced by up to 4, then every input pixel within 2 px) and votes the input's own
         pixels. Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).

@@ -31,11 +31,12 @@ _VOTE_BYTES_PER_PIXEL = 56          # an output vote's float32 temporaries at th
 _REFINE_BYTES_PER_PIXEL = 220       # refine's float64 copies of the result and the structure
 _STRIP_BYTES_PER_PIXEL = 100        # one strip of the guided upsampling
 _COLUMN_BYTES_PER_PIXEL = 48        # its coefficients at the full width and the low height
-# upsample="patchmatch", from its arrays' sizes: the refined field and the fine pass's start
-# (int32, 8 bytes a pixel each), the other output's rows as float32 (12), the four images reduced
-# for the coarse pass (12 at the factor 2, less at 4), then per pixel of a strip PatchMatch's
-# float32 images (24), its two fields and the start (24) and its two energies (8), rounded up.
-_TEXTURE_BYTES_PER_PIXEL = 44
+# upsample="patchmatch", from its arrays' sizes: the larger of the search (the refined field and
+# the fine pass's start, int32, 8 bytes a pixel each, and the four images reduced for the coarse
+# pass, 12 at the factor 2) and the vote (the refined field and the voted output as float32, 12),
+# then per pixel of a strip PatchMatch's float32 images (24), its two fields and the start (24)
+# and its two energies (8), rounded up.
+_TEXTURE_BYTES_PER_PIXEL = 28
 _TEXTURE_STRIP_BYTES_PER_PIXEL = 60
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest
 

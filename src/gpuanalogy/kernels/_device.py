@@ -344,9 +344,10 @@ def warp_pixel(source, nnf, half, out, r, c):
 
 
 #: Every function above, each after those it calls: the order :func:`compile_all` compiles in.
-_COMPILED = ("random_in_window", "clamp", "_few_channel_distance", "patch_distance", "try_candidate",
-             "upsample_coordinate", "init_pixel", "propagate_pixel", "random_search_pixel",
-             "energy_pixel", "random_nnf_pixel", "upsample_pixel", "warp_pixel")
+_COMPILED = ("random_in_window", "clamp", "_few_channel_distance", "patch_distance",
+             "try_candidate", "upsample_coordinate", "init_pixel", "propagate_pixel",
+             "random_search_pixel", "energy_pixel", "random_nnf_pixel", "upsample_pixel",
+             "warp_pixel")
 
 
 def compile_all(jit: Callable[[Callable], Callable]) -> types.ModuleType:

@@ -1,7 +1,9 @@
 """CPU kernels: ``numba.njit(parallel=True)`` loops over the pixel bodies of ``kernels._device``.
 
 Each kernel runs ``prange`` over rows and, for every pixel, the body one CUDA thread runs in
-``kernels.cuda``. :data:`KERNELS` offers them through the API of ``kernels._api``.
+``kernels.cuda``. :data:`KERNELS` offers them through the API of ``kernels._api``. The bodies
+and their helpers are inlined into the loops (``inline="always"``): a call costs more than the
+patch distance of a few channels (docs/performance.md, "coarse to fine").
 """
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def main() -> int:
         if how == "direct":
             out = refinement._solve_direct(wx, wy, rhs)
         else:
-            out = multigrid.solve(wx, wy, refinement._diagonal(wx, wy, np), rhs)
+            pixel = np.arange(shape[0] * shape[1]).reshape(shape)
+            out = multigrid.solve(refinement.system_matrix(wx, wy, pixel).tocsr(), rhs)
         seconds = time.perf_counter() - start
     saved = Path(f"/tmp/wls_multigrid_{side}_direct.npy")
     print(f"{shape[1]}x{shape[0]} {how}: {seconds:.1f} s, peak {peak.megabytes:,.0f} MiB")

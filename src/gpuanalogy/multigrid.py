@@ -10,6 +10,7 @@ the pixels, where the Jacobi-preconditioned CG of ``refinement`` needs thousands
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import numpy as np
 
@@ -35,16 +36,13 @@ def solve_bytes(height: int, width: int) -> int:
     return _BYTES_PER_PIXEL * height * width
 
 
-def solve(wx: np.ndarray, wy: np.ndarray, diagonal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+def solve(matrix: Any, rhs: np.ndarray) -> np.ndarray:
     """Solve the WLS system for every channel of ``rhs`` with one multigrid hierarchy.
 
     Parameters
     ----------
-    wx, wy : ndarray, shape (H, W-1) and (H-1, W), float64
-        The weights of horizontal and vertical neighbour pairs (the off-diagonal entries are
-        their negatives).
-    diagonal : ndarray, shape (H, W), float64
-        ``1 +`` the sum of each pixel's weights.
+    matrix : scipy.sparse.csr_matrix, shape (H W, H W), float64
+        The system in the pixels' natural order (``gpuanalogy.refinement.system_matrix``).
     rhs : ndarray, shape (H, W, C), float64
 
     Returns
@@ -59,19 +57,10 @@ def solve(wx: np.ndarray, wy: np.ndarray, diagonal: np.ndarray, rhs: np.ndarray)
     """
     try:
         import pyamg  # noqa: PLC0415 - optional
-        import scipy.sparse as sp  # noqa: PLC0415
     except ImportError:
         raise InputError("the multigrid WLS solve needs pyamg. Try: pip install "
                          "'gpuanalogy[amg]', or --refine-upsample guided") from None
     height, width, channels = rhs.shape
-    pixel = np.arange(height * width).reshape(height, width)
-    left, right = pixel[:, :-1].ravel(), pixel[:, 1:].ravel()
-    top, bottom = pixel[:-1, :].ravel(), pixel[1:, :].ravel()
-    rows = np.concatenate([pixel.ravel(), left, right, top, bottom])
-    cols = np.concatenate([pixel.ravel(), right, left, bottom, top])
-    vals = np.concatenate([diagonal.ravel(), -wx.ravel(), -wx.ravel(), -wy.ravel(),
-                           -wy.ravel()])
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(height * width,) * 2)
     hierarchy = pyamg.ruge_stuben_solver(matrix)
     out = np.empty_like(rhs)
     for c in range(channels):

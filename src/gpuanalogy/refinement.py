@@ -32,7 +32,7 @@ from . import multigrid
 from .errors import DeviceMemoryError, InputError
 from .memory import available_bytes, in_words
 
-__all__ = ["refine", "wls_filter", "direct_solve_bytes", "wls_solve_bytes"]
+__all__ = ["refine", "wls_filter", "system_matrix", "direct_solve_bytes", "wls_solve_bytes"]
 
 Solver = Literal["auto", "direct", "cg", "amg"]
 
@@ -111,7 +111,8 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
     if solver == "direct":
         out = _solve_direct(wx, wy, rhs)
     elif solver == "amg":
-        out = multigrid.solve(wx, wy, _diagonal(wx, wy, np), rhs)
+        pixel = np.arange(height * width).reshape(height, width)
+        out = multigrid.solve(system_matrix(wx, wy, pixel).tocsr(), rhs)
     else:
         out = _solve_cg(wx, wy, rhs, xp, rtol=rtol)
     return out.reshape(image.shape).astype(xp.float32)
@@ -227,6 +228,23 @@ def _diagonal(wx: Any, wy: Any, xp: Any) -> Any:
     return diag
 
 
+def system_matrix(wx: np.ndarray, wy: np.ndarray, pixel: np.ndarray) -> Any:
+    """The WLS system ``I + Laplacian`` weighted by ``wx``, ``wy`` as a SciPy sparse matrix.
+
+    ``pixel`` (H, W) int64 holds each pixel's row in the system (``arange`` for the natural
+    order, a permutation for an ordering of the direct solve). Returns an (H W, H W) COO matrix.
+    """
+    import scipy.sparse as sp  # noqa: PLC0415 - SciPy is only needed on the CPU solves
+
+    left, right = pixel[:, :-1].ravel(), pixel[:, 1:].ravel()
+    top, bottom = pixel[:-1, :].ravel(), pixel[1:, :].ravel()
+    rows = np.concatenate([pixel.ravel(), left, right, top, bottom])
+    cols = np.concatenate([pixel.ravel(), right, left, bottom, top])
+    off_x, off_y = -wx.ravel(), -wy.ravel()
+    vals = np.concatenate([_diagonal(wx, wy, np).ravel(), off_x, off_x, off_y, off_y])
+    return sp.coo_matrix((vals, (rows, cols)), shape=(pixel.size, pixel.size))
+
+
 # Memory of the direct solve: SuperLU keeps L and U, whose entries on a nested-dissection order
 # of the 5-point grid grow as n log2 n (George, "Nested dissection of a regular finite element
 # mesh", 1973); both constants were measured on dev-cpu (docs/performance.md, "Outputs above the
@@ -265,8 +283,7 @@ def direct_solve_bytes(height: int, width: int) -> int:
 
 def _solve_direct(wx: np.ndarray, wy: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve ``A u = rhs`` for every column of ``rhs`` (H, W, C) with one factorisation."""
-    import scipy.sparse as sp  # noqa: PLC0415 - SciPy is only needed on this path
-    from scipy.sparse.linalg import splu  # noqa: PLC0415
+    from scipy.sparse.linalg import splu  # noqa: PLC0415 - SciPy is only needed on this path  # noqa: PLC0415
 
     height, width, channels = rhs.shape
     n = height * width
@@ -279,14 +296,7 @@ def _solve_direct(wx: np.ndarray, wy: np.ndarray, rhs: np.ndarray) -> np.ndarray
     order = _nested_dissection(height, width, _ND_LEAF)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)  # rank[pixel] = its row in the permuted system
-    pixel = rank.reshape(height, width)
-    left, right = pixel[:, :-1].ravel(), pixel[:, 1:].ravel()
-    top, bottom = pixel[:-1, :].ravel(), pixel[1:, :].ravel()
-    rows = np.concatenate([rank, left, right, top, bottom])
-    cols = np.concatenate([rank, right, left, bottom, top])
-    off_x, off_y = -wx.ravel(), -wy.ravel()
-    vals = np.concatenate([_diagonal(wx, wy, np).ravel(), off_x, off_x, off_y, off_y])
-    matrix = sp.csc_matrix((vals, (rows, cols)), shape=(n, n))
+    matrix = system_matrix(wx, wy, rank.reshape(height, width)).tocsc()
     try:
         lu = splu(matrix, permc_spec="NATURAL", diag_pivot_thresh=0.0,
                   options={"SymmetricMode": True})

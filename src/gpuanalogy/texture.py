@@ -261,5 +261,4 @@ def _unit(image: np.ndarray) -> np.float32:
 def _reduce_field(field: np.ndarray, factor: int, shape_b: tuple[int, int]) -> np.ndarray:
     """The field at the input size as a field between the reduced grids: each block's first
     pixel's match, in reduced pixels, clamped into ``shape_b``."""
-    values = np.floor(np.rint(field[::factor, ::factor]) / factor)
-    return np.clip(values, 0, [shape_b[0] - 1, shape_b[1] - 1]).astype(np.int32)
+    return _whole(np.floor(np.rint(field[::factor, ::factor]) / factor), shape_b)

@@ -3,7 +3,7 @@
     python benchmarks/output_modes.py [--sizes 1024,2048] [--ratio 0.5] [--lbfgs-iters 20]
                                       [--photos astronaut,chelsea,coffee,rocket]
                                       [--modes cubic,ruled,nnf,patchmatch,guided,wls]
-                                      [--pair A.png,B.png] [--cache DIR]
+                                      [--refine-output cubic] [--pair A.png,B.png] [--cache DIR]
 
 Each known-answer pair is ``known_answer.make_case``'s (a scikit-image photo, B' = A under a
 small similarity warp and a strong re-tone, so A' and B are known) made at SIZE x SIZE, with
@@ -17,9 +17,13 @@ iterations); its level-1 fields (from the ``on_level`` hook) then give every out
                 that image's pixels voted, the result resized to the input size;
 ``nnf``         the field brought to the input size, the input's pixels voted;
 ``patchmatch``  that field refined at the input size on image patches, then voting;
-``guided``      the photo refinement: WLS at the working size carried up by guided upsampling;
-``wls``         the photo refinement solved over every input pixel (the cubic output refined),
-                where the memory check says it fits in half the free memory.
+``guided``      the photo refinement: the output reduced to the size-ruled size, refined there and
+                its colour change carried up by the guided upsampling;
+``wls``         the photo refinement solved over every input pixel, where the memory check says
+                it fits in half the free memory.
+
+The two refinements refine the ``--refine-output`` mode's output: "cubic" by default, the
+refinement presets' own (photo2photo, style2photo).
 
 Columns: PSNR of A' and B against the truth over the pixels that have a true counterpart, the
 high-frequency energy of A' relative to the exemplar B''s (mean squared difference from a
@@ -84,8 +88,10 @@ def search(model, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
 
 
 def derive(mode: str, fields: tuple[Field, Field], a: np.ndarray, b_prime: np.ndarray,
-           config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """A' and B of one output mode from the level-1 fields (None: the full solve cannot fit)."""
+           config: AnalogyConfig, refine_output: str = "cubic"
+           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """A' and B of one output mode from the level-1 fields (None: the full solve cannot fit);
+    the refinements refine the ``refine_output`` mode's output."""
     backend = cpu_backend()
     if mode == "ruled":
         ruled = [working_shape(x.shape[:2], config.replace(ratio=1.0)) for x in (a, b_prime)]
@@ -96,7 +102,7 @@ def derive(mode: str, fields: tuple[Field, Field], a: np.ndarray, b_prime: np.nd
         return tuple(to_u8(np.clip(resize_image(out.astype(np.float32) / 255, x.shape[:2]), 0, 1))
                      for out, x in ((result.a_prime, a), (result.b, b_prime)))
     if mode in ("guided", "wls"):
-        refined = config.replace(refine=True, refine_upsample=mode)
+        refined = config.replace(refine=True, refine_upsample=mode, upsample=refine_output)
         if mode == "wls":
             try:
                 check_memory((a.shape[:2], b_prime.shape[:2]), refined,
@@ -116,6 +122,8 @@ def main() -> int:
     parser.add_argument("--lbfgs-iters", type=int, default=20)
     parser.add_argument("--photos", default="astronaut,chelsea,coffee,rocket")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--refine-output", default="cubic", choices=("cubic", "nnf", "patchmatch"),
+                        help="the output the guided and wls refinements refine")
     parser.add_argument("--pair", default="", help="A,B' files: a real pair, energies only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", type=Path, help="a folder for the searches' fields")
@@ -148,7 +156,7 @@ def main() -> int:
               flush=True)
         for mode in modes:
             start = time.perf_counter()
-            outputs = derive(mode, fields, a32, bp32, config)
+            outputs = derive(mode, fields, a32, bp32, config, args.refine_output)
             seconds = time.perf_counter() - start
             if outputs is None:
                 print(f"{label:22s} {mode:10s} does not fit in half the free memory", flush=True)
@@ -164,11 +172,12 @@ def main() -> int:
             ap, bq, hf = np.mean(rows, axis=0)
             print(f"{'mean of ' + str(len(rows)):22s} {mode:10s} {ap:8.2f} {bq:7.2f} {hf:6.2f}")
     if args.pair:
-        real_pair(model, args.pair.split(","), config, modes)
+        real_pair(model, args.pair.split(","), config, modes, args.refine_output)
     return 0
 
 
-def real_pair(model, paths: list[str], config: AnalogyConfig, modes: list[str]) -> None:
+def real_pair(model, paths: list[str], config: AnalogyConfig, modes: list[str],
+              refine_output: str) -> None:
     """A real pair: each mode's A' high-frequency energy relative to the exemplar's."""
     a, b_prime = (read_image(p).astype(np.float32) / 255.0 for p in paths)
     fields, seconds = search(model, a, b_prime, config)
@@ -176,7 +185,7 @@ def real_pair(model, paths: list[str], config: AnalogyConfig, modes: list[str]) 
     print(f"\n{Path(paths[0]).name} / {Path(paths[1]).name} ({a.shape[1]}x{a.shape[0]}, "
           f"search {seconds:.1f} s): A' high-frequency energy / the exemplar's")
     for mode in modes:
-        outputs = derive(mode, fields, a, b_prime, config)
+        outputs = derive(mode, fields, a, b_prime, config, refine_output)
         if outputs is not None:
             print(f"  {mode:10s} {high_frequency(outputs[0]) / hf_exemplar:6.2f}", flush=True)
 

@@ -19,8 +19,9 @@ UPSAMPLES = ("cubic", "nnf", "patchmatch")
 #: How the field files are written (``AnalogyConfig.field_format``).
 FIELD_FORMATS = ("float32", "float16", "working")
 
-#: How the photo refinement reaches an input above the working size: solved at the working size
-#: and carried up by the guided upsampling, or one WLS solve over every input pixel.
+#: How the photo refinement reaches an input above the working size: solved on the outputs reduced
+#: to the size-ruled size and carried up by the guided upsampling, or one WLS solve over every
+#: input pixel.
 REFINE_UPSAMPLES = ("guided", "wls")
 
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
@@ -85,7 +86,8 @@ class AnalogyConfig:
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     refine_upsample : {"guided", "wls"}
         How the refinement reaches an input larger than the working size: "guided" refines the
-        output voted at the size-ruled size (``gpuanalogy.sizes.refinement_shape``) and carries
+        output reduced to the size-ruled size (``gpuanalogy.sizes.refinement_shape``), with its
+        smoothing scaled to reach as far across the picture as at full size, and carries
         its colour change to the input size under the full-resolution structure image
         (``gpuanalogy.upsampling``: memory and time linear in the pixels); "wls" solves the WLS
         system over every input pixel (the official way, whose sparse factorisation needs about

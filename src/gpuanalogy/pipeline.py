@@ -9,8 +9,8 @@ Read top-down, :func:`analogy` is DESIGN.md's algorithm:
    and blending, and upsample the NNFs;
 4. the level-1 NNFs (optionally aligned to sub-pixel precision, our addition) vote the output
    pixels, which go back to the input sizes;
-5. optionally, the WLS photo refinement (above the working size: solved at the working size and
-   carried up by an edge-aware upsampling, :mod:`gpuanalogy.upsampling`).
+5. optionally, the WLS photo refinement (above the size-ruled size: solved on the outputs
+   reduced to that size and carried up by an edge-aware upsampling, :mod:`gpuanalogy.upsampling`).
 
 Each stage lives in its own module; this one only wires them.
 """
@@ -251,8 +251,8 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: Analog
     if config.refine:
         report("refinement", 0)
         with clock("refinement"):
-            result.a_prime_refined = _refined(a_prime, bp, a, nnf_ab, config, backend)
-            result.b_refined = _refined(b, a, bp, nnf_ba, config, backend)
+            result.a_prime_refined = _refined(a_prime, a, config, backend)
+            result.b_refined = _refined(b, bp, config, backend)
     return result
 
 
@@ -322,26 +322,26 @@ def working_images(name: str, image: np.ndarray, config: AnalogyConfig) -> Image
     return _images(image, _announced_shape(name, image.shape[:2], config))
 
 
-def _refined(output: np.ndarray, source: Images, layout: Images, nnf: Field,
-             config: AnalogyConfig, backend: Backend) -> np.ndarray:
+def _refined(output: np.ndarray, layout: Images, config: AnalogyConfig,
+             backend: Backend) -> np.ndarray:
     """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
 
     For an input no larger than :func:`gpuanalogy.sizes.refinement_shape`, or with
     ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it, the
-    refinement of the vote of ``source``'s pixels at that size (as the official code refines at
-    the size-ruled size), its colour change carried to the input size under ``layout``'s image.
+    refinement of ``output`` reduced to that size (its smoothing scaled to reach as far across
+    the picture as at full size), its colour change carried to the input size under
+    ``layout``'s image.
     """
-    shape = refinement_shape(layout.full.shape[:2], config)
-    if config.refine_upsample == "wls" or shape == layout.full.shape[:2]:
+    full = layout.full.shape[:2]
+    shape = refinement_shape(full, config)
+    if config.refine_upsample == "wls" or shape == full:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
-    pixels = backend.asarray(_resize01(source.full, refinement_shape(source.full.shape[:2],
-                                                                     config)))
-    voted = nnf.upsampled(shape, pixels.shape[:2], backend).vote(pixels, config.output_patch_size,
-                                                                 backend)
+    reduced = backend.asarray(resize_image(output, shape).astype(np.float32) / np.float32(255.0))
     structure = backend.asarray(_resize01(layout.full, shape))
-    return upsample_colour_change(structure, refine(voted, structure), layout.full,
-                                  backend=backend)
+    scale = (shape[0] * shape[1] / (full[0] * full[1])) ** 0.5
+    return upsample_colour_change(structure, refine(reduced, structure, scale=scale),
+                                  layout.full, backend=backend)
 
 
 def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:

@@ -119,7 +119,7 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
 
 
 def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
-           eps: float = 1e-4) -> Any:
+           eps: float = 1e-4, scale: float = 1.0) -> Any:
     """The photo refinement of step 5: ``structure + WLS(result) - WLS(structure)``.
 
     Both images are filtered under the guide ``grey(structure)`` in [0, 1], in one solve (the six
@@ -134,6 +134,11 @@ def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
         The image whose structure the output keeps (A for A', B' for B), on the same device.
     lam, alpha, eps : float
         WLS parameters (the official values are the defaults); see :func:`wls_filter`.
+    scale : float
+        The images' size relative to the image the refinement stands for (below 1 when it is
+        solved on a reduced copy). ``lam`` is taken times ``scale ** 2``: the smoothness term
+        is a sum of squared differences between neighbours, so this keeps the smoothing's reach
+        the same share of the picture as a solve at full size would.
 
     Returns
     -------
@@ -163,7 +168,8 @@ def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
     struct = _to_unit_float(structure, xp)
     guide = xp.clip(struct @ xp.asarray(_LUMA), 0.0, 1.0)
     both = xp.concatenate([res, struct], axis=2)
-    smooth = wls_filter(both, guide, lam=lam, alpha=alpha, eps=eps, xp=xp).astype(xp.float64)
+    smooth = wls_filter(both, guide, lam=lam * scale ** 2, alpha=alpha, eps=eps,
+                        xp=xp).astype(xp.float64)
     refined = xp.clip(struct + smooth[..., :3] - smooth[..., 3:], 0.0, 1.0)
     if result.dtype == np.uint8:
         return xp.rint(refined * 255.0).astype(xp.uint8)

@@ -48,7 +48,7 @@ from gpuanalogy.pipeline import outputs_from_fields  # noqa: E402
 from gpuanalogy.refinement import refine  # noqa: E402
 from gpuanalogy.sizes import check_memory, working_shape  # noqa: E402
 from gpuanalogy.texture import grid_scale, search, search_radius  # noqa: E402
-from gpuanalogy.upsampling import upsample_colour_change  # noqa: E402
+from gpuanalogy.upsampling import refine_guided  # noqa: E402
 
 SIZES = {12: (2832, 4240), 24: (4000, 6000)}   # megapixels: (H, W)
 WORKING_STAGES = ("features", "patchmatch", "deconvolution", "subpixel")
@@ -160,10 +160,8 @@ def old_and_new(shape: tuple[int, int], device: str) -> list[Row]:
         full = refine(result, structure)
     with Stage(f"new way: WLS at {work_shape[1]}x{work_shape[0]} + guided upsampling",
                image_size=size, device=device) as new:
-        s_work = np.clip(resize_image(structure.astype(np.float32) / 255, work_shape), 0, 1)
-        r_work = np.clip(resize_image(result, work_shape), 0, 1)
-        guided = upsample_colour_change(s_work, refine(r_work, s_work), structure,
-                                        backend=backend)
+        guided = refine_guided(np.rint(result * 255).astype(np.uint8),
+                               structure.astype(np.float32) / 255, work_shape, backend=backend)
     for row, image in ((old.row, full * 255.0), (new.row, guided)):
         mse = np.mean((image - truth * 255.0) ** 2)
         row.note = f"PSNR against the truth {10 * np.log10(255 ** 2 / mse):.2f} dB"

@@ -37,7 +37,7 @@ from .refinement import refine
 from .sizes import check_memory, refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
 from .texture import grid_scale, textured_vote
-from .upsampling import upsample_colour_change
+from .upsampling import refine_guided
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
            "vote_output", "level_preview", "outputs_from_fields"]
@@ -327,21 +327,15 @@ def _refined(output: np.ndarray, layout: Images, config: AnalogyConfig,
     """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
 
     For an input no larger than :func:`gpuanalogy.sizes.refinement_shape`, or with
-    ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it, the
-    refinement of ``output`` reduced to that size (its smoothing scaled to reach as far across
-    the picture as at full size), its colour change carried to the input size under
-    ``layout``'s image.
+    ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it,
+    :func:`gpuanalogy.upsampling.refine_guided` at that size.
     """
     full = layout.full.shape[:2]
     shape = refinement_shape(full, config)
     if config.refine_upsample == "wls" or shape == full:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
-    reduced = backend.asarray(resize_image(output, shape).astype(np.float32) / np.float32(255.0))
-    structure = backend.asarray(_resize01(layout.full, shape))
-    scale = (shape[0] * shape[1] / (full[0] * full[1])) ** 0.5
-    return upsample_colour_change(structure, refine(reduced, structure, scale=scale),
-                                  layout.full, backend=backend)
+    return refine_guided(output, layout.full, shape, backend=backend)
 
 
 def _announced_shape(name: str, shape: tuple[int, int], config: AnalogyConfig) -> tuple[int, int]:

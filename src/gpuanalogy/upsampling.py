@@ -28,9 +28,11 @@ import numpy as np
 
 from .backend import Backend
 from .errors import InputError
+from .images import resize_image
+from .refinement import refine
 from .subpixel import box_mean, inverse_symmetric3
 
-__all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change"]
+__all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change", "refine_guided"]
 
 #: Pixels per strip when the coefficients are applied: bounds the memory of that step.
 STRIP_PIXELS = 1 << 20
@@ -162,6 +164,37 @@ def upsample_colour_change(structure: Any, target: Any, guide: np.ndarray, *,
     """
     coefficients = fit_colour_change(structure, target, backend=backend, radius=radius, eps=eps)
     return apply_colour_change(coefficients, guide, backend=backend, strip_pixels=strip_pixels)
+
+
+def refine_guided(result: np.ndarray, structure: np.ndarray, shape: tuple[int, int], *,
+                  backend: Backend) -> np.ndarray:
+    """The photo refinement of ``result`` solved at the smaller ``shape`` and carried back up.
+
+    Both images are reduced (bicubic) to ``shape``; there :func:`gpuanalogy.refinement.refine`
+    runs with ``scale`` the linear size ratio, so that its smoothing reaches as far across the
+    picture as a solve over every input pixel would; the colour change it finds is carried to
+    the input size under ``structure`` by :func:`upsample_colour_change`.
+
+    Parameters
+    ----------
+    result : ndarray, shape (H, W, 3), uint8, on the host
+        The output to refine (A' or B).
+    structure : ndarray, shape (H, W, 3), float32 in [0, 1], on the host
+        The image whose structure the output keeps (A for A', B' for B).
+    shape : (int, int)
+        (h, w), where the refinement is solved; at most (H, W).
+    backend : Backend
+
+    Returns
+    -------
+    refined : ndarray, shape (H, W, 3), uint8, on the host
+    """
+    full = structure.shape[:2]
+    reduced = resize_image(result, shape).astype(np.float32) / np.float32(255.0)
+    small = np.clip(resize_image(structure, shape), 0.0, 1.0)
+    scale = (shape[0] * shape[1] / (full[0] * full[1])) ** 0.5
+    change = refine(backend.asarray(reduced), backend.asarray(small), scale=scale)
+    return upsample_colour_change(backend.asarray(small), change, structure, backend=backend)
 
 
 def _linear_taps(size: int, low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ def main() -> int:
     shape = (side, side * 3 // 2)
     image = photo(data.coffee(), shape, seed=1).astype(np.float64) / 255
     rhs = np.clip(image[..., ::-1] * 0.8 + 0.1, 0, 1)
-    wx, wy = refinement._edge_weights(image.mean(-1), 0.8, 1.0, 1e-4, False, np)
+    wx, wy = refinement.edge_weights(image.mean(-1), 0.8, 1.0, 1e-4, False, np)
     with PeakMemory() as peak:
         start = time.perf_counter()
         if how == "direct":

@@ -9,8 +9,8 @@ from gpuanalogy.backend import cpu_backend
 from gpuanalogy.errors import InputError
 from gpuanalogy.images import resize_image
 from gpuanalogy.refinement import refine
-from gpuanalogy.upsampling import (apply_colour_change, fit_colour_change, refine_guided,
-                                    upsample_colour_change)
+from gpuanalogy.upsampling import (apply_colour_change, coarse_weights, fit_colour_change,
+                                    refine_guided, upsample_colour_change)
 
 BACKEND = cpu_backend()
 
@@ -65,6 +65,41 @@ def test_the_refinement_solved_small_and_carried_up_matches_the_full_solve():
     guided_psnr, full_psnr = _psnr(small / 255.0, truth), _psnr(full / 255.0, truth)
     assert guided_psnr > _psnr(result / 255.0, truth) + 3
     assert guided_psnr > full_psnr - 0.5, (guided_psnr, full_psnr)
+
+
+def _halved(image: np.ndarray) -> np.ndarray:
+    """Means of 2 x 2 blocks."""
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    return image[:2 * h, :2 * w].reshape(h, 2, w, 2, -1).mean(axis=(1, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("grain", [0.0, 0.03])
+def test_the_coarse_weights_make_the_halved_solve_the_full_ones_halved(grain):
+    # A change that varies over a few pixels, on a smooth and on a grainy structure: solved on
+    # the halved images with the full-resolution system's weights brought down, the refinement
+    # lands near the full-size solve halved; the halved guide's own weights smooth too far.
+    rng = np.random.default_rng(3)
+    structure = np.clip(_textured(96, 128, seed=4) + rng.normal(0, grain, (96, 128, 3)), 0, 1)
+    change = gaussian_filter(rng.normal(0, 1, structure.shape), (4, 4, 0))
+    result = np.clip(structure + 0.1 * change / change.std(), 0, 1).astype(np.float32)
+    structure = structure.astype(np.float32)
+    full = _halved(refine(result, structure))
+    small = _halved(structure)
+    coarse = refine(_halved(result), small, weights=coarse_weights(structure, small.shape[:2]))
+    own = refine(_halved(result), small)
+    assert np.abs(coarse - full).mean() < np.abs(own - full).mean() / 4
+    assert np.abs(coarse - full).mean() < 0.006
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (96, 1), (1, 128)])
+def test_the_coarse_weights_have_the_systems_shapes_whatever_the_strips(shape):
+    structure = _textured(96, 128, seed=2)
+    wx, wy = coarse_weights(structure, shape)
+    assert wx.shape == (shape[0], shape[1] - 1) and wy.shape == (shape[0] - 1, shape[1])
+    assert np.all(np.isfinite(wx)) and np.all(wx > 0) and np.all(wy > 0)
+    in_strips = coarse_weights(structure, shape, strip_pixels=300)
+    np.testing.assert_allclose(in_strips[0], wx, rtol=1e-12)
+    np.testing.assert_allclose(in_strips[1], wy, rtol=1e-12)
 
 
 def test_no_change_gives_back_the_guide():

@@ -32,22 +32,20 @@ from . import multigrid
 from .errors import DeviceMemoryError, InputError
 from .memory import available_bytes, in_words
 
-__all__ = ["refine", "wls_filter", "system_matrix", "direct_solve_bytes", "wls_solve_bytes"]
+__all__ = ["refine", "wls_filter", "edge_weights", "grey_guide", "system_matrix",
+           "direct_solve_bytes", "wls_solve_bytes"]
 
 Solver = Literal["auto", "direct", "cg", "amg"]
 
 # Rec. 601 luma, the weights of OpenCV's BGR2GRAY that the official code uses (here in RGB order).
 _LUMA = np.array([0.299, 0.587, 0.114])
-# Floor inside the log when ``log_guide`` is set (a black pixel would otherwise give -inf).
-_LOG_FLOOR = 1e-4
-# Smallest blocks of the nested-dissection ordering: the fastest factorisation of 8, 12, 16
-# and 24 when measured on a 700 x 500 photo.
-_ND_LEAF = 12
+_LOG_FLOOR = 1e-4   # inside the log when ``log_guide`` is set (black would give -inf)
+_ND_LEAF = 12   # smallest nested-dissection blocks: the fastest of 8-24 on a 700 x 500 photo
 
 
 def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
                eps: float = 1e-4, log_guide: bool = False, solver: Solver = "auto",
-               rtol: float = 1e-6, xp: Any = None) -> Any:
+               rtol: float = 1e-6, xp: Any = None, weights: tuple[Any, Any] | None = None) -> Any:
     """Weighted-least-squares edge-preserving smoothing of ``image`` under ``guide``.
 
     Parameters
@@ -76,6 +74,9 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
         Relative residual at which ``"cg"`` stops.
     xp : module, optional
         ``numpy`` or ``cupy``; taken from ``image`` when not given.
+    weights : (wx, wy), optional
+        Smoothness weights ``lam * a``, (H, W-1) and (H-1, W), instead of the guide's
+        (:func:`edge_weights`); ``lam``, ``alpha``, ``eps`` and ``log_guide`` are then unused.
 
     Returns
     -------
@@ -103,7 +104,11 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
     rhs = image.reshape(height, width, -1).astype(xp.float64)
     if lam == 0 or height * width == 1:
         return image.astype(xp.float32)
-    wx, wy = _edge_weights(guide.astype(xp.float64), lam, alpha, eps, log_guide, xp)
+    wx, wy = (edge_weights(guide.astype(xp.float64), lam, alpha, eps, log_guide, xp)
+              if weights is None else (xp.asarray(w, dtype=xp.float64) for w in weights))
+    if wx.shape != (height, width - 1) or wy.shape != (height - 1, width):
+        raise InputError(f"wls_filter: weights of shapes {wx.shape} and {wy.shape} do not fit "
+                         f"a {height} x {width} guide.")
     if solver == "auto":
         solver = "cg" if xp is not np else ("amg" if _direct_too_big(height, width) else "direct")
     if solver in ("direct", "amg") and xp is not np:
@@ -119,7 +124,7 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
 
 
 def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
-           eps: float = 1e-4, scale: float = 1.0) -> Any:
+           eps: float = 1e-4, weights: tuple[Any, Any] | None = None) -> Any:
     """The photo refinement of step 5: ``structure + WLS(result) - WLS(structure)``.
 
     Both images are filtered under the guide ``grey(structure)`` in [0, 1], in one solve (the six
@@ -134,11 +139,9 @@ def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
         The image whose structure the output keeps (A for A', B' for B), on the same device.
     lam, alpha, eps : float
         WLS parameters (the official values are the defaults); see :func:`wls_filter`.
-    scale : float
-        The images' size relative to the image the refinement stands for (below 1 when it is
-        solved on a reduced copy). ``lam`` is taken times ``scale ** 2``: the smoothness term
-        is a sum of squared differences between neighbours, so this keeps the smoothing's reach
-        the same share of the picture as a solve at full size would.
+    weights : (wx, wy), optional
+        Smoothness weights instead of ``grey(structure)``'s, as in :func:`wls_filter` (e.g.
+        :func:`gpuanalogy.upsampling.coarse_weights`: a larger image's, brought to this size).
 
     Returns
     -------
@@ -166,10 +169,9 @@ def refine(result: Any, structure: Any, *, lam: float = 0.8, alpha: float = 1.0,
     xp = _array_module(result)
     res = _to_unit_float(result, xp)
     struct = _to_unit_float(structure, xp)
-    guide = xp.clip(struct @ xp.asarray(_LUMA), 0.0, 1.0)
     both = xp.concatenate([res, struct], axis=2)
-    smooth = wls_filter(both, guide, lam=lam * scale ** 2, alpha=alpha, eps=eps,
-                        xp=xp).astype(xp.float64)
+    smooth = wls_filter(both, grey_guide(struct, xp), lam=lam, alpha=alpha, eps=eps, xp=xp,
+                        weights=weights).astype(xp.float64)
     refined = xp.clip(struct + smooth[..., :3] - smooth[..., 3:], 0.0, 1.0)
     if result.dtype == np.uint8:
         return xp.rint(refined * 255.0).astype(xp.uint8)
@@ -215,8 +217,13 @@ def _to_unit_float(image: Any, xp: Any) -> Any:
                      "Try uint8, or float32 in [0, 1].")
 
 
-def _edge_weights(guide: Any, lam: float, alpha: float, eps: float, log_guide: bool,
-                  xp: Any) -> tuple[Any, Any]:
+def grey_guide(structure: Any, xp: Any) -> Any:
+    """The refinement's guide: the Rec. 601 grey of an (H, W, 3) image in [0, 1], (H, W)."""
+    return xp.clip(structure @ xp.asarray(_LUMA), 0.0, 1.0)
+
+
+def edge_weights(guide: Any, lam: float, alpha: float, eps: float, log_guide: bool,
+                 xp: Any) -> tuple[Any, Any]:
     """``lam * a`` for horizontal pairs, shape (H, W-1), and vertical pairs, shape (H-1, W)."""
     level = xp.log(xp.maximum(guide, 0.0) + _LOG_FLOOR) if log_guide else guide
     wx = lam / (xp.abs(xp.diff(level, axis=1)) ** alpha + eps)
@@ -251,10 +258,9 @@ def system_matrix(wx: np.ndarray, wy: np.ndarray, pixel: np.ndarray) -> Any:
     return sp.coo_matrix((vals, (rows, cols)), shape=(pixel.size, pixel.size))
 
 
-# Memory of the direct solve: SuperLU keeps L and U, whose entries on a nested-dissection order
-# of the 5-point grid grow as n log2 n (George, "Nested dissection of a regular finite element
-# mesh", 1973); both constants were measured on dev-cpu (docs/performance.md, "Outputs above the
-# working size").
+# Memory of the direct solve: SuperLU's L and U on a nested-dissection order of the 5-point grid
+# grow as n log2 n (George, "Nested dissection of a regular finite element mesh", 1973); both
+# constants measured on dev-cpu (docs/performance.md, "Outputs above the working size").
 _LU_BYTES_PER_N_LOG_N = 130
 _SOLVE_BYTES_PER_PIXEL = 200
 

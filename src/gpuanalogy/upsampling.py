@@ -29,10 +29,11 @@ import numpy as np
 from .backend import Backend
 from .errors import InputError
 from .images import resize_image
-from .refinement import refine
+from .refinement import edge_weights, grey_guide, refine
 from .subpixel import box_mean, inverse_symmetric3
 
-__all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change", "refine_guided"]
+__all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change", "refine_guided",
+           "coarse_weights"]
 
 #: Pixels per strip when the coefficients are applied: bounds the memory of that step.
 STRIP_PIXELS = 1 << 20
@@ -167,13 +168,14 @@ def upsample_colour_change(structure: Any, target: Any, guide: np.ndarray, *,
 
 
 def refine_guided(result: np.ndarray, structure: np.ndarray, shape: tuple[int, int], *,
-                  backend: Backend) -> np.ndarray:
+                  backend: Backend, lam: float = 0.8, alpha: float = 1.0, eps: float = 1e-4,
+                  strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
     """The photo refinement of ``result`` solved at the smaller ``shape`` and carried back up.
 
     Both images are reduced (bicubic) to ``shape``; there :func:`gpuanalogy.refinement.refine`
-    runs with ``scale`` the linear size ratio, so that its smoothing reaches as far across the
-    picture as a solve over every input pixel would; the colour change it finds is carried to
-    the input size under ``structure`` by :func:`upsample_colour_change`.
+    solves the full-resolution system coarsened to that size (:func:`coarse_weights`), and
+    the colour change it finds is carried to the input size under ``structure`` by
+    :func:`upsample_colour_change`.
 
     Parameters
     ----------
@@ -184,17 +186,87 @@ def refine_guided(result: np.ndarray, structure: np.ndarray, shape: tuple[int, i
     shape : (int, int)
         (h, w), where the refinement is solved; at most (H, W).
     backend : Backend
+    lam, alpha, eps : float
+        The WLS parameters of the full-resolution system (see
+        :func:`gpuanalogy.refinement.wls_filter`).
+    strip_pixels : int
+        About how many input pixels are processed at once.
 
     Returns
     -------
     refined : ndarray, shape (H, W, 3), uint8, on the host
     """
-    full = structure.shape[:2]
     reduced = resize_image(result, shape).astype(np.float32) / np.float32(255.0)
     small = np.clip(resize_image(structure, shape), 0.0, 1.0)
-    scale = (shape[0] * shape[1] / (full[0] * full[1])) ** 0.5
-    change = refine(backend.asarray(reduced), backend.asarray(small), scale=scale)
-    return upsample_colour_change(backend.asarray(small), change, structure, backend=backend)
+    weights = coarse_weights(structure, shape, lam=lam, alpha=alpha, eps=eps,
+                             strip_pixels=strip_pixels)
+    change = refine(backend.asarray(reduced), backend.asarray(small),
+                    weights=tuple(backend.asarray(w) for w in weights))
+    return upsample_colour_change(backend.asarray(small), change, structure, backend=backend,
+                                  strip_pixels=strip_pixels)
+
+
+def coarse_weights(structure: np.ndarray, shape: tuple[int, int], *, lam: float = 0.8,
+                   alpha: float = 1.0, eps: float = 1e-4, strip_pixels: int = STRIP_PIXELS
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The WLS smoothness weights of ``structure``'s full-resolution system, brought to ``shape``.
+
+    A reduced pixel stands for about ``(H W) / (h w)`` input pixels, and the pairs between
+    two reduced pixels for a block of input pairs: along the pair's direction they act in
+    series, so the block's weight is the inverse of its mean ``1 / a`` (a harmonic mean), and
+    against the data term of the pixels it stands for it counts ``(h w) / (H W)`` times. Where
+    the guide is smooth this is close to the reduced guide's own weights with ``lam`` times
+    the size ratio; where the input has grain the reduced guide has lost it, and these weights
+    still smooth as little as the full-resolution solve does.
+
+    Parameters
+    ----------
+    structure : ndarray, shape (H, W, 3), float in [0, 1], on the host
+    shape : (int, int)
+        (h, w), each at most the input's.
+    lam, alpha, eps : float
+        The full-resolution system's parameters (see :func:`gpuanalogy.refinement.wls_filter`).
+    strip_pixels : int
+        About how many input pixels are processed at once.
+
+    Returns
+    -------
+    wx, wy : ndarray, shapes (h, w-1) and (h-1, w), float64
+    """
+    height, width = structure.shape[:2]
+    low_h, low_w = shape
+    # Per input row, the sums of 1/a over each reduced column's share, then over reduced rows.
+    across_x = np.zeros((height, max(low_w - 1, 0)))
+    across_y = np.zeros((max(height - 1, 0), low_w))
+    cols_x, cols_y = _bins(width - 1, low_w - 1), _bins(width, low_w)
+    rows = max(1, strip_pixels // width)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        grey = grey_guide(np.asarray(structure[top:min(bottom + 1, height)], np.float64), np)
+        wx, wy = edge_weights(grey, 1.0, alpha, eps, False, np)
+        if cols_x.size:
+            across_x[top:bottom] = np.add.reduceat(1.0 / wx[:bottom - top], cols_x, axis=1)
+        if wy.shape[0]:
+            across_y[top:top + wy.shape[0]] = np.add.reduceat(1.0 / wy, cols_y, axis=1)
+    area = low_h * low_w / (height * width)
+    return (_block_weight(across_x, _bins(height, low_h), cols_x, width - 1, lam * area),
+            _block_weight(across_y, _bins(height - 1, low_h - 1), cols_y, width, lam * area))
+
+
+def _bins(size: int, count: int) -> np.ndarray:
+    """Where each of ``count`` contiguous, near-equal bins over ``size`` items starts."""
+    return np.ceil(np.arange(count) * (size / max(count, 1))).astype(np.int64)
+
+
+def _block_weight(column_sums: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray,
+                  columns: int, factor: float) -> np.ndarray:
+    """``factor`` over the mean of ``1 / a`` in each block, from per-row column sums."""
+    if not (row_starts.size and col_starts.size):
+        return np.zeros((row_starts.size, col_starts.size))
+    sums = np.add.reduceat(column_sums, row_starts, axis=0)
+    count_r = np.diff(np.append(row_starts, column_sums.shape[0]))
+    count_c = np.diff(np.append(col_starts, columns))
+    return factor * (count_r[:, None] * count_c[None, :]) / sums
 
 
 def _linear_taps(size: int, low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

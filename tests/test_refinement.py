@@ -146,6 +146,8 @@ def test_refine_clips_uint8():
     lambda: wls_filter(np.zeros((4, 5, 3)), np.zeros((4, 5, 3))),
     lambda: wls_filter(np.zeros((4, 5)), np.zeros((4, 5)), lam=-1.0),
     lambda: wls_filter(np.zeros((4, 5)), np.zeros((4, 5)), solver="qr"),
+    lambda: wls_filter(np.zeros((4, 5)), np.zeros((4, 5)),
+                       weights=(np.ones((4, 5)), np.ones((3, 5)))),
     lambda: refine(np.zeros((4, 5, 3)), np.zeros((4, 6, 3))),
     lambda: refine(np.zeros((4, 5)), np.zeros((4, 5))),
     lambda: refine(np.zeros((4, 5, 3), np.int32), np.zeros((4, 5, 3), np.int32)),

@@ -86,9 +86,9 @@ class AnalogyConfig:
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     refine_upsample : {"guided", "wls"}
         How the refinement reaches an input larger than the working size: "guided" refines the
-        output reduced to the size-ruled size (``gpuanalogy.sizes.refinement_shape``), with its
-        smoothing scaled to reach as far across the picture as at full size, and carries
-        its colour change to the input size under the full-resolution structure image
+        output reduced to the size-ruled size (``gpuanalogy.sizes.refinement_shape``) by the
+        input's WLS system coarsened to that size (``gpuanalogy.upsampling.refine_guided``),
+        and carries its colour change to the input size under the full-resolution structure image
         (``gpuanalogy.upsampling``: memory and time linear in the pixels); "wls" solves the WLS
         system over every input pixel (the official way, whose sparse factorisation needs about
         3 KB a pixel at camera sizes; with pyamg installed, an input whose factorisation does

@@ -14,6 +14,9 @@ Chen et al., "Bilateral guided upsampling", SIGGRAPH Asia 2016):
 3. at full resolution, strip by strip: the planes upsampled bilinearly and applied to the
    full-resolution structure image, ``out = s + M s + c``.
 
+:func:`refine_guided` is the photo refinement done this way: solved on reduced copies, by the
+input's own WLS system brought to the reduced size (:func:`coarse_weights`), then carried up.
+
 Fitting the change rather than the target itself makes the ridge pull towards "the same change
 for every colour" rather than towards a flat colour: where a low-resolution window is flat, the
 full-resolution structure's own detail passes through unchanged. Memory above the working size

@@ -175,3 +175,13 @@ def test_the_multigrid_solve_gives_the_direct_solves_answer_and_auto_takes_it_wh
     monkeypatch.setattr(refinement, "available_bytes", lambda: 10**4)   # direct cannot fit
     np.testing.assert_array_equal(wls_filter(image, guide), amg)
     assert calls == [1]
+
+
+def test_given_weights_replace_the_guides_own_whatever_lam():
+    _, noisy = _noisy_step()
+    wx, wy = edge_weights(noisy.astype(np.float64), 0.8, 1.0, 1e-4, False, np)
+    own = wls_filter(noisy, noisy)
+    np.testing.assert_allclose(wls_filter(noisy, np.zeros_like(noisy), weights=(wx, wy)), own,
+                               atol=1e-6)
+    np.testing.assert_allclose(wls_filter(noisy, noisy, lam=0.0, weights=(wx, wy)), own,
+                               atol=1e-6)

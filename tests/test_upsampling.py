@@ -8,20 +8,20 @@ from scipy.ndimage import gaussian_filter
 from gpuanalogy.backend import cpu_backend
 from gpuanalogy.errors import InputError
 from gpuanalogy.images import resize_image
-from gpuanalogy.refinement import refine
+from gpuanalogy.refinement import edge_weights, grey_guide, refine
 from gpuanalogy.upsampling import (apply_colour_change, coarse_weights, fit_colour_change,
                                     refine_guided, upsample_colour_change)
 
 BACKEND = cpu_backend()
 
 
-def _textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+def _textured(height: int, width: int, seed: int = 0, grain: float = 0.03) -> np.ndarray:
     """Smooth colour regions, a hard edge and fine grain (the full-resolution detail), float32."""
     rng = np.random.default_rng(seed)
     image = gaussian_filter(rng.random((height, width, 3)), (6, 6, 0))
     image = (image - image.min()) / (image.max() - image.min())
     image[height // 3:, width // 2:] = 0.6 * image[height // 3:, width // 2:] + 0.4
-    image += rng.normal(0.0, 0.03, image.shape)      # grain the low resolution cannot see
+    image += rng.normal(0.0, grain, image.shape)     # grain the low resolution cannot see
     return np.clip(0.1 + 0.8 * image, 0.0, 1.0).astype(np.float32)
 
 
@@ -79,10 +79,9 @@ def test_the_coarse_weights_make_the_halved_solve_the_full_ones_halved(grain):
     # the halved images with the full-resolution system's weights brought down, the refinement
     # lands near the full-size solve halved; the halved guide's own weights smooth too far.
     rng = np.random.default_rng(3)
-    structure = np.clip(_textured(96, 128, seed=4) + rng.normal(0, grain, (96, 128, 3)), 0, 1)
+    structure = _textured(96, 128, seed=4, grain=grain)
     change = gaussian_filter(rng.normal(0, 1, structure.shape), (4, 4, 0))
     result = np.clip(structure + 0.1 * change / change.std(), 0, 1).astype(np.float32)
-    structure = structure.astype(np.float32)
     full = _halved(refine(result, structure))
     small = _halved(structure)
     coarse = refine(_halved(result), small, weights=coarse_weights(structure, small.shape[:2]))
@@ -100,6 +99,21 @@ def test_the_coarse_weights_have_the_systems_shapes_whatever_the_strips(shape):
     in_strips = coarse_weights(structure, shape, strip_pixels=300)
     np.testing.assert_allclose(in_strips[0], wx, rtol=1e-12)
     np.testing.assert_allclose(in_strips[1], wy, rtol=1e-12)
+
+
+def test_the_coarse_weights_of_a_plane_are_its_own_times_the_squared_ratios():
+    # A grey plane L = 0.002 x + 0.003 y has the same weight on every pair; brought from
+    # 120 x 90 to 30 x 17 (unequal ratios), each direction's weight is lam times its own
+    # squared size ratio times that; at the input's own size they are the input's weights.
+    y, x = np.mgrid[0:120, 0:90]
+    structure = np.repeat((0.1 + 0.002 * x + 0.003 * y)[..., None], 3, axis=2).astype(np.float32)
+    wx, wy = coarse_weights(structure, (30, 17), lam=0.8)
+    np.testing.assert_allclose(wx, 0.8 * (17 / 90) ** 2 / (0.002 + 1e-4), rtol=1e-3)
+    np.testing.assert_allclose(wy, 0.8 * (30 / 120) ** 2 / (0.003 + 1e-4), rtol=1e-3)
+    textured = _textured(40, 30, seed=6)
+    same = edge_weights(grey_guide(textured.astype(np.float64), np), 0.8, 1.0, 1e-4, False, np)
+    for got, want in zip(coarse_weights(textured, (40, 30)), same):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
 def test_no_change_gives_back_the_guide():
@@ -129,3 +143,7 @@ def test_bad_inputs_say_what_is_wrong():
         fit_colour_change(image, image[:4], backend=BACKEND)
     with pytest.raises(InputError, match="eps > 0"):
         fit_colour_change(image, image, backend=BACKEND, eps=0)
+    with pytest.raises(InputError, match="from 1 x 1 to the input's 8 x 8"):
+        coarse_weights(image, (9, 4))
+    with pytest.raises(InputError, match="need a uint8 result"):
+        refine_guided(image, image, (4, 4), backend=BACKEND)

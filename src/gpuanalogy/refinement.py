@@ -40,7 +40,7 @@ Solver = Literal["auto", "direct", "cg", "amg"]
 # Rec. 601 luma, the weights of OpenCV's BGR2GRAY that the official code uses (here in RGB order).
 _LUMA = np.array([0.299, 0.587, 0.114])
 _LOG_FLOOR = 1e-4   # inside the log when ``log_guide`` is set (black would give -inf)
-_ND_LEAF = 12   # smallest nested-dissection blocks: the fastest of 8-24 on a 700 x 500 photo
+_ND_LEAF = 12   # smallest nested-dissection blocks: of 8, 12, 16, 24, the fastest measured
 
 
 def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
@@ -102,13 +102,13 @@ def wls_filter(image: Any, guide: Any, *, lam: float = 0.8, alpha: float = 1.0,
     _check_wls_inputs(image, guide, lam, alpha, eps, solver)
     height, width = guide.shape
     rhs = image.reshape(height, width, -1).astype(xp.float64)
-    if lam == 0 or height * width == 1:
-        return image.astype(xp.float32)
     wx, wy = (edge_weights(guide.astype(xp.float64), lam, alpha, eps, log_guide, xp)
-              if weights is None else (xp.asarray(w, dtype=xp.float64) for w in weights))
+              if weights is None else [xp.asarray(w, dtype=xp.float64) for w in weights])
     if wx.shape != (height, width - 1) or wy.shape != (height - 1, width):
         raise InputError(f"wls_filter: weights of shapes {wx.shape} and {wy.shape} do not fit "
                          f"a {height} x {width} guide.")
+    if (lam == 0 and weights is None) or height * width == 1:
+        return image.astype(xp.float32)
     if solver == "auto":
         solver = "cg" if xp is not np else ("amg" if _direct_too_big(height, width) else "direct")
     if solver in ("direct", "amg") and xp is not np:

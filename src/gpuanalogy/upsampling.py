@@ -1,6 +1,6 @@
-"""Edge-aware upsampling of a colour change: found at the working size, applied at full size.
+"""Edge-aware upsampling of a colour change: found at a reduced size, applied at full size.
 
-The photo refinement is solved at the working size, where it is cheap; what it found is carried
+The photo refinement is solved on reduced copies, where it is cheap; what it found is carried
 to the input resolution by the colour guided filter's local affine model (He, Sun and Tang,
 "Guided image filtering", ECCV 2010 / TPAMI 2013), fitted at low resolution and applied at full
 resolution, as in guided upsampling (Kopf et al., "Joint bilateral upsampling", SIGGRAPH 2007;
@@ -199,13 +199,16 @@ def refine_guided(result: np.ndarray, structure: np.ndarray, shape: tuple[int, i
     -------
     refined : ndarray, shape (H, W, 3), uint8, on the host
     """
-    reduced = resize_image(result, shape).astype(np.float32) / np.float32(255.0)
-    small = np.clip(resize_image(structure, shape), 0.0, 1.0)
+    if result.dtype != np.uint8 or result.shape != structure.shape:
+        raise InputError(f"refine_guided: need a uint8 result of the structure's shape "
+                         f"{structure.shape}, got {result.dtype} {result.shape}.")
     weights = coarse_weights(structure, shape, lam=lam, alpha=alpha, eps=eps,
                              strip_pixels=strip_pixels)
-    change = refine(backend.asarray(reduced), backend.asarray(small),
+    reduced = resize_image(result, shape).astype(np.float32) / np.float32(255.0)
+    small = backend.asarray(np.clip(resize_image(structure, shape), 0.0, 1.0))
+    change = refine(backend.asarray(reduced), small,
                     weights=tuple(backend.asarray(w) for w in weights))
-    return upsample_colour_change(backend.asarray(small), change, structure, backend=backend,
+    return upsample_colour_change(small, change, structure, backend=backend,
                                   strip_pixels=strip_pixels)
 
 
@@ -214,19 +217,22 @@ def coarse_weights(structure: np.ndarray, shape: tuple[int, int], *, lam: float 
                    ) -> tuple[np.ndarray, np.ndarray]:
     """The WLS smoothness weights of ``structure``'s full-resolution system, brought to ``shape``.
 
-    A reduced pixel stands for about ``(H W) / (h w)`` input pixels, and the pairs between
-    two reduced pixels for a block of input pairs: along the pair's direction they act in
-    series, so the block's weight is the inverse of its mean ``1 / a`` (a harmonic mean), and
-    against the data term of the pixels it stands for it counts ``(h w) / (H W)`` times. Where
-    the guide is smooth this is close to the reduced guide's own weights with ``lam`` times
-    the size ratio; where the input has grain the reduced guide has lost it, and these weights
-    still smooth as little as the full-resolution solve does.
+    A reduced pixel stands for ``(H / h) (W / w)`` input pixels, and a pair of reduced pixels
+    side by side for a block of input pairs: ``W / w`` of them in series along the pair's
+    direction, ``H / h`` rows of them side by side. Against the data term of the pixels it
+    stands for, a uniform block's weight so counts ``(w / W) ** 2`` times an input pair's
+    (``(h / H) ** 2`` for vertical pairs). The block's weight is the inverse of its mean
+    ``1 / a``: the harmonic mean that pairs in series call for, taken over the rows side by
+    side as well (a simplification: those would call for the plain mean; the harmonic one
+    smooths a little less). Where the guide is smooth this is close to the reduced guide's
+    own weights with ``lam`` times the size ratio; where the input has grain the reduced guide
+    has lost it, and these weights still smooth as little as the full-resolution solve does.
 
     Parameters
     ----------
     structure : ndarray, shape (H, W, 3), float in [0, 1], on the host
     shape : (int, int)
-        (h, w), each at most the input's.
+        (h, w), each from 1 to the input's.
     lam, alpha, eps : float
         The full-resolution system's parameters (see :func:`gpuanalogy.refinement.wls_filter`).
     strip_pixels : int
@@ -238,6 +244,9 @@ def coarse_weights(structure: np.ndarray, shape: tuple[int, int], *, lam: float 
     """
     height, width = structure.shape[:2]
     low_h, low_w = shape
+    if not (1 <= low_h <= height and 1 <= low_w <= width):
+        raise InputError(f"coarse_weights: shape {tuple(shape)} must be from 1 x 1 to the "
+                         f"input's {height} x {width}.")
     # Per input row, the sums of 1/a over each reduced column's share, then over reduced rows.
     across_x = np.zeros((height, max(low_w - 1, 0)))
     across_y = np.zeros((max(height - 1, 0), low_w))
@@ -251,9 +260,10 @@ def coarse_weights(structure: np.ndarray, shape: tuple[int, int], *, lam: float 
             across_x[top:bottom] = np.add.reduceat(1.0 / wx[:bottom - top], cols_x, axis=1)
         if wy.shape[0]:
             across_y[top:top + wy.shape[0]] = np.add.reduceat(1.0 / wy, cols_y, axis=1)
-    area = low_h * low_w / (height * width)
-    return (_block_weight(across_x, _bins(height, low_h), cols_x, width - 1, lam * area),
-            _block_weight(across_y, _bins(height - 1, low_h - 1), cols_y, width, lam * area))
+    return (_block_weight(across_x, _bins(height, low_h), cols_x, width - 1,
+                          lam * (low_w / width) ** 2),
+            _block_weight(across_y, _bins(height - 1, low_h - 1), cols_y, width,
+                          lam * (low_h / height) ** 2))
 
 
 def _bins(size: int, count: int) -> np.ndarray:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from highres import photo  # noqa: E402
 
 from gpuanalogy import multigrid, refinement  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """One pair from images in memory to a complete output folder, as ``run``, ``demo`` and ``batch``
-do it, and the peak memory it took.
+do it.
 
 :func:`run_pair` is :func:`compute_pair` then :func:`write_pair`; a batch on a cluster computes
 on a worker and writes on the client.
@@ -12,13 +12,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import AnalogyConfig
 from ..errors import DeviceMemoryError
+from ..memory import PeakMemory
 from ..outputs import versions, write_result
 from ..levels import LevelStep
 from ..pipeline import AnalogyResult, Progress, SizeNotice, analogy, level_preview
@@ -118,36 +118,3 @@ def _with_file_names(message: str, images: tuple[np.ndarray, np.ndarray],
 
 def _print_notice(text: str) -> None:
     print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
-
-
-class PeakMemory:
-    """Peak resident memory of this process during a ``with`` block, in MiB.
-
-    On Linux the kernel's high-water mark is reset at entry (``/proc/self/clear_refs``) and read
-    at exit, so the figure belongs to the block alone; elsewhere it is the process's peak so far.
-    """
-
-    megabytes: float = 0.0
-
-    def __enter__(self) -> "PeakMemory":
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.megabytes = round(_peak_rss_bytes() / 2**20, 1)
-
-
-def _peak_rss_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource  # noqa: PLC0415
-
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale

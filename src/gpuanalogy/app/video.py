@@ -39,7 +39,7 @@ from ..visualize import make_sheet, nnf_to_color
 from .batch import load_network
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
-from .pair import PeakMemory
+from ..memory import PeakMemory
 from .progress import BatchProgress
 from .resume import exclusive, remove_leftovers
 

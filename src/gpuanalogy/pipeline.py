@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from . import subpixel
-from .backend import Backend, DeviceName, get_backend
+from .backend import Backend, DeviceName
 from .checks import to_float_image
 from .config import AnalogyConfig
-from .errors import InputError
+from .features import network_for
 from .fields import Field
 from .images import resize_image
 from .levels import (
@@ -142,25 +142,11 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     config = config or AnalogyConfig()
     a_in = to_float_image(a, name="a")
     bp_in = to_float_image(b_prime, name="b_prime")
-    model = model_for(model, backend if backend is not None else config.device, config)
+    model = network_for(model, backend if backend is not None else config.device, config.weights)
     check_memory((a_in.shape[:2], bp_in.shape[:2]), config, on_host=model.backend.on_host)
     with model.backend.out_of_memory_as_error(
             f"analogy of {a_in.shape[1]}x{a_in.shape[0]} and {bp_in.shape[1]}x{bp_in.shape[0]}"):
         return _analogy(a_in, bp_in, config, model, on_progress, on_level)
-
-
-def model_for(model: Any, device: Backend | DeviceName, config: AnalogyConfig) -> Any:
-    """The network to run: ``model`` when it runs where ``device`` says, else a new one."""
-    from .features import VGG19  # noqa: PLC0415 - loads ONNX Runtime; kept off import time
-
-    if model is None:
-        return VGG19(config.weights, device)
-    wanted = get_backend(device, quiet=True) if not isinstance(device, Backend) else device
-    if device != "auto" and model.backend.name != wanted.name:
-        raise InputError(f"the model given runs on {model.backend.name} but device "
-                         f"{getattr(device, 'name', device)!r} was asked for; pass a model "
-                         f"made for that device, or none")
-    return model
 
 
 def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: Any,

@@ -40,7 +40,8 @@ from .levels import (
     LEVELS, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields, pyramid)
 from .motion import carry_field, carry_map, carry_positions, estimate_motion, motion_from_flow
 from .nnf import nnf_energy
-from .pipeline import AnalogyResult, model_for, render, total_steps, working_images
+from .features import network_for
+from .pipeline import AnalogyResult, render, total_steps, working_images
 from .sizes import check_memory
 from .timing import Clock, Progress, StepReporter
 
@@ -147,8 +148,8 @@ class Clip:
                  backend: Backend | DeviceName | None = None) -> None:
         self.config = config or AnalogyConfig()
         self.video = video or VideoConfig()
-        self.model = model_for(model, backend if backend is not None else self.config.device,
-                               self.config)
+        self.model = network_for(model, backend if backend is not None else self.config.device,
+                                 self.config.weights)
         self.backend: Backend = self.model.backend
         self.b_prime = working_images("b_prime", to_float_image(b_prime, name="b_prime"),
                                       self.config)

@@ -34,6 +34,7 @@ import numpy as np
 from .. import __version__
 from ..config import AnalogyConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, error_reason, printable
+from ..features import load_network
 from ..files import check_output_dir, write_json
 from ..images import read_image
 from . import pair as pair_module
@@ -42,7 +43,7 @@ from .pairs import SUMMARY, Pair, pairs_from_argument
 from .progress import BatchProgress
 from .resume import PARTIAL, exclusive, move_into_place, remove_leftovers, remove_tree, up_to_date
 
-__all__ = ["PairResult", "run_pairs", "plan", "load_network", "read_inputs", "write_into_place",
+__all__ = ["PairResult", "run_pairs", "plan", "read_inputs", "write_into_place",
            "pair_outcome", "summary_table", "command"]
 
 
@@ -80,7 +81,8 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
         files) is removed first.
     load_model : callable, optional
         ``load_model(config)`` returns the network, called once, at the first pair that needs
-        computing. Defaults to ``gpuanalogy.features.VGG19(config.weights, config.device)``.
+        computing. Defaults to ``gpuanalogy.features.load_network(config.weights,
+        config.device)``.
     save_levels : bool
         Also write each level's A' and B.
     progress : BatchProgress, optional
@@ -103,7 +105,6 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
         The network could not be loaded (every pair would fail).
     """
     out = check_output_dir(outdir)
-    load_model = load_model or load_network
     with exclusive(out):
         results = plan(pairs, out, save_levels)
         progress = progress or BatchProgress(len(pairs))
@@ -115,7 +116,7 @@ def run_pairs(pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
                 progress.start_pair(index, result.pair.name)
                 if result.status != "skipped":
                     if not loaded:
-                        model, loaded = load_model(result.pair.config), True
+                        model, loaded = _load(result.pair.config, load_model), True
                     _run_one(result, out, model, save_levels, progress, debug)
                 progress.end_pair(result)
                 if on_update:
@@ -142,11 +143,10 @@ def plan(pairs: Sequence[Pair], out: Path, save_levels: bool) -> list[PairResult
     return results
 
 
-def load_network(config: AnalogyConfig) -> Any:
-    """The network ``config`` asks for: VGG-19 with its weights, on its device."""
-    from ..features import VGG19  # noqa: PLC0415 - loads ONNX Runtime
-
-    return VGG19(config.weights, config.device)
+def _load(config: AnalogyConfig, load_model: Callable[[AnalogyConfig], Any] | None) -> Any:
+    if load_model is not None:
+        return load_model(config)
+    return load_network(config.weights, config.device)
 
 
 def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,

@@ -36,7 +36,6 @@ from ..files import check_output_dir, write_json
 from ..images import read_image, write_image
 from ..outputs import versions, write_field
 from ..visualize import make_sheet, nnf_to_color
-from .batch import load_network
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
 from ..memory import PeakMemory
@@ -78,8 +77,7 @@ def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any
     first = next((f.index for f in frames if not frame_complete(out, f, key)), len(frames))
     progress = BatchProgress(len(frames), to_run=len(frames) - first, unit="frame",
                              skip_first=first == 0)
-    clip = Clip(b_prime, config, video=video, model=load_network(config)) \
-        if first < len(frames) else None
+    clip = Clip(b_prime, config, video=video) if first < len(frames) else None
     records: list[dict[str, Any]] = []
     shown = {0, len(frames) // 2, len(frames) - 1}
     inputs: dict[int, np.ndarray] = {}

@@ -20,7 +20,8 @@ from PIL import Image
 from processes import kill_when
 
 from gpuanalogy.app import batch, pair as pair_module, pairs as pair_sources, progress, resume
-from gpuanalogy.app.batch import PairResult, run_pairs
+from gpuanalogy.app.batch import run_pairs
+from gpuanalogy.app.pair import PairResult
 from gpuanalogy.app.main import main
 from gpuanalogy.app.pairs import Pair, read_pairs_csv
 from gpuanalogy.app.progress import BatchProgress

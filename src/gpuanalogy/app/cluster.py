@@ -1,7 +1,7 @@
 """``gpuanalogy batch`` on a Dask cluster: ``--workers N``, ``--workers gpus``, ``--scheduler``.
 
 The client (this process) does everything that touches files: it reads the pairs, finds what is
-already complete (:func:`gpuanalogy.app.batch.plan`), reads each pair's two images and sends them;
+already complete (:func:`gpuanalogy.app.pair.plan`), reads each pair's two images and sends them;
 a worker computes the analogy with the network it keeps for every pair
 (:func:`compute_on_worker`) and sends the results back; the client writes each pair's folder by
 the protocol of :mod:`gpuanalogy.app.resume`. No file system is shared, and a killed client
@@ -37,7 +37,7 @@ from ..errors import GpuAnalogyError, InputError
 from ..features import load_network
 from ..files import check_output_dir
 from . import pair as pair_module
-from .batch import PairResult, pair_outcome, plan, read_inputs, write_into_place
+from .pair import PairResult, pair_outcome, plan, read_inputs, write_into_place
 from .pairs import Pair
 from .progress import BatchProgress
 from .resume import exclusive
@@ -138,10 +138,7 @@ def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathL
     distributed = _import("distributed", "dask[distributed]", "distributed")
     out = check_output_dir(outdir)
     with exclusive(out):
-        results = plan(pairs, out, save_levels)
-        progress = progress or BatchProgress(len(pairs))
-        progress.total = len(pairs)
-        progress.to_run = sum(r.status == "pending" for r in results)
+        results, progress = plan(pairs, out, save_levels, progress)
         waiting = deque(i for i, r in enumerate(results) if r.status == "pending")
         for index, result in enumerate(results):
             if result.status == "skipped":

@@ -34,7 +34,7 @@ from .levels import (
     LEVELS, Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
     pyramid)
 from .refinement import refine
-from .sizes import check_memory, refinement_shape, working_shape
+from .sizes import check_memory, guided_refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
 from .texture import grid_scale, textured_vote
 from .upsampling import refine_guided
@@ -310,15 +310,11 @@ def working_images(name: str, image: np.ndarray, config: AnalogyConfig) -> Image
 
 def _refined(output: np.ndarray, layout: Images, config: AnalogyConfig,
              backend: Backend) -> np.ndarray:
-    """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
-
-    For an input no larger than :func:`gpuanalogy.sizes.refinement_shape`, or with
-    ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it,
-    :func:`gpuanalogy.upsampling.refine_guided` at that size.
-    """
-    full = layout.full.shape[:2]
-    shape = refinement_shape(full, config)
-    if config.refine_upsample == "wls" or shape == full:
+    """The refined ``output`` (uint8, at ``layout``'s input size), back on the host: the WLS
+    refinement of ``output`` itself, or :func:`gpuanalogy.upsampling.refine_guided` at the
+    size :func:`gpuanalogy.sizes.guided_refinement_shape` gives."""
+    shape = guided_refinement_shape(layout.full.shape[:2], config)
+    if shape is None:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
     return refine_guided(output, layout.full, shape, backend=backend)

@@ -7,7 +7,6 @@ checks.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .checks import to_host
-from .files import check_output_dir, write_json, write_npy, write_npz
+from .files import check_output_dir, read_json, write_json, write_npy, write_npz
 from .images import write_image
 from .config import AnalogyConfig
 from .pipeline import AnalogyResult
@@ -127,14 +126,22 @@ def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,
     return make_sheet(rows)
 
 
-def is_complete(outdir: str | os.PathLike) -> bool:
-    """True when ``outdir/run.json`` exists, parses, and every file it lists is present."""
-    path = Path(outdir) / "run.json"
+def complete_record(path: str | os.PathLike, folder: str | os.PathLike | None = None
+                    ) -> dict[str, Any] | None:
+    """The JSON record at ``path`` when it parses and every file it lists (``"files"``, relative
+    to ``folder``, by default the record's own) is present; else None. An output folder
+    (``run.json``) or a video frame (its record) is finished when its record is complete."""
+    record = read_json(path)
+    base = Path(path).parent if folder is None else Path(folder)
     try:
-        record = json.loads(path.read_text())
-        return all((Path(outdir) / name).is_file() for name in record["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return record if all((base / name).is_file() for name in record["files"]) else None
+    except (KeyError, TypeError):
+        return None
+
+
+def is_complete(outdir: str | os.PathLike) -> bool:
+    """True when ``outdir/run.json`` is complete (:func:`complete_record`)."""
+    return complete_record(Path(outdir) / "run.json") is not None
 
 
 def versions() -> dict[str, str]:

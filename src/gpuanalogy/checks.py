@@ -14,7 +14,7 @@ import numpy as np
 from .errors import InputError, error_reason, printable
 
 __all__ = ["MIN_SIDE", "MAX_PIXELS", "to_host", "to_float_image", "check_size", "patch_half",
-           "shape2", "check_nnf"]
+           "shape2", "check_nnf", "check_warp"]
 
 #: Smallest side, in pixels, of an image the method accepts. The deepest feature layer
 #: (relu5_1) sits behind four 2x poolings, so its map is 1/16 of the input: a 16 px side
@@ -179,12 +179,24 @@ def shape2(name: str, shape: Any) -> tuple[int, int]:
 
 
 def check_nnf(nnf: Any, shape_b: tuple[int, ...] | None = None) -> None:
-    """An (H, W, 2) field, and with ``shape_b`` one whose values lie in B (reads the device)."""
+    """An (H, W, 2) field, and with ``shape_b`` one whose values (whole pixels or fractions)
+    lie in B: from 0 to ``shape_b - 1`` on each axis (reads the device)."""
     if nnf.ndim != 3 or nnf.shape[2] != 2:
         raise InputError(f"nnf has shape {tuple(nnf.shape)}; expected (H, W, 2).")
     if shape_b is None:
         return
     rows, cols = nnf[:, :, 0], nnf[:, :, 1]
-    if (int(rows.min()) < 0 or int(rows.max()) >= shape_b[0] or int(cols.min()) < 0
-            or int(cols.max()) >= shape_b[1]):
+    if (float(rows.min()) < 0 or float(rows.max()) > shape_b[0] - 1 or float(cols.min()) < 0
+            or float(cols.max()) > shape_b[1] - 1):
         raise InputError(f"nnf points outside B, whose size is {tuple(shape_b[:2])}.")
+
+
+def check_warp(source: Any, nnf: Any, patch_size: int) -> int:
+    """The arguments of an average-voting warp: a source map (H_B, W_B, C), a field
+    (H_A, W_A, 2) whose values lie in it and an odd patch side. Returns half the side."""
+    check_nnf(nnf)
+    half = patch_half(patch_size)
+    if source.ndim != 3:
+        raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
+    check_nnf(nnf, source.shape)
+    return half

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .checks import to_host
+from .fields import field_file_arrays
 from .files import check_output_dir, read_json, write_json, write_npy, write_npz
 from .images import write_image
 from .config import AnalogyConfig
@@ -101,13 +101,8 @@ def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_fo
         write_npy(out / f"{name}.npy", fields[side].astype(field_format))
         return f"{name}.npy"
     work = result.fields_work[side]  # type: ignore[index]
-    values = to_host(work.values, name)
-    if not work.subpixel:
-        values = values.astype(np.int16 if values.max(initial=0) < 2**15 else np.int32)
-    write_npz(out / f"{name}.npz", values=values, shape_b=np.array(work.shape_b),
-              shape_a_full=np.array(fields[side].shape[:2]),
-              shape_b_full=np.array(fields[1 - side].shape[:2]),
-              subpixel=np.array(work.subpixel))
+    write_npz(out / f"{name}.npz",
+              **field_file_arrays(work, fields[side].shape[:2], fields[1 - side].shape[:2]))
     return f"{name}.npz"
 
 

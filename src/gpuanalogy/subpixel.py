@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend
-from .checks import patch_half
+from .checks import check_warp
 from .errors import InputError
 
 __all__ = ["align", "warp", "vote", "upsample_nnf"]
@@ -110,35 +110,15 @@ def align(structure: Any, source: Any, nnf: Any, *, backend: Backend, radius: fl
 
 
 def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
-    """Average voting through a sub-pixel field: ``gpuanalogy.nnf.warp`` with bilinear samples.
+    """Average voting through a sub-pixel field: :func:`gpuanalogy.nnf.warp` (the same
+    arguments, checks and result) with bilinear samples, for an (H_A, W_A, 2) float ``nnf``.
 
     ``out(p) = mean of source(nnf(p + d) - d)`` over the patch offsets ``d`` with ``p + d`` in
     A and ``nnf(p + d) - d`` in B (``d = 0`` always counts). A field of whole numbers gives what
     ``gpuanalogy.nnf.warp`` gives.
-
-    Parameters
-    ----------
-    source : array, shape (H_B, W_B, C)
-    nnf : array, shape (H_A, W_A, 2), float
-        Values must lie in B.
-    patch_size : int
-        Odd voting patch side.
-    backend : Backend
-
-    Returns
-    -------
-    array, shape (H_A, W_A, C), float32
     """
-    xp = backend.xp
-    half = patch_half(patch_size)
-    if source.ndim != 3 or nnf.ndim != 3 or nnf.shape[2] != 2:
-        raise InputError("warp needs source (H, W, C) and nnf (H, W, 2).")
-    nnf = xp.asarray(nnf, dtype=xp.float32)
-    hb, wb = source.shape[:2]
-    if not (bool((nnf >= 0).all()) and float(nnf[..., 0].max()) <= hb - 1
-            and float(nnf[..., 1].max()) <= wb - 1):
-        raise InputError(f"nnf points outside B, whose size is {(hb, wb)}.")
-    return vote(source, nnf, half, backend)
+    nnf = backend.xp.asarray(nnf, dtype=backend.xp.float32)
+    return vote(source, nnf, check_warp(source, nnf, patch_size), backend)
 
 
 def vote(source: Any, nnf: Any, half: int, backend: Backend) -> Any:

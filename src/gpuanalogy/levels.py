@@ -23,7 +23,7 @@ from .patchmatch import normalize_features, patchmatch
 from .vgg_graphs import LEVEL_NAMES
 
 __all__ = ["LEVELS", "Pyramids", "Deconvolution", "LevelStep", "LevelSolver", "coarse_to_fine",
-           "pyramid", "initial_fields"]
+           "level_stages", "pyramid", "initial_fields"]
 
 #: The levels of the loop, coarse to fine (relu5_1 .. relu1_1).
 LEVELS = (5, 4, 3, 2, 1)
@@ -106,6 +106,13 @@ def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field
         steps.append(done)
         nnf_ab, nnf_ba = done.next_ab, done.next_ba  # type: ignore[assignment]
     return steps
+
+
+def level_stages() -> list[tuple[str, int]]:
+    """The (stage, level) pairs :class:`LevelSolver` reports over the loop, in order: the
+    search at every level, the deconvolution at every level but the last."""
+    return [(stage, level) for level in LEVELS
+            for stage in ("patchmatch", "deconvolution")[:1 if level == 1 else 2]]
 
 
 def pyramid(model: Any, image: Any) -> dict[int, Any]:

@@ -31,8 +31,8 @@ from .features import network_for
 from .fields import Field
 from .images import resize_image
 from .levels import (
-    LEVELS, Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
-    pyramid)
+    Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
+    level_stages, pyramid)
 from .refinement import refine
 from .sizes import check_memory, guided_refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
@@ -154,7 +154,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
              on_level: Callable[[LevelStep], None] | None) -> AnalogyResult:
     backend = model.backend
     clock = Clock(backend)
-    report = StepReporter(on_progress, total=total_steps(config))
+    report = StepReporter(on_progress, run_stages(config))
 
     # 1. Working size (announced before anything runs) and features.
     a, bp = working_images("a", a_in, config), working_images("b_prime", bp_in, config)
@@ -213,7 +213,7 @@ def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
     images_bp = _images(bp_in, working_shape(bp_in.shape[:2], config))
     clock = Clock(backend)
     result = _outputs(images_a, images_bp, nnf_ab, nnf_ba, config, backend, clock,
-                      StepReporter(None, 0))
+                      StepReporter(None, output_stages(config)))
     result.timings = dict(clock.seconds)
     return result
 
@@ -242,10 +242,18 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: Analog
     return result
 
 
-def total_steps(config: AnalogyConfig, extra: int = 0) -> int:
-    """The stages one analogy reports: features, 2 per level but the last, output, the
-    optional sub-pixel alignment and refinement, and ``extra`` more."""
-    return 2 * len(LEVELS) - 1 + 2 + config.subpixel + config.refine + extra
+def run_stages(config: AnalogyConfig, *, motion: bool = False) -> list[tuple[str, int]]:
+    """The (stage, level) pairs one analogy reports, in order (its :class:`StepReporter`'s
+    plan): the features, the motion for a frame started from the one before (``motion``),
+    the loop's (:func:`gpuanalogy.levels.level_stages`), then :func:`output_stages`."""
+    return [("features", 5), *([("motion", 5)] if motion else []), *level_stages(),
+            *([("subpixel", 0)] if config.subpixel else []), *output_stages(config)]
+
+
+def output_stages(config: AnalogyConfig) -> list[tuple[str, int]]:
+    """The stages that make the outputs from the level-1 fields: the vote, then the
+    refinement when ``config.refine``."""
+    return [("output", 0), *([("refinement", 0)] if config.refine else [])]
 
 
 def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,

@@ -41,7 +41,7 @@ from .levels import (
 from .motion import carry_field, carry_map, carry_positions, estimate_motion, motion_from_flow
 from .nnf import nnf_energy
 from .features import network_for
-from .pipeline import AnalogyResult, render, total_steps, working_images
+from .pipeline import AnalogyResult, render, run_stages, working_images
 from .sizes import check_memory
 from .timing import Clock, Progress, StepReporter
 
@@ -210,7 +210,7 @@ class Clip:
                on_progress: Callable[[Progress], None] | None) -> AnalogyResult:
         config, backend, previous = self.config, self.backend, self.previous
         clock = Clock(backend)
-        report = StepReporter(on_progress, total=total_steps(config, extra=previous is not None))
+        report = StepReporter(on_progress, run_stages(config, motion=previous is not None))
         a = working_images(name, a_in, config)
         report("features", 5)
         with clock("features"):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalogyConfig
-from ..errors import DeviceMemoryError, GpuAnalogyError, InputError, error_reason, printable
+from ..errors import GpuAnalogyError, InputError, error_reason, printable
 from ..images import read_image
 from ..memory import PeakMemory
 from ..outputs import versions, write_result
@@ -81,28 +81,20 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     print on stderr at once). The memory check's refusal names the input files too.
     """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
-        text = str(message)
-        for generic, given in zip(("a", "b_prime"), names):
-            if text.startswith(f"{generic}: "):
-                text = f"{given}: {text[len(generic) + 2:]}"
-        (on_notice or _print_notice)(text)
+        (on_notice or _print_notice)(str(message))
 
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def preview(step: LevelStep) -> None:
-        levels[step.level] = level_preview(step, a, b_prime, config)
+        levels[step.level] = level_preview(step, config)
 
     peak = PeakMemory()
     with peak, warnings.catch_warnings():
         warnings.simplefilter("always", SizeNotice)
-        warnings.showwarning = notice  # notices print at once, naming the input files
+        warnings.showwarning = notice  # notices print at once
         start = time.perf_counter()
-        try:
-            result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
-                             on_level=preview if save_levels else None)
-        except DeviceMemoryError as error:
-            raise DeviceMemoryError(_with_file_names(str(error), (a, b_prime), names)
-                                    ) from error
+        result = analogy(a, b_prime, config, names=names, model=model, on_progress=on_progress,
+                         on_level=preview if save_levels else None)
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
@@ -116,17 +108,6 @@ def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
     """Write a computed pair's folder (run.json last); returns the run.json record."""
     return write_result(outdir, computed.result, a=a, b_prime=b_prime, config=config,
                         extra=computed.extra, levels=computed.levels)
-
-
-def _with_file_names(message: str, images: tuple[np.ndarray, np.ndarray],
-                     names: tuple[str, str]) -> str:
-    """``message`` with the inputs named as files: the memory check calls them "a" and
-    "b_prime" (``gpuanalogy.sizes.check_memory``)."""
-    def inputs(labels: tuple[str, str]) -> str:
-        return " and ".join(f"{label} {x.shape[1]}x{x.shape[0]}"
-                            for label, x in zip(labels, images))
-
-    return message.replace(inputs(("a", "b_prime")), inputs(names), 1)
 
 
 def _print_notice(text: str) -> None:

@@ -65,10 +65,11 @@ def command(args: argparse.Namespace) -> int:
         for folder in (out / "frames", out / "fields"):
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
-        return _run(source, b_prime, out, key, config, video, debug=args.debug)
+        return _run(source, (b_prime, os.fspath(args.b_prime)), out, key, config, video,
+                    debug=args.debug)
 
 
-def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any],
+def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: dict[str, Any],
          config: AnalogyConfig, video: VideoConfig, *, debug: bool) -> int:
     from ..video import Clip  # noqa: PLC0415 - loads the method only once the inputs are read
 
@@ -76,7 +77,8 @@ def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any
     first = next((f.index for f in frames if not frame_complete(out, f, key)), len(frames))
     progress = BatchProgress(len(frames), to_run=len(frames) - first, unit="frame",
                              skip_first=first == 0)
-    clip = Clip(b_prime, config, video=video) if first < len(frames) else None
+    b_prime, name = exemplar
+    clip = Clip(b_prime, config, video=video, name=name) if first < len(frames) else None
     records: list[dict[str, Any]] = []
     shown = {0, len(frames) // 2, len(frames) - 1}
     inputs: dict[int, np.ndarray] = {}

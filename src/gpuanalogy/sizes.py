@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .config import AnalogyConfig
 from .errors import DeviceMemoryError
 from .memory import available_bytes, in_words
-from .refinement import direct_solve_bytes, wls_solve_bytes
+from .wls_system import direct_solve_bytes, wls_solve_bytes
 from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
 from .upsampling import STRIP_PIXELS
 

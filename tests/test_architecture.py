@@ -1,5 +1,5 @@
 """The module map of docs/architecture.md holds: imports go one way and never in a circle, no
-module uses another's private names, subclasses override only named points, and modules stay small."""
+module uses another's private names, subclasses override only named points, modules stay small."""
 from __future__ import annotations
 
 import ast

@@ -31,18 +31,25 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def package_from(name: str, node: ast.ImportFrom) -> list[str] | None:
+    """The package module a ``from ... import`` in module ``name`` reads from, as its parts
+    (``gpuanalogy.`` left off); None for a module outside the package."""
+    if node.level:
+        package = name.split(".")[:-1]
+        base = package[:len(package) - (node.level - 1)]
+        return [*base, *(node.module.split(".") if node.module else [])]
+    if node.module and node.module.split(".")[0] == "gpuanalogy":
+        return node.module.split(".")[1:]
+    return None
+
+
 def imports(name: str, path: Path) -> set[str]:
     """The package modules ``name`` imports (``gpuanalogy.`` left off)."""
-    package = name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[:len(package) - (node.level - 1)]
-                target = [*base, *(node.module.split(".") if node.module else [])]
-            elif node.module and node.module.split(".")[0] == "gpuanalogy":
-                target = node.module.split(".")[1:]
-            else:
+            target = package_from(name, node)
+            if target is None:
                 continue
             for alias in node.names:   # "from . import nnf" names a module
                 candidate = ".".join([*target, alias.name])
@@ -125,14 +132,8 @@ def test_no_private_name_is_used_across_modules(name):
     tree = ast.parse(modules()[name].read_text(encoding="utf-8"))
     bound = {}   # names bound to package modules -> the module
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[:len(package) - (node.level - 1)]
-                target = [*base, *(node.module.split(".") if node.module else [])]
-            elif node.module and node.module.split(".")[0] == "gpuanalogy":
-                target = node.module.split(".")[1:]
-            else:
-                continue
+        target = package_from(name, node) if isinstance(node, ast.ImportFrom) else None
+        if target is not None:
             for alias in node.names:
                 module = ".".join([*target, alias.name])
                 if module in modules():

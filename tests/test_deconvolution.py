@@ -92,3 +92,46 @@ def _least_squares_problems(count):
         x_true = rng.normal(size=(2, 3, 4)).astype(np.float32)
         problems.append((Quadratic(m), np.zeros_like(x_true), (m @ x_true.ravel()).reshape(30, 1, 1)))
     return problems
+
+
+def _slow_problem(residual):
+    """A least-squares deconvolution that L-BFGS needs hundreds of iterations for (singular
+    values 1 to 1000), with a target ``residual`` away from the network's range, so that with
+    a residual the loss levels off at a floor."""
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(400, 400)))
+    m = (q * np.logspace(0, 3, 400))[:, :300]
+    x_true = rng.normal(size=(3, 10, 10)).astype(np.float32)
+    off_range = q[:, 300:] @ rng.normal(size=100)
+    target = m @ x_true.ravel() + residual * off_range / np.linalg.norm(off_range)
+    return Quadratic(m), np.zeros_like(x_true), target.reshape(400, 1, 1)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_official_makes_exactly_the_iterations_asked(optimizer):
+    for max_iter in (7, 40):
+        _, _, stats = deconvolve(*_slow_problem(30.0), max_iter=max_iter, history=4,
+                                 optimizer=optimizer, stop="official", backend=cpu_backend())
+        assert (stats.iterations, stats.stop) == (max_iter, "max_iterations")
+        assert (stats.rule, stats.max_iterations) == ("official", max_iter)
+        assert len(stats.losses) == max_iter + 1
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_adaptive_stops_once_the_loss_levels_off(optimizer):
+    from gpuanalogy.deconvolution import ADAPTIVE_STOP
+
+    rule = ADAPTIVE_STOP
+    _, _, stats = deconvolve(*_slow_problem(30.0), max_iter=300, history=4, optimizer=optimizer,
+                             stop="adaptive", backend=cpu_backend())
+    k, f = stats.iterations, stats.losses
+    assert (stats.stop, stats.rule, stats.max_iterations) == ("plateau", "adaptive", 300)
+    assert max(rule.min_iter, rule.window) <= k < 300 and len(f) == k + 1
+    assert f[k - rule.window] - f[k] < rule.tol * f[k]
+    assert all(f[j - rule.window] - f[j] >= rule.tol * f[j]
+               for j in range(max(rule.min_iter, rule.window), k))
+    # The same run to the cap goes on lowering the loss, by little.
+    _, _, full = deconvolve(*_slow_problem(30.0), max_iter=300, history=4, optimizer=optimizer,
+                            stop="official", backend=cpu_backend())
+    assert full.losses[:k + 1] == pytest.approx(f, rel=1e-6)
+    assert full.final_loss < stats.final_loss

@@ -13,6 +13,14 @@ from typing import Any, Literal
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
+#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its loss stops
+#: falling by a measured share (``gpuanalogy.deconvolution.ADAPTIVE_STOP``), or after every
+#: iteration asked, as the paper and the official code.
+LBFGS_STOPS = ("adaptive", "official")
+
+#: What an analogy computes (``AnalogyConfig.outputs``): both analogies, or A' alone.
+OUTPUTS = ("both", "a_prime")
+
 #: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
 UPSAMPLES = ("cubic", "nnf", "patchmatch")
 
@@ -54,7 +62,17 @@ class AnalogyConfig:
     radii : tuple of int or None
         Random-search radius in feature pixels at levels 1..5; None means the whole map.
     lbfgs_iterations, lbfgs_history : int
-        L-BFGS iterations (100) and stored correction pairs (4) per deconvolution.
+        L-BFGS iterations (100: with ``lbfgs_stop="adaptive"`` the most a deconvolution makes)
+        and stored correction pairs (4) per deconvolution.
+    lbfgs_stop : {"adaptive", "official"}
+        When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its loss fell
+        by less than a share of itself over the last few iterations (the rule and its measured
+        thresholds: ``gpuanalogy.deconvolution.ADAPTIVE_STOP``); "official" only at the
+        official gradient tolerance, which in practice means every iteration asked.
+    outputs : {"both", "a_prime"}
+        Both analogies (A' and B, both fields), or A' alone: only the A -> B' field is
+        searched and only A''s deconvolutions run (``gpuanalogy.levels``; B and the B' -> A
+        field are not made).
     optimizer : {"lbfgs", "scipy"}
         The deconvolution's optimiser: L-BFGS on the backend's own arrays with SciPy's
         MINPACK-2 line search ("lbfgs", as the official code's on-GPU L-BFGS), or SciPy's
@@ -121,6 +139,8 @@ class AnalogyConfig:
     radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
     lbfgs_iterations: int = 100
     lbfgs_history: int = 4
+    lbfgs_stop: Literal["adaptive", "official"] = "adaptive"
+    outputs: Literal["both", "a_prime"] = "both"
     optimizer: Literal["lbfgs", "scipy"] = "lbfgs"
     deconv_start: Literal["own", "warped"] = "own"
     mask: Literal["sigmoid", "hard"] = "sigmoid"
@@ -152,6 +172,12 @@ class AnalogyConfig:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer={self.optimizer!r} is not supported. Try one of: "
                              f"{', '.join(OPTIMIZERS)}.")
+        if self.lbfgs_stop not in LBFGS_STOPS:
+            raise InputError(f"lbfgs_stop={self.lbfgs_stop!r} is not supported. Try one of: "
+                             f"{', '.join(LBFGS_STOPS)}.")
+        if self.outputs not in OUTPUTS:
+            raise InputError(f"outputs={self.outputs!r} is not supported. Try one of: "
+                             f"{', '.join(OUTPUTS)}.")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
         if self.upsample not in UPSAMPLES:

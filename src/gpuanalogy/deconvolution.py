@@ -6,6 +6,11 @@ R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the b
 variable is the preprocessed image itself. The loss and gradient come from one ONNX Runtime run
 of the sub-network graph.
 
+When to stop (``config.LBFGS_STOPS``): ``"official"`` runs every iteration asked (the official
+code stops only at a gradient tolerance it never reaches in practice); ``"adaptive"`` stops a
+run once its loss has stopped falling by a share of itself (:data:`ADAPTIVE_STOP`), with the
+iterations asked as the cap.
+
 Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own
 float32 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the
 official code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which
@@ -27,6 +32,17 @@ from . import lbfgs
 from .backend import Backend
 from .errors import NumericalError
 
+#: The adaptive stop (``lbfgs_stop="adaptive"``): a run ends once its loss fell by less than
+#: ``tol`` of itself over the last ``window`` iterations, never before ``min_iter``. Chosen by
+#: the outputs it gives on known-answer and style pairs (docs/performance.md, "When L-BFGS
+#: stops"), not by the loss, which still falls after the official 100 iterations.
+ADAPTIVE_STOP = lbfgs.Plateau(tol=0.05, window=5, min_iter=10)
+
+
+def stop_rule(name: str) -> lbfgs.Plateau | None:
+    """The plateau rule of ``lbfgs_stop`` ``name`` ("adaptive" or "official": none)."""
+    return ADAPTIVE_STOP if name == "adaptive" else None
+
 
 @dataclass(frozen=True)
 class DeconvolutionStats:
@@ -36,9 +52,11 @@ class DeconvolutionStats:
     gradient, on the backend's device, and the final forward pass to the reconstruction);
     ``transfer_seconds`` moving the vector between the backend and SciPy's float64 host copy
     (zero for ``"lbfgs"``, whose vectors stay put); the rest is the optimiser itself. ``stop``
-    says why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
-    line_search_failed) and ``restarts`` how often a failed line search restarted from steepest
-    descent.
+    says why it ended (``gpuanalogy.lbfgs``: converged, plateau, max_iterations,
+    max_evaluations, line_search_failed), ``rule`` which stopping rule ran ("adaptive" or
+    "official"), ``max_iterations`` the cap it ran under, and ``restarts`` how often a failed
+    line search restarted from steepest descent. ``losses`` is the loss at the start and after
+    every iteration.
     """
 
     iterations: int
@@ -51,6 +69,9 @@ class DeconvolutionStats:
     optimizer: str = "lbfgs"
     stop: str = lbfgs.MAX_ITERATIONS
     restarts: int = 0
+    rule: str = "official"
+    max_iterations: int = 0
+    losses: tuple[float, ...] = ()
 
     @property
     def optimizer_seconds(self) -> float:
@@ -73,7 +94,8 @@ class Deconvolved(NamedTuple):
 
 
 def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, history: int = 4,
-               optimizer: str = "lbfgs", backend: Backend) -> Deconvolved:
+               optimizer: str = "lbfgs", stop: str = "official",
+               backend: Backend) -> Deconvolved:
     """Reconstruct level L-1 features whose forward pass to level L matches ``target``.
 
     Parameters
@@ -87,6 +109,8 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
         (official: 100 and 4).
     optimizer : {"lbfgs", "scipy"}
         See :data:`gpuanalogy.config.OPTIMIZERS`.
+    stop : {"official", "adaptive"}
+        See :data:`gpuanalogy.config.LBFGS_STOPS`; ``max_iter`` is the cap either way.
 
     Returns
     -------
@@ -106,7 +130,7 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     with threadpool_limits(limits=1, user_api="blas"):
         try:
             x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
-                             backend=backend)
+                             plateau=stop_rule(stop), backend=backend)
         except NumericalError as exc:
             level = getattr(subnet, "level", None)
             where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
@@ -118,7 +142,8 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     backend.synchronize()
     end = time.perf_counter()
     return Deconvolved(mid, x, dataclasses.replace(
-        stats, seconds=end - start, network_seconds=stats.network_seconds + end - forward_start))
+        stats, seconds=end - start, network_seconds=stats.network_seconds + end - forward_start,
+        rule=stop, max_iterations=max_iter))
 
 
 def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,
@@ -136,7 +161,7 @@ def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,
 
 
 def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
-                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+                plateau: lbfgs.Plateau | None, backend: Backend) -> tuple[Any, DeconvolutionStats]:
     """L-BFGS on the backend's float32 arrays (:func:`gpuanalogy.lbfgs.minimize`)."""
     xp = backend.xp
     spent = {"network": 0.0}
@@ -147,14 +172,15 @@ def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
         return loss, xp.ascontiguousarray(grad, dtype=xp.float32).reshape(-1)
 
     result = lbfgs.minimize(flat, xp.ascontiguousarray(x0, dtype=xp.float32).reshape(-1), xp=xp,
-                            max_iter=max_iter, history=history)
+                            max_iter=max_iter, history=history, plateau=plateau)
     return result.x, DeconvolutionStats(
         result.iterations, result.evaluations, result.initial_loss, result.loss, 0.0,
-        spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts)
+        spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts,
+        losses=result.losses)
 
 
 def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
-                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+                plateau: lbfgs.Plateau | None, backend: Backend) -> tuple[Any, DeconvolutionStats]:
     """SciPy's L-BFGS-B on a float64 host copy of the vector (the reference)."""
     xp = backend.xp
     spent = {"network": 0.0, "transfer": 0.0}
@@ -177,16 +203,28 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
             first_loss.append(loss)
         return loss, grad
 
+    # Each iteration's loss, for the plateau rule: SciPy calls back after every iteration and
+    # ends the run when the callback raises StopIteration.
+    losses: list[float] = []
+
+    def after_iteration(intermediate_result: Any) -> None:
+        losses.append(float(intermediate_result.fun))
+        if plateau is not None and plateau.reached(first_loss + losses):
+            raise StopIteration
+
     # maxiter bounds the work; maxfun only guards against a line search that never ends.
     result = scipy_minimize(loss_and_grad, backend.to_numpy(x0).ravel().astype(np.float64),
-                            jac=True, method="L-BFGS-B",
+                            jac=True, method="L-BFGS-B", callback=after_iteration,
                             options={"maxiter": max_iter, "maxcor": history,
                                      "maxfun": 5 * max_iter})
-    stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
-        int(result.status),
-        lbfgs.MAX_ITERATIONS if result.nit >= max_iter else lbfgs.MAX_EVALUATIONS)
+    if plateau is not None and plateau.reached(first_loss + losses):
+        stop = lbfgs.PLATEAU
+    else:
+        stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
+            int(result.status),
+            lbfgs.MAX_ITERATIONS if result.nit >= max_iter else lbfgs.MAX_EVALUATIONS)
     x = xp.asarray(result.x, dtype=xp.float32)
     return x, DeconvolutionStats(
         int(result.nit), int(result.nfev), first_loss[0] if first_loss else float("nan"),
         float(result.fun), 0.0, spent["network"], spent["transfer"], optimizer="scipy",
-        stop=stop)
+        stop=stop, losses=tuple(first_loss[:1] + losses))

@@ -12,12 +12,13 @@ SciPy's port of MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the 
 L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks.
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
-``||g||^2 < 1e-8 * max(1, ||x||^2)``.
+``||g||^2 < 1e-8 * max(1, ||x||^2)``. A :class:`Plateau` rule may end a run earlier, once its
+loss stops falling by a share of itself.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -32,6 +33,7 @@ CONVERGED = "converged"              # ||g||^2 < tolerance * max(1, ||x||^2)
 MAX_ITERATIONS = "max_iterations"
 MAX_EVALUATIONS = "max_evaluations"  # the line searches together used 5 * max_iter evaluations
 LINE_SEARCH_FAILED = "line_search_failed"   # also from steepest descent: the best point is kept
+PLATEAU = "plateau"                  # the loss fell by less than a share over the last iterations
 
 # Step bounds and the relative interval tolerance of L-BFGS-B's own line search.
 _STEP_MIN, _STEP_MAX, _STEP_XTOL = 0.0, 1e10, 0.1
@@ -53,8 +55,10 @@ class LbfgsResult:
     restarts : int
         Line searches that failed and were retried from steepest descent.
     stop : str
-        ``"converged"``, ``"max_iterations"``, ``"max_evaluations"`` or
+        ``"converged"``, ``"plateau"``, ``"max_iterations"``, ``"max_evaluations"`` or
         ``"line_search_failed"``.
+    losses : tuple of float
+        f(x0) and the loss after every iteration (``iterations + 1`` values).
     """
 
     x: Any
@@ -64,6 +68,29 @@ class LbfgsResult:
     evaluations: int
     restarts: int
     stop: str
+    losses: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """A stop for a loss that still falls, but by too little to matter.
+
+    After iteration k, with k at least ``min_iter`` and ``window``, the run ends when
+    ``f_{k-window} - f_k < tol * |f_k|``: the last ``window`` iterations together took off less
+    than ``tol`` of what is left. ``min_iter`` keeps a run from stopping in its first
+    iterations, while L-BFGS is still gathering its curvature pairs.
+    """
+
+    tol: float
+    window: int = 5
+    min_iter: int = 10
+
+    def reached(self, losses: Sequence[float]) -> bool:
+        """Whether a run whose losses so far are ``losses`` (f_0, ..., f_k) stops after k."""
+        k = len(losses) - 1
+        if k < max(self.min_iter, self.window):
+            return False
+        return losses[k - self.window] - losses[k] < self.tol * abs(losses[k])
 
 
 _RUN = 1024     # products summed in float32 before their sums are accumulated in float64
@@ -114,7 +141,7 @@ def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], f
 
 def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType,
              max_iter: int = 100, history: int = 4, c1: float = 1e-4, c2: float = 0.9,
-             tolerance: float = 1e-8) -> LbfgsResult:
+             tolerance: float = 1e-8, plateau: Plateau | None = None) -> LbfgsResult:
     """Minimise ``fun`` from ``x0`` by L-BFGS with a strong-Wolfe line search.
 
     Parameters
@@ -132,6 +159,9 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         Sufficient-decrease and curvature constants of the strong Wolfe conditions.
     tolerance : float
         Stop when ``||g||^2 < tolerance * max(1, ||x||^2)``.
+    plateau : Plateau or None
+        Also stop once the loss has stopped falling by a share of itself (:class:`Plateau`);
+        None runs until ``max_iter`` (or the tolerance), as the official code.
 
     Raises
     ------
@@ -144,6 +174,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
     evaluations = 1
     _check_finite(loss, "loss", evaluations)
     initial_loss = loss
+    losses = [loss]
     pairs: deque[_Pair] = deque(maxlen=history)
     iterations = restarts = 0
     stop = MAX_ITERATIONS
@@ -219,7 +250,12 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         x, trial = trial, x
         loss, g = last["loss"], last["grad"]
         iterations += 1
-    return LbfgsResult(x, loss, initial_loss, iterations, evaluations, restarts, stop)
+        losses.append(loss)
+        if plateau is not None and plateau.reached(losses):
+            stop = PLATEAU
+            break
+    return LbfgsResult(x, loss, initial_loss, iterations, evaluations, restarts, stop,
+                       tuple(losses))
 
 
 def _step_to(xp: ModuleType, x: Any, d: Any, alpha: float, *, out: Any) -> Any:

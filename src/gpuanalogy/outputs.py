@@ -40,6 +40,10 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         Level -> (A', B) previews (``gpuanalogy.pipeline.level_preview``), written as
         ``level<L>_a_prime.png`` and ``level<L>_b.png`` and shown on the sheet.
 
+    With ``config.outputs == "a_prime"`` the result holds no B and no B' -> A field, and
+    nothing of them is written (no ``b.png``, ``nnf_ba.*``, ``b_refined.png``,
+    ``level<L>_b.png``); run.json's ``outputs`` says which analogies the folder holds.
+
     Returns
     -------
     dict
@@ -52,25 +56,31 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         write_image(out / name, array)
         files[name] = name
 
+    both = result.b is not None
+    shapes = (a.shape[:2], b_prime.shape[:2])
     image("a_prime.png", result.a_prime)
-    image("b.png", result.b)
-    for side, name in enumerate(("nnf_ab", "nnf_ba")):
-        name = write_field(out, name, result, side, config.field_format)
+    for side, name in enumerate(("nnf_ab", "nnf_ba")[:2 if both else 1]):
+        name = write_field(out, name, result, side, config.field_format, shapes)
         files[name] = name
     image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
-    image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
+    if both:
+        image("b.png", result.b)
+        image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
     if result.a_prime_refined is not None:
         image("a_prime_refined.png", result.a_prime_refined)
+    if result.b_refined is not None:
         image("b_refined.png", result.b_refined)
     levels = levels or {}
     for level, (a_prime_l, b_l) in sorted(levels.items()):
         image(f"level{level}_a_prime.png", a_prime_l)
-        image(f"level{level}_b.png", b_l)
+        if b_l is not None:
+            image(f"level{level}_b.png", b_l)
     image("sheet.png", result_sheet(result, a, b_prime, levels))
 
     record = {
         "gpuanalogy": __version__,
         "files": sorted(files.values()),
+        "outputs": ["a_prime", "b"] if both else ["a_prime"],
         "config": config.to_dict(),
         "input_shapes": {"a": list(a.shape), "b_prime": list(b_prime.shape)},
         "working_shapes": {k: list(v) for k, v in result.working_shapes.items()},
@@ -83,7 +93,8 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
              "final_loss": s.final_loss, "seconds": round(s.seconds, 4),
              "network_seconds": round(s.network_seconds, 4),
              "transfer_seconds": round(s.transfer_seconds, 4), "optimizer": s.optimizer,
-             "stop": s.stop, "restarts": s.restarts}
+             "rule": s.rule, "max_iterations": s.max_iterations, "stop": s.stop,
+             "restarts": s.restarts}
             for level, direction, s in result.deconvolutions],
         "versions": versions(),
         **(extra or {}),
@@ -92,30 +103,32 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
     return record
 
 
-def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_format: str
-                ) -> str:
+def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_format: str,
+                shapes: tuple[tuple[int, int], tuple[int, int]]) -> str:
     """Write field ``side`` (0: A -> B', 1: B' -> A) of ``result`` as ``field_format`` says
-    (``AnalogyConfig.field_format``); returns the file's name."""
-    fields = (result.nnf_ab, result.nnf_ba)
+    (``AnalogyConfig.field_format``); ``shapes`` are A's and B''s input (H, W). Returns the
+    file's name."""
+    field = (result.nnf_ab, result.nnf_ba)[side]
     if field_format != "working":
-        write_npy(out / f"{name}.npy", fields[side].astype(field_format))
+        write_npy(out / f"{name}.npy", field.astype(field_format))  # type: ignore[union-attr]
         return f"{name}.npy"
     work = result.fields_work[side]  # type: ignore[index]
     write_npz(out / f"{name}.npz",
-              **field_file_arrays(work, fields[side].shape[:2], fields[1 - side].shape[:2]))
+              **field_file_arrays(work, shapes[side], shapes[1 - side]))
     return f"{name}.npz"
 
 
 def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,
                  levels: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """A, B', A', B side by side; refined outputs and NNF plots on a second row; the levels'
-    A' on a third."""
+    A' on a third (what the result holds: no B with ``outputs="a_prime"``)."""
     rows = [[("A", a), ("B'", b_prime), ("A'", result.a_prime), ("B", result.b)]]
     second = [("NNF A->B'", nnf_to_color(result.nnf_ab, b_prime.shape[:2])),
-              ("NNF B'->A", nnf_to_color(result.nnf_ba, a.shape[:2]))]
+              ("NNF B'->A", None if result.nnf_ba is None
+               else nnf_to_color(result.nnf_ba, a.shape[:2]))]
     if result.a_prime_refined is not None:
         second = [("A' refined", result.a_prime_refined), ("B refined", result.b_refined)] + second
-    rows.append(second)
+    rows = [[cell for cell in row if cell[1] is not None] for row in rows + [second]]
     if levels:
         rows.append([(f"A' at L{lv}", ap) for lv, (ap, _) in sorted(levels.items(), reverse=True)])
     return make_sheet(rows)

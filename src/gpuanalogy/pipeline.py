@@ -64,14 +64,16 @@ class AnalogyResult:
     ----------
     a_prime : ndarray, shape (H_A, W_A, 3), uint8
         A's structure with B''s appearance, at A's input size.
-    b : ndarray, shape (H_B, W_B, 3), uint8
-        B''s structure with A's appearance, at B''s input size.
+    b : ndarray, shape (H_B, W_B, 3), uint8, or None
+        B''s structure with A's appearance, at B''s input size; None when
+        ``config.outputs == "a_prime"``.
     nnf_ab : ndarray, shape (H_A, W_A, 2), float32
         For each pixel of A, the (row, col) in B' it corresponds to.
-    nnf_ba : ndarray, shape (H_B, W_B, 2), float32
-        For each pixel of B', the (row, col) in A.
+    nnf_ba : ndarray, shape (H_B, W_B, 2), float32, or None
+        For each pixel of B', the (row, col) in A; None with ``outputs="a_prime"``.
     a_prime_refined, b_refined : ndarray or None
-        The outputs after the WLS photo refinement, when ``config.refine`` is set.
+        The outputs after the WLS photo refinement, when ``config.refine`` is set (no
+        ``b_refined`` with ``outputs="a_prime"``).
     timings : dict
         Seconds per stage ("features", "patchmatch", "deconvolution", ...).
     deconvolutions : list of gpuanalogy.levels.Deconvolution
@@ -80,21 +82,21 @@ class AnalogyResult:
         "a" and "b_prime": the (H, W) the network saw.
     device : str
         The backend that ran ("cpu" or "cuda").
-    fields_work : (Field, Field) or None
+    fields_work : (Field, Field or None) or None
         The level-1 fields A -> B' and B' -> A at the working size (after any alignment).
     """
 
     a_prime: np.ndarray
-    b: np.ndarray
+    b: np.ndarray | None
     nnf_ab: np.ndarray
-    nnf_ba: np.ndarray
+    nnf_ba: np.ndarray | None
     a_prime_refined: np.ndarray | None = None
     b_refined: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     deconvolutions: list[Deconvolution] = field(default_factory=list)
     working_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     device: str = "cpu"
-    fields_work: tuple[Field, Field] | None = None
+    fields_work: tuple[Field, Field | None] | None = None
 
 
 def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
@@ -198,8 +200,9 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
         with clock("subpixel"):
             nnf_ab = Field(subpixel.align(a.work, bp.work, nnf_ab.values, backend=backend),
                            nnf_ab.shape_b, subpixel=True)
-            nnf_ba = Field(subpixel.align(bp.work, a.work, nnf_ba.values, backend=backend),
-                           nnf_ba.shape_b, subpixel=True)
+            if nnf_ba is not None:
+                nnf_ba = Field(subpixel.align(bp.work, a.work, nnf_ba.values, backend=backend),
+                               nnf_ba.shape_b, subpixel=True)
     result = _outputs(a, bp, nnf_ab, nnf_ba, config, backend, clock, report)
     result.deconvolutions = [d for step in steps for d in step.deconvolutions]
     result.working_shapes = {"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]}
@@ -208,14 +211,15 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
     return result
 
 
-def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
+def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field | None,
                         config: AnalogyConfig, backend: Backend) -> AnalogyResult:
     """The outputs :func:`analogy` makes from its level-1 fields, for other output settings.
 
     One search's fields (``result.fields_work``, or the level-1 ``LevelStep``'s from an
     ``on_level`` hook) give every output setting (``upsample``, ``refine``, ``refine_upsample``,
     ``output_patch_size``) without a new search; ``a`` and ``b_prime`` are the images as given
-    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here).
+    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here); with
+    ``nnf_ba`` None only A' is made (as with ``outputs="a_prime"``).
     """
     a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
     return _fields_outputs(_images(a_in, working_shape(a_in.shape[:2], config)),
@@ -223,9 +227,11 @@ def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
                            nnf_ab, nnf_ba, config, backend)
 
 
-def level_preview(step: LevelStep, config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray]:
+def level_preview(step: LevelStep,
+                  config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """A' and B voted from one level's fields, at the input sizes: a preview of the level,
-    for an ``on_level`` hook (the step carries the images).
+    for an ``on_level`` hook (the step carries the images; B is None with
+    ``outputs="a_prime"``).
 
     Previews are not refined, and "patchmatch" previews are "cubic" ones.
     """
@@ -235,7 +241,7 @@ def level_preview(step: LevelStep, config: AnalogyConfig) -> tuple[np.ndarray, n
     return result.a_prime, result.b
 
 
-def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field,
+def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
                     config: AnalogyConfig, backend: Backend) -> AnalogyResult:
     """:func:`_outputs` on its own clock, with no progress display."""
     clock = Clock(backend)
@@ -245,18 +251,28 @@ def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field,
     return result
 
 
-def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: AnalogyConfig,
-             backend: Backend, clock: Clock, report: StepReporter) -> AnalogyResult:
+def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
+             config: AnalogyConfig, backend: Backend, clock: Clock,
+             report: StepReporter) -> AnalogyResult:
     """Steps 4 and 5 of :func:`analogy`: the outputs and fields at the input sizes (as
-    ``config.upsample`` says) and, with ``config.refine``, the refined outputs."""
+    ``config.upsample`` says) and, with ``config.refine``, the refined outputs; A' alone when
+    ``nnf_ba`` is None."""
     report("output", 0)
     with clock("output"):
         a_prime, nnf_ab_full = vote_output(bp, a, nnf_ab, config, backend)
-        b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
+        b = nnf_ba_full = None
+        if nnf_ba is not None:
+            b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
         if config.upsample == "patchmatch":
-            (a_prime, nnf_ab_full), (b, nnf_ba_full) = (
-                _textured(bp, a, nnf_ab_full, a_prime, b, config, backend),
-                _textured(a, bp, nnf_ba_full, b, a_prime, config, backend))
+            # Refined under the energy of the search: A/B and A'/B', or without B, two
+            # A'/B' terms (gpuanalogy.levels): A' stands for A, B' for B.
+            if b is None:
+                a_prime, nnf_ab_full = _textured(bp, Images(a_prime, a.work), nnf_ab_full,
+                                                 a_prime, bp.full, config, backend)
+            else:
+                (a_prime, nnf_ab_full), (b, nnf_ba_full) = (
+                    _textured(bp, a, nnf_ab_full, a_prime, b, config, backend),
+                    _textured(a, bp, nnf_ba_full, b, a_prime, config, backend))
     result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name)
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
@@ -265,7 +281,8 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: Analog
         report("refinement", 0)
         with clock("refinement"):
             result.a_prime_refined = _refined(a_prime, a, config, backend)
-            result.b_refined = _refined(b, bp, config, backend)
+            if b is not None:
+                result.b_refined = _refined(b, bp, config, backend)
     return result
 
 

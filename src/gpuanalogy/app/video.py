@@ -7,7 +7,7 @@ the previous frame's work) and written as soon as it is done::
     OUTDIR/frames/<name>.png           A' (refined when the settings refine)
     OUTDIR/fields/<name>.nnf_ab.npy    the frame -> B' field, (H, W, 2) float32 (float16, or
                                        the working-size .npz, with --field-format)
-    OUTDIR/fields/<name>.nnf_ba.npy    the B' -> frame field
+    OUTDIR/fields/<name>.nnf_ba.npy    the B' -> frame field (none with --outputs a_prime)
     OUTDIR/fields/<name>.json          the frame's record, written last: the frame is complete
     OUTDIR/a_prime.mp4                 the frames as a video, when FRAMES was one
     OUTDIR/sheet.png                   first, middle and last frame: input, A', field
@@ -108,7 +108,7 @@ def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: 
         progress.close()
     written = [out / "frames" / f"{r['name']}.png" for r in records if r.get("status") == "ok"]
     if written:
-        _write_sheet(out, frames, inputs)
+        _write_sheet(out, frames, inputs, b_prime.shape[:2])
     if source.is_video and len(written) == len(frames):
         write_video(out / "a_prime.mp4", written, source.fps)  # type: ignore[arg-type]
     _write_run(out, key, source, records, config, finished=True)
@@ -134,10 +134,12 @@ def _compute(clip: Any, frame: Frame, image: np.ndarray, source: FrameSource, ou
     analogy = done.result
     a_prime = analogy.a_prime_refined if analogy.a_prime_refined is not None else analogy.a_prime
     write_image(out / "frames" / f"{frame.name}.png", a_prime)
+    sides = ("nnf_ab", "nnf_ba") if analogy.nnf_ba is not None else ("nnf_ab",)
+    shapes = (image.shape[:2], clip.b_prime.full.shape[:2])
     files = [f"frames/{frame.name}.png"] + [
         "fields/" + write_field(out / "fields", f"{frame.name}.{field}", analogy, side,
-                                clip.config.field_format)
-        for side, field in enumerate(("nnf_ab", "nnf_ba"))]
+                                clip.config.field_format, shapes)
+        for side, field in enumerate(sides)]
     record = {"name": frame.name, "index": frame.index, "status": "ok", "key": key,
               "files": files, "warm": done.warm, "seconds": round(done.seconds, 3),
               "stages": {k: round(v, 3) for k, v in analogy.timings.items()},
@@ -161,10 +163,11 @@ def _record_path(out: Path, frame: Frame) -> Path:
     return out / "fields" / f"{frame.name}.json"
 
 
-def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-    """A finished frame's two fields at the input sizes, in whatever format they were saved."""
+def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray | None]:
+    """A finished frame's fields at the input sizes, in whatever format they were saved (no
+    B' -> frame field with ``--outputs a_prime``)."""
     files = _read_record(out, frame)["files"]
-    return read_field(out / files[1]), read_field(out / files[2])
+    return read_field(out / files[1]), (read_field(out / files[2]) if len(files) > 2 else None)
 
 
 def _write_run(out: Path, key: dict[str, Any], source: FrameSource,
@@ -185,17 +188,18 @@ def _write_run(out: Path, key: dict[str, Any], source: FrameSource,
         "versions": versions()})
 
 
-def _write_sheet(out: Path, frames: list[Frame], inputs: dict[int, np.ndarray]) -> None:
+def _write_sheet(out: Path, frames: list[Frame], inputs: dict[int, np.ndarray],
+                 b_prime_shape: tuple[int, int]) -> None:
     """First, middle and last frame: the input, A' and the frame -> B' field's colours."""
     rows = []
     for index in sorted(inputs):
         name = frames[index].name
         try:
             a_prime = read_image(out / "frames" / f"{name}.png")
-            nnf_ab, nnf_ba = _saved_fields(out, frames[index])
+            nnf_ab, _ = _saved_fields(out, frames[index])
         except (InputError, OSError, ValueError, KeyError):
             continue
         rows.append([(name, inputs[index]), ("A'", a_prime),
-                     ("NNF A->B'", nnf_to_color(nnf_ab, nnf_ba.shape[:2]))])
+                     ("NNF A->B'", nnf_to_color(nnf_ab, b_prime_shape))])
     if rows:
         write_image(out / "sheet.png", make_sheet(rows))

@@ -22,6 +22,13 @@ A strip of frames (inputs, frame by frame, video) is written to ``--strip`` for 
     python benchmarks/video.py [--frames 24] [--size 240x320] [--ratio 0.5]
                                [--preset photo2style] [--upsample cubic]
                                [--clips panzoom,object] [--strip DIR]
+                               [--video-variants official/both,adaptive/a_prime]
+                               [--no-frame-by-frame]
+
+``--video-variants`` runs the video method once per ``STOP/OUTPUTS`` pair (``lbfgs_stop`` and
+``outputs``, every frame's deconvolutions under that rule), each a row of its own; the
+frame-by-frame run takes the preset's own settings, and ``--no-frame-by-frame`` leaves it out
+(the speed-up and the error ratio are then against the first video row).
 
 Only one benchmark runs at a time on the machine: this one waits while
 ``/tmp/gpuanalogy-bench.lock`` exists, then holds it until it ends.
@@ -150,13 +157,18 @@ class Run:
     peaks: list[float] = field(default_factory=list)
 
 
-def run_clip(clip: Synthetic, config: AnalogyConfig, model: VGG19) -> dict[str, Run]:
-    runs = {"frame by frame": Run(), "video": Run()}
-    video = Clip(clip.exemplar, config, model=model)
+def run_clip(clip: Synthetic, config: AnalogyConfig, model: VGG19,
+             variants: dict[str, AnalogyConfig], frame_by_frame: bool = True) -> dict[str, Run]:
+    """Every frame by each method: ``frame_by_frame`` analogies under ``config``, and the
+    video method once per entry of ``variants`` (name -> its config)."""
+    methods = [("frame by frame", None)] if frame_by_frame else []
+    methods += [(name, Clip(clip.exemplar, variant, model=model))
+                for name, variant in variants.items()]
+    runs = {name: Run() for name, _ in methods}
     for t, frame in enumerate(clip.frames):
-        for name, compute in (("frame by frame", lambda: analogy(frame, clip.exemplar, config,
-                                                                  model=model)),
-                              ("video", lambda: video.frame(frame).result)):
+        for name, video in methods:
+            compute = ((lambda: analogy(frame, clip.exemplar, config, model=model))
+                       if video is None else (lambda: video.frame(frame).result))
             with PeakMemory() as peak:
                 start = time.perf_counter()
                 result = compute()
@@ -195,10 +207,17 @@ def main() -> None:
     parser.add_argument("--clips", default="panzoom,object")
     parser.add_argument("--strip", type=Path, default=Path("out/bench_video"))
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--video-variants", help="STOP/OUTPUTS pairs for the video method, "
+                                                 "comma-separated (default: the preset's)")
+    parser.add_argument("--no-frame-by-frame", dest="frame_by_frame", action="store_false")
     args = parser.parse_args()
     shape = tuple(int(n) for n in args.size.lower().split("x"))
     config = AnalogyConfig.preset(args.preset, ratio=args.ratio, upsample=args.upsample,
                                   device="cpu")
+    variants = {"video": config} if not args.video_variants else {
+        f"video {pair}": config.replace(lbfgs_stop=pair.split("/")[0],
+                                        outputs=pair.split("/")[1])
+        for pair in args.video_variants.split(",")}
     args.strip.mkdir(parents=True, exist_ok=True)
     makers = {"panzoom": panzoom, "object": moving_object}
     table = []
@@ -206,7 +225,7 @@ def main() -> None:
         model = VGG19(config.weights, "cpu")
         for name in args.clips.split(","):
             clip = makers[name](args.frames, shape)
-            runs = run_clip(clip, config, model)
+            runs = run_clip(clip, config, model, variants, args.frame_by_frame)
             floor = warping_error(clip.frames, clip)
             for method, run in runs.items():
                 after = run.seconds[1:]
@@ -222,7 +241,8 @@ def main() -> None:
     print("| clip | method | frames | first frame (s) | s/frame after first | speed-up | "
           "warping error | input's own | peak MiB per frame | image size | device |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    by_clip = {row["clip"]: row for row in table if row["method"] == "frame by frame"}
+    first = "frame by frame" if args.frame_by_frame else next(iter(variants))
+    by_clip = {row["clip"]: row for row in table if row["method"] == first}
     for row in table:
         base = by_clip[row["clip"]]
         print(f"| {row['clip']} | {row['method']} | {row['frames']} | {row['first_s']:.1f} | "

@@ -1,11 +1,16 @@
-"""Running the command line as a separate process and killing it mid-run, for resume tests."""
+"""Running the command line as a separate process: killing it mid-run, for resume tests, and
+measuring its peak memory, for hostile-input tests."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -28,3 +33,35 @@ def kill_when(command: list[str], log: Path, ready: Callable[[], bool], *, secon
         finally:
             process.kill()
             process.wait()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a command ended: its exit status, what it printed, its peak resident memory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_bytes: int
+
+
+def run_measured(args: list[str], *, seconds: float = 300) -> Finished:
+    """Run ``python -m gpuanalogy ARGS`` and measure its peak resident set size.
+
+    The figure is the kernel's own (``wait4``'s ``ru_maxrss``, Linux: KiB) for that one child,
+    so no short spike is missed. The process is killed after ``seconds``.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen([sys.executable, "-m", "gpuanalogy", *args],
+                                   stdout=out, stderr=err)
+        watchdog = threading.Timer(seconds, process.kill)
+        watchdog.start()
+        try:
+            _pid, status, usage = os.wait4(process.pid, 0)
+        finally:
+            watchdog.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Finished(process.returncode, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"), usage.ru_maxrss * 1024)

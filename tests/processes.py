@@ -37,12 +37,14 @@ def kill_when(command: list[str], log: Path, ready: Callable[[], bool], *, secon
 
 @dataclass(frozen=True)
 class Finished:
-    """How a command ended: its exit status, what it printed, its peak resident memory."""
+    """How a command ended: its exit status, what it printed, its peak resident memory, and
+    whether it was sent a signal."""
 
     returncode: int
     stdout: str
     stderr: str
     peak_rss_bytes: int
+    signalled: bool = False
 
 
 def run_measured(args: list[str], *, seconds: float = 300) -> Finished:
@@ -51,17 +53,35 @@ def run_measured(args: list[str], *, seconds: float = 300) -> Finished:
     The figure is the kernel's own (``wait4``'s ``ru_maxrss``, Linux: KiB) for that one child,
     so no short spike is missed. The process is killed after ``seconds``.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    return signal_when(args, lambda _log: False, seconds=seconds)
+
+
+def signal_when(args: list[str], ready: Callable[[str], bool], *,
+                signum: int = signal.SIGTERM, seconds: float = 300) -> Finished:
+    """Run ``python -m gpuanalogy ARGS``; once ``ready(stderr so far)`` holds, send ``signum``.
+
+    Returns how it ended, with its peak resident set size (as :func:`run_measured`) and whether
+    it was ready in time to be signalled; it is killed after ``seconds``.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
         process = subprocess.Popen([sys.executable, "-m", "gpuanalogy", *args],
                                    stdout=out, stderr=err)
         watchdog = threading.Timer(seconds, process.kill)
         watchdog.start()
+        signalled = False
         try:
-            _pid, status, usage = os.wait4(process.pid, 0)
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if not signalled and ready(Path(err.name).read_text(errors="replace")):
+                    process.send_signal(signum)
+                    signalled = True
+                time.sleep(0.05)
         finally:
             watchdog.cancel()
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         return Finished(process.returncode, out.read().decode(errors="replace"),
-                        err.read().decode(errors="replace"), usage.ru_maxrss * 1024)
+                        err.read().decode(errors="replace"), usage.ru_maxrss * 1024, signalled)

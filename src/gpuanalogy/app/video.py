@@ -21,6 +21,7 @@ read is reported by name and the others are still computed; the exit status is t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +32,14 @@ import numpy as np
 from ..config import AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
-from ..files import as_json, check_output_dir, read_json, write_json
+from ..files import as_json, output_folder, read_json, write_json
 from ..images import read_image, write_image
 from ..outputs import complete_record, versions, write_field
 from ..visualize import make_sheet, nnf_to_color
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
 from ..memory import PeakMemory
-from .progress import BatchProgress
+from .progress import BatchProgress, showing_notices
 from .resume import exclusive, remove_leftovers
 
 __all__ = ["command", "frame_complete"]
@@ -58,10 +59,9 @@ def command(args: argparse.Namespace) -> int:
     video = video_config_from_options(vars(args))
     source = open_clip(args.frames)
     b_prime = read_image(args.b_prime)
-    out = check_output_dir(args.output)
     key = {"frames": os.path.abspath(source.source), "b_prime": os.path.abspath(args.b_prime),
            "config": result_key(config), "video": video.to_dict()}
-    with exclusive(out):
+    with output_folder(args.output) as out, exclusive(out):   # gone if it fails unwritten
         for folder in (out / "frames", out / "fields"):
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
@@ -83,7 +83,7 @@ def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: 
     shown = {0, len(frames) // 2, len(frames) - 1}
     inputs: dict[int, np.ndarray] = {}
     previous: np.ndarray | None = None
-    try:
+    with contextlib.closing(progress), showing_notices(progress.show_notice):
         for frame, image in source.images():
             progress.start_pair(frame.index, frame.name)
             result = _Outcome()
@@ -104,8 +104,6 @@ def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: 
                 previous = image
             progress.end_pair(result)
             _write_run(out, key, source, records, config)
-    finally:
-        progress.close()
     written = [out / "frames" / f"{r['name']}.png" for r in records if r.get("status") == "ok"]
     if written:
         _write_sheet(out, frames, inputs)

@@ -131,7 +131,7 @@ def test_a_server_that_is_no_dask_scheduler_fails_within_the_timeout(reply):
     start = time.monotonic()
     try:
         with pytest.raises(ClusterError, match=f"^tcp://127.0.0.1:{port}: no Dask scheduler "
-                                               "answered within 2 s .something listens there"):
+                                               "answered within 2 s .a connection opened but Dask's handshake failed"):
             with open_client(scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2):
                 pass
     finally:

@@ -131,10 +131,12 @@ def test_batch_with_local_workers_terminated_stops_them(tmp_path):
     csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\n" + "".join(
         f"a{i}.png,b{i}.png\n" for i in range(3)))
     out = tmp_path / "out"
+    test = psutil.Process(os.getpid())
+    before = {p.pid for p in test.children(recursive=True)}   # the test's own helpers
     children: set[int] = set()
 
     def workers_busy(log: str) -> bool:
-        children.update(p.pid for p in psutil.Process(os.getpid()).children(recursive=True))
+        children.update(p.pid for p in test.children(recursive=True) if p.pid not in before)
         return "in flight" in log
 
     done = signal_when(["batch", str(csv_path), "-o", str(out), "--workers", "1", *QUICK],

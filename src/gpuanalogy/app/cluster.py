@@ -184,8 +184,8 @@ def _connect(distributed: Any, address: str, timeout: float, where: str) -> "Cli
         try:
             return distributed.Client(address, timeout=max(deadline - time.monotonic(), 1.0))
         except Exception as error:  # noqa: BLE001 - whatever Dask raises, the user gets one line
-            failed = (f"something listens there but did not answer as a Dask scheduler: "
-                      f"{type(error).__name__}: {error_reason(error)}")
+            failed = (f"a connection opened but Dask's handshake failed (no scheduler there, "
+                      f"or TLS settings missing): {type(error).__name__}: {error_reason(error)}")
     raise ClusterError(f"{printable(where)}: no Dask scheduler answered within {timeout:g} s "
                        f"({failed})")
 

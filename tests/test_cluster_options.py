@@ -3,7 +3,7 @@ the flag) and what failed, exit status 2, no output folder, within ``--connect-t
 
 The command-line cases run as subprocesses, their peak memory measured (``--workers 99999``
 once grew to 5.3 GB before a word was printed); the timing and the servers that are not Dask
-schedulers are checked in process on :func:`gpuanalogy.app.cluster.open_client`.
+schedulers are checked in process on :func:`gpuanalogy.app.client.open_client`.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuanalogy.app import cluster
-from gpuanalogy.app.cluster import open_client
+from gpuanalogy.app import client
+from gpuanalogy.app.client import open_client
 from gpuanalogy.app.options import CLUSTER_OPTIONS, CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT
 from gpuanalogy.errors import ClusterError, InputError
 from processes import run_measured
@@ -142,13 +142,13 @@ def test_a_server_that_is_no_dask_scheduler_fails_within_the_timeout(reply):
 
 
 def test_workers_are_refused_beyond_the_memory_for_their_networks(monkeypatch):
-    monkeypatch.setattr(cluster, "available_bytes", lambda: cluster.PROCESS_BYTES + 1)
+    monkeypatch.setattr(client, "available_bytes", lambda: client.PROCESS_BYTES + 1)
     with pytest.raises(InputError, match=r"^--workers 2: this machine holds at most 1 \(\d+ "
                                          r"cores, .* free at about .* a worker\); use "
                                          r"--workers 1 or fewer$"):
         with open_client(workers=2):
             pass
-    monkeypatch.setattr(cluster, "available_bytes", lambda: cluster.PROCESS_BYTES // 2)
+    monkeypatch.setattr(client, "available_bytes", lambda: client.PROCESS_BYTES // 2)
     with pytest.raises(InputError, match="at most 0 .*; run the batch in process$"):
         with open_client(workers=1):
             pass

@@ -36,6 +36,15 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
+def pairs_csv(folder: Path, count: int) -> Path:
+    """A batch CSV of ``count`` pairs of 64 x 64 pictures, named a0, a1, ..."""
+    for i in range(count):
+        picture(folder / f"a{i}.png", i)
+        picture(folder / f"b{i}.png", 10 + i)
+    return write_csv(folder / "pairs.csv", "a,b_prime\n" + "".join(
+        f"a{i}.png,b{i}.png\n" for i in range(count)))
+
+
 def no_hidden_files(out: Path) -> None:
     assert leftovers(out) == [] and not [p for p in out.rglob(".*")], sorted(out.rglob(".*"))
 
@@ -59,11 +68,7 @@ def test_run_stopped_mid_pair_leaves_no_folder(tmp_path, signum, status, words):
 
 @pytest.mark.slow
 def test_batch_terminated_keeps_finished_pairs_and_removes_the_partial_one(tmp_path):
-    for i in range(3):
-        picture(tmp_path / f"a{i}.png", i)
-        picture(tmp_path / f"b{i}.png", 10 + i)
-    csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\n" + "".join(
-        f"a{i}.png,b{i}.png\n" for i in range(3)))
+    csv_path = pairs_csv(tmp_path, 3)
     out = tmp_path / "out"
     done = signal_when(["batch", str(csv_path), "-o", str(out), *QUICK],
                        lambda _log: is_complete(out / "a0") and (out / ".a1.partial").is_dir(),
@@ -97,11 +102,7 @@ def test_video_terminated_keeps_finished_frames(tmp_path):
 def test_a_batch_on_a_cluster_terminated_cancels_what_it_sent(tmp_path):
     """The scheduler is the test's: after SIGTERM to the client it holds no task of the batch."""
     distributed = pytest.importorskip("distributed")
-    for i in range(4):
-        picture(tmp_path / f"a{i}.png", i)
-        picture(tmp_path / f"b{i}.png", 10 + i)
-    csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\n" + "".join(
-        f"a{i}.png,b{i}.png\n" for i in range(4)))
+    csv_path = pairs_csv(tmp_path, 4)
     out = tmp_path / "out"
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
@@ -125,11 +126,7 @@ def test_a_batch_on_a_cluster_terminated_cancels_what_it_sent(tmp_path):
 @pytest.mark.slow
 def test_batch_with_local_workers_terminated_stops_them(tmp_path):
     psutil = pytest.importorskip("psutil")
-    for i in range(3):
-        picture(tmp_path / f"a{i}.png", i)
-        picture(tmp_path / f"b{i}.png", 10 + i)
-    csv_path = write_csv(tmp_path / "pairs.csv", "a,b_prime\n" + "".join(
-        f"a{i}.png,b{i}.png\n" for i in range(3)))
+    csv_path = pairs_csv(tmp_path, 3)
     out = tmp_path / "out"
     test = psutil.Process(os.getpid())
     before = {p.pid for p in test.children(recursive=True)}   # the test's own helpers

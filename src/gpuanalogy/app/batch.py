@@ -32,7 +32,8 @@ from ..errors import EXIT_ERROR
 from ..features import load_network
 from ..files import check_output_dir, output_folder, write_json
 from . import pair as pair_module
-from .cluster import open_client, run_batch_on
+from .client import open_client
+from .cluster import run_batch_on
 from .options import config_from_options
 from .pair import PairResult, pair_outcome, plan, read_inputs, write_into_place
 from .pairs import SUMMARY, Pair, pairs_from_argument
@@ -139,8 +140,7 @@ def command(args: argparse.Namespace) -> int:
 
     ``args`` is the parsed command line: ``pairs``, ``b_folder``, ``output``, the settings
     options, ``save_levels``, ``debug`` and where to run (``workers``, ``scheduler``,
-    ``scheduler_file``: all None in process; ``connect_timeout``;
-    :mod:`gpuanalogy.app.cluster`).
+    ``scheduler_file``: all None in process; ``connect_timeout``; :mod:`gpuanalogy.app.client`).
     """
     started = time.perf_counter()
     options = vars(args)

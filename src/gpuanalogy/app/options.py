@@ -213,7 +213,7 @@ def _workers(text: str) -> int | str:
 #: Seconds ``batch`` waits for a Dask scheduler to answer before it gives up.
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
-#: The flags of ``batch`` that choose where it runs (:mod:`gpuanalogy.app.cluster`), at most
+#: The flags of ``batch`` that choose where it runs (:mod:`gpuanalogy.app.client`), at most
 #: one of them; without any the batch runs in this process. Like the video settings they are
 #: no settings of the analogy: no CSV column, no config field, no part of the resume key.
 CLUSTER_OPTIONS: tuple[Option, ...] = (

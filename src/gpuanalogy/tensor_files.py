@@ -228,7 +228,7 @@ def file_errors(path: Path, what: str) -> Iterator[None]:
         raise WeightsFileError(f"{path}: corrupt or truncated {what} "
                                f"({type(exc).__name__}: {exc})") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-            RecursionError, MemoryError) as exc:
+            RecursionError) as exc:
         raise WeightsFileError(f"{path}: malformed {what} ({type(exc).__name__}: "
                                f"{' '.join(str(exc).split())[:200]})") from None
     except OSError as exc:

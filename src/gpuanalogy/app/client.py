@@ -202,14 +202,15 @@ def local_cluster(workers: int, **options: Any) -> Any:
     of its own (ONNX Runtime's and Numba's), so the pairs never fight over the cores. Its
     scheduler and workers log only what is critical: the batch's display says what happens to
     each pair, and an interruption's cancelled pairs and a worker's heartbeat cut short by the
-    shutdown are no news. ``options`` go to LocalCluster.
+    shutdown are no news. Its dashboard takes a free port (the batch prints its link; a taken
+    port 8787 would be a warning). ``options`` go to LocalCluster.
     """
     distributed = import_extra("distributed", "dask[distributed]", "distributed")
     threads = str(max(default_threads() // workers, 1))
     return distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True,
         env={"GPUANALOGY_THREADS": threads, "NUMBA_NUM_THREADS": threads},
-        **{"silence_logs": logging.CRITICAL, **options})
+        **{"silence_logs": logging.CRITICAL, "dashboard_address": ":0", **options})
 
 
 def import_extra(module: str, package: str, extra: str) -> Any:

@@ -24,7 +24,8 @@ __all__ = ["read_image", "write_image", "resize_image"]
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError)
 
 
-def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, name: str | None = None,
+               max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Parameters
@@ -33,6 +34,9 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
         Any file Pillow can decode (PNG, JPEG, TIFF, BMP, GIF, WebP, ...).
     name : str, optional
         What to call the image in messages; defaults to `path` as given.
+    max_pixels : int, optional
+        A lower pixel limit than :data:`MAX_PIXELS` (a server's), checked in the same way:
+        on the header's size, before any pixel data is decoded.
 
     Returns
     -------
@@ -58,7 +62,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     ------
     InputError
         The file is missing, a directory, unreadable, not an image, truncated or corrupt,
-        larger than :data:`MAX_PIXELS`, or has a side shorter than :data:`MIN_SIDE`.
+        larger than :data:`MAX_PIXELS` (or ``max_pixels``), or has a side shorter than :data:`MIN_SIDE`.
 
     Examples
     --------
@@ -98,10 +102,12 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
 
         with image:
             width, height = image.size
-            if width * height > MAX_PIXELS:
+            limit, limit_name = ((MAX_PIXELS, "MAX_PIXELS") if max_pixels is None
+                                 else (min(max_pixels, MAX_PIXELS), "max_pixels"))
+            if width * height > limit:
                 raise InputError(
                     f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
-                    f"limit of {MAX_PIXELS:,} (MAX_PIXELS); downscale the image first"
+                    f"limit of {limit:,} ({limit_name}); downscale the image first"
                 )
             if min(width, height) < MIN_SIDE:
                 raise InputError(

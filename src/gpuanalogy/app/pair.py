@@ -61,11 +61,15 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
                  names: tuple[str, str] = ("a", "b_prime"), model: Any = None,
                  save_levels: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> ComputedPair:
+                 on_notice: Callable[[str], None] | None = None,
+                 on_level: Callable[[int, np.ndarray, np.ndarray], None] | None = None
+                 ) -> ComputedPair:
     """The analogy of one pair, with what run.json records about the run.
 
     ``on_notice`` receives the size rule's notices, naming the input files (by default they
     print on stderr at once). The memory check's refusal names the input files too.
+    ``on_level(level, a_prime, b)`` receives each level's previews (uint8, input sizes) as the
+    loop finishes it (``gpuanalogy.pipeline.level_preview``).
     """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
         text = str(message)
@@ -77,7 +81,11 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def preview(step: LevelStep) -> None:
-        levels[step.level] = level_preview(step, a, b_prime, config)
+        images = level_preview(step, a, b_prime, config)
+        if save_levels:
+            levels[step.level] = images
+        if on_level is not None:
+            on_level(step.level, *images)
 
     peak = PeakMemory()
     with peak, warnings.catch_warnings():
@@ -86,7 +94,7 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
         start = time.perf_counter()
         try:
             result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
-                             on_level=preview if save_levels else None)
+                             on_level=preview if save_levels or on_level else None)
         except DeviceMemoryError as error:
             raise DeviceMemoryError(_with_file_names(str(error), (a, b_prime), names)
                                     ) from error

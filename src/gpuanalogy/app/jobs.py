@@ -152,6 +152,8 @@ class JobQueue:
         """Cancel what runs and waits, stop the worker, remove every job's folder."""
         with self._lock:
             self.closing = True
+            while self._waiting:
+                self._finish(self._waiting.popleft(), "cancelled")
             for job in self._jobs.values():
                 job.cancelling.set()
             self._lock.notify_all()

@@ -50,8 +50,8 @@ def command(args: argparse.Namespace) -> int:
                                                access_log=False, timeout_graceful_shutdown=3,
                                                lifespan="off"))
         shown = f"[{host}]" if ":" in host else host
-        print(f"gpuanalogy serve: http://{shown}:{port}/ on {model.backend.name} "
-              f"(Ctrl-C stops)", flush=True)
+        print(f"gpuanalogy serve: http://{shown}:{port}/ on {model.backend.name}, jobs' files "
+              f"in {queue.root} (Ctrl-C stops)", flush=True)
         queue.start()
         try:
             server.run(sockets=[listener])

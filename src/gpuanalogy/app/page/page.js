@@ -198,6 +198,7 @@ function show(id) {
   $("#job").hidden = false;
   $("#job-title").textContent = `Job ${id}`;
   $("#job-state").textContent = "";
+  delete $("#job-state").dataset.state;
   $("#job-error").textContent = "";
   $("#stage").textContent = "";
   $("#eta").textContent = "";

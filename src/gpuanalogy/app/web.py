@@ -46,7 +46,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .. import __version__
-from ..config import AnalogyConfig
+from ..config import PRESETS, AnalogyConfig
 from ..errors import InputError, printable
 from ..images import read_image
 from .jobs import FINISHED, Job, JobFinished, JobQueue, QueueFull
@@ -172,8 +172,6 @@ def options_document(queue: JobQueue, limits: Limits) -> dict[str, Any]:
     def values(config: AnalogyConfig) -> dict[str, Any]:
         data = config.to_dict()
         return {o.name: data[o.field] for o in WEB_OPTIONS if o.field is not None}
-
-    from ..config import PRESETS  # noqa: PLC0415
 
     return {
         "version": __version__,

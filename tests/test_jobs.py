@@ -20,9 +20,9 @@ def _pair():
 
 @pytest.fixture(scope="module")
 def model():
-    from gpuanalogy.features import VGG19
+    from gpuanalogy.features import load_network
 
-    return VGG19(None, "cpu")
+    return load_network(None, "cpu")
 
 
 def _wait(queue, job, seconds=120):

@@ -33,8 +33,7 @@ from PIL import Image
 
 from ..config import AnalogyConfig
 from ..errors import GpuAnalogyError, error_reason, printable
-from .batch import write_into_place
-from .pair import compute_pair, write_pair
+from .pair import compute_pair, write_into_place, write_pair
 
 __all__ = ["Job", "JobQueue", "JobCancelled", "QueueFull", "JobFinished", "FINISHED"]
 

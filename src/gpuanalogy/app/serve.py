@@ -12,7 +12,7 @@ import socket
 import sys
 
 from ..errors import InputError, error_reason
-from .batch import load_network
+from ..features import load_network
 from .options import config_from_options
 
 
@@ -40,7 +40,7 @@ def command(args: argparse.Namespace) -> int:
     print(f"gpuanalogy serve: loading the network ({config.device})", file=sys.stderr,
           flush=True)
     with listener:
-        model = load_network(config)
+        model = load_network(config.weights, config.device)
         queue = JobQueue(model, keep_seconds=args.keep_minutes * 60,
                          max_queued=args.max_queue)
         limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),

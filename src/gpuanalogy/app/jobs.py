@@ -283,7 +283,7 @@ class JobQueue:
         except JobCancelled:
             state = "cancelled"
         except GpuAnalogyError as error:
-            state, job.error = "failed", " ".join(str(error).split())
+            state, job.error = "failed", error_reason(error)
         except OSError as error:
             state, job.error = "failed", f"cannot write the job's files: {error_reason(error)}"
         except Exception as error:  # noqa: BLE001 - one job's bug must not stop the server

@@ -47,7 +47,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..config import PRESETS, AnalogyConfig
-from ..errors import InputError, printable
+from ..errors import InputError, error_reason, printable
 from ..images import read_image
 from .jobs import FINISHED, Job, JobFinished, JobQueue, QueueFull
 from .options import OPTIONS, csv_overrides
@@ -236,7 +236,7 @@ async def _submit(queue: JobQueue, form: Any, limits: Limits) -> Job:
             a, b_prime, notices = await run_in_threadpool(_decode, folder, uploads,
                                                           limits.max_pixels)
     except InputError as error:
-        raise ApiError(400, " ".join(str(error).split())) from None
+        raise ApiError(400, error_reason(error)) from None
     return queue.submit(a, b_prime, config, names=(uploads[0][0], uploads[1][0]),
                         save_levels=save_levels, notices=notices)
 

@@ -106,7 +106,7 @@ class Job:
         return {"id": self.id, "state": self.state, "position": position,
                 "names": {"a": self.names[0], "b_prime": self.names[1]},
                 "settings": {k: v for k, v in self.config.to_dict().items()
-                             if k not in ("weights",)},
+                             if k != "weights"},
                 "save_levels": self.save_levels, "created": self.created,
                 "started": self.started, "finished": self.finished,
                 "cancelling": self.cancelling.is_set() and self.state == "running",

@@ -62,7 +62,7 @@ def command(args: argparse.Namespace) -> int:
     key = {"frames": os.path.abspath(source.source), "b_prime": os.path.abspath(args.b_prime),
            "config": result_key(config), "video": video.to_dict()}
     with output_folder(args.output) as out, exclusive(out):   # gone if it fails unwritten
-        for folder in (out / "frames", out / "fields"):
+        for folder in (out, out / "frames", out / "fields"):   # run.json's temp files too
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
         return _run(source, (b_prime, os.fspath(args.b_prime)), out, key, config, video,

@@ -32,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,13 +54,16 @@ from gpuanalogy.visualize import make_sheet  # noqa: E402
 @dataclass
 class Synthetic:
     """A clip with its true backward flows: frames (H, W, 3) uint8, flows[t] (H, W, 2) for
-    t >= 1 (row, col displacement from frame t to frame t-1) and where they are valid."""
+    t >= 1 (row, col displacement from frame t to frame t-1) and where they are valid;
+    ``where(t, k)`` gives, for every pixel of frame t, the (row, col) of its content in frame
+    k, (2, H, W) float32, and whether frame k shows it, (H, W) bool."""
 
     name: str
     exemplar: np.ndarray
     frames: list[np.ndarray] = field(default_factory=list)
     flows: list[np.ndarray | None] = field(default_factory=list)
     visible: list[np.ndarray | None] = field(default_factory=list)
+    where: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def sample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -92,6 +96,14 @@ def panzoom(count: int, shape: tuple[int, int]) -> Synthetic:
         clip.flows.append(np.moveaxis(before - grid, 0, -1))
         clip.visible.append((before[0] >= 0) & (before[0] <= h - 1) & (before[1] >= 0)
                             & (before[1] <= w - 1))
+
+    def where(t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        (centre, scale), (key_centre, key_scale) = camera(t), camera(k)
+        there = middle + (centre + scale * (grid - middle) - key_centre) / key_scale
+        return there, ((there[0] >= 0) & (there[0] <= h - 1) & (there[1] >= 0)
+                       & (there[1] <= w - 1))
+
+    clip.where = where
     return clip
 
 
@@ -126,6 +138,16 @@ def moving_object(count: int, shape: tuple[int, int]) -> Synthetic:
             clip.flows.append(flow)
             clip.visible.append(inside | ~inside_before)
         inside_before = inside
+
+    def where(t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        (cy, cx), (ky, kx) = centre(t), centre(k)
+        inside = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius ** 2
+        inside_key = (rows - ky) ** 2 + (cols - kx) ** 2 <= radius ** 2
+        there = np.stack([np.where(inside, rows - cy + ky, rows),
+                          np.where(inside, cols - cx + kx, cols)])
+        return there, np.where(inside, True, ~inside_key)
+
+    clip.where = where
     return clip
 
 

@@ -40,7 +40,7 @@ from video import Synthetic, moving_object, panzoom, sample, step_error  # noqa:
 
 from gpuanalogy.app.pair import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
-from gpuanalogy.propagation import GuideWeights, Propagation, blend  # noqa: E402
+from gpuanalogy.propagation import BLENDS, GuideWeights, Propagation, blend  # noqa: E402
 from gpuanalogy.synthesis import SynthesisSettings  # noqa: E402
 
 
@@ -123,10 +123,10 @@ def settings_sweep(sweep: str) -> list[tuple[str, GuideWeights, SynthesisSetting
     w, s = GuideWeights(), SynthesisSettings()
     rows = [("default", w, s)]
     if sweep in ("weights", "all"):
-        rows += [(f"colour {v}", replace(w, colour=v), s) for v in (0.5, 2.0)]
+        rows += [(f"colour {v}", replace(w, colour=v), s) for v in (1.0, 4.0)]
         rows += [(f"edges {v}", replace(w, edges=v), s) for v in (0.0, 2.0)]
         rows += [(f"position {v}", replace(w, position=v), s) for v in (0.0, 0.1, 2.0, 10.0)]
-        rows += [(f"temporal {v}", replace(w, temporal=v), s) for v in (0.0, 0.5, 2.0)]
+        rows += [(f"temporal {v}", replace(w, temporal=v), s) for v in (0.0, 0.01, 0.1, 0.5)]
     if sweep in ("schedule", "all"):
         rows += [("patch 3", w, replace(s, patch_size=3)),
                  ("patch 7", w, replace(s, patch_size=7)),
@@ -167,7 +167,7 @@ def main() -> None:
                 n = len(clip.frames) - 1
                 fronts = syntheses(clip, 0, first, weights, settings, backend)
                 behind = syntheses(clip, n, last, weights, settings, backend)
-                for method in ("error", "poisson"):
+                for method in BLENDS:
                     outputs = [first]
                     for t in range(1, n):
                         mixed = blend(fronts[t], behind[t], share=1 - t / n, method=method)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .propagation import GuideWeights, Propagation, blend, unexplained
+from .propagation import GuideWeights, Propagation, blend, reversed_flow, unexplained
 from .synthesis import Synthesis, SynthesisSettings
 
 __all__ = ["Schedule", "KeyedFrame", "keyframe_video"]
@@ -130,6 +130,7 @@ class _Held:
     index: int
     frame: np.ndarray
     ahead: Synthesis
+    motion: np.ndarray
     seconds: float
     unexplained: float
 
@@ -177,7 +178,8 @@ def keyframe_video(frames: Iterable[tuple[int, np.ndarray]],
             start = time.perf_counter()
             ahead = chain.step(frame, name=f"frame {index}")
             share = unexplained(frame, key.frame, ahead.nnf)
-            done = _Held(index, frame, ahead, time.perf_counter() - start, share)
+            done = _Held(index, frame, ahead, chain.motion, time.perf_counter() - start,
+                         share)  # type: ignore[arg-type]
             if schedule.auto and (share > schedule.threshold
                                   or index - key.index >= schedule.longest):
                 done = None
@@ -201,14 +203,21 @@ def keyframe_video(frames: Iterable[tuple[int, np.ndarray]],
 def _closed(key: _Key, following: _Key, backend: Any, weights: GuideWeights | None,
             settings: SynthesisSettings | None, blend_method: str,
             seed: int) -> Iterator[KeyedFrame]:
-    """The frames held behind ``key``, each blended with its synthesis from ``following``."""
+    """The frames held behind ``key``, each blended with its synthesis from ``following``.
+
+    Going backward, frame t's motion to frame t+1 is the reverse of the forward pass's motion
+    of t+1 (:func:`gpuanalogy.propagation.reversed_flow`); only the last held frame's, to the
+    following keyframe, is searched."""
     chain = Propagation(following.frame, following.a_prime, weights=weights, settings=settings,
                         seed=seed, backend=backend)
     behind: dict[int, tuple[Synthesis, float]] = {}
+    later: _Held | None = None
     for held in reversed(key.held):
         start = time.perf_counter()
-        synthesis = chain.step(held.frame, name=f"frame {held.index}")
+        flow = None if later is None else reversed_flow(later.motion)
+        synthesis = chain.step(held.frame, flow=flow, name=f"frame {held.index}")
         behind[held.index] = synthesis, time.perf_counter() - start
+        later = held
     span = following.index - key.index
     for held in key.held:
         back, seconds = behind[held.index]

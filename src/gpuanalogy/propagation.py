@@ -32,8 +32,8 @@ from .errors import InputError
 from .motion import motion_from_flow
 from .synthesis import Guide, Synthesis, SynthesisSettings, edges, match, positions, synthesize
 
-__all__ = ["GuideWeights", "Propagation", "frame_motion", "blend", "unexplained",
-           "screened_poisson", "BLENDS", "MOTION_SETTINGS"]
+__all__ = ["GuideWeights", "Propagation", "frame_motion", "reversed_flow", "blend",
+           "unexplained", "screened_poisson", "BLENDS", "MOTION_SETTINGS"]
 
 #: How :func:`blend` combines two sides' results.
 BLENDS = ("error", "poisson")
@@ -104,6 +104,9 @@ class Propagation:
         grid = np.mgrid[0:shape[0], 0:shape[1]]
         #: The frame before the next one, its field into the keyframe and its output.
         self.previous = (self.keyframe, np.moveaxis(grid, 0, -1).astype(np.int32), self.style)
+        #: The last step's motion, (H, W, 2) int32: for each pixel, where it was in the frame
+        #: before (see :func:`reversed_flow` to run the other way).
+        self.motion: np.ndarray | None = None
         self.steps = 0
 
     def step(self, frame: Any, *, flow: np.ndarray | None = None,
@@ -134,12 +137,22 @@ class Propagation:
                           seed=self.seed + self.steps, backend=self.backend)
         done.image = np.clip(done.image, 0.0, 1.0)
         self.previous = (current, done.nnf, done.image)
+        self.motion = motion
         self.steps += 1
         return done
 
     def _flow_motion(self, flow: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         field = motion_from_flow(flow, {0: shape}, self.backend)[0]
         return self.backend.to_numpy(field.values)
+
+
+def reversed_flow(motion: np.ndarray) -> np.ndarray:
+    """The flow the other way from a motion (H, W, 2) of frame t+1 to frame t: for each pixel p
+    of frame t, the displacement to frame t+1, taken as the opposite of the motion's
+    displacement at p (exact for a translation; as :func:`gpuanalogy.motion.carry_positions`
+    assumes). (H, W, 2) float32, as :meth:`Propagation.step` takes a flow."""
+    grid = np.moveaxis(np.mgrid[0:motion.shape[0], 0:motion.shape[1]], 0, -1)
+    return (grid - motion).astype(np.float32)
 
 
 def frame_motion(current: np.ndarray, previous: np.ndarray, *, seed: int = 0,

@@ -90,10 +90,10 @@ class SynthesisSettings:
 
     patch_size: int = 5
     levels: int = 3
-    iterations: int = 2
+    iterations: int = 1
     coarse_iterations: int = 2
     radius: int = 4
-    jumps: tuple[int, ...] = (4, 2, 1)
+    jumps: tuple[int, ...] = (2, 1)
 
     def __post_init__(self) -> None:
         patch_half(self.patch_size)

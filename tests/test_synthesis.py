@@ -40,14 +40,14 @@ def test_the_keyframe_itself_is_reproduced_exactly():
 
 def test_a_translation_is_found_from_the_identity():
     """Target = keyframe moved by (3, -4): the search finds the shift and votes the style
-    moved with it, with no start but the identity (two iterations at the finer levels, so
-    that what the random search finds there is propagated: the propagation's default of one
-    relies on a start carried from the frame before)."""
+    moved with it, with no start but the identity (two iterations with the whole jump
+    flooding at the finer levels, so that what the random search finds there spreads: the
+    propagation's lighter default relies on a start carried from the frame before)."""
     world = texture((70, 90), 3)
     key, frame = world[:60, 8:88], world[3:63, 4:84]       # frame(p) = key(p + (3, -4))
     style = to_uint8(texture((60, 80), 4))
     done = synthesize(style, [Guide(key, frame, 1.0)],
-                      settings=SynthesisSettings(iterations=2), backend=CPU)
+                      settings=SynthesisSettings(iterations=2, jumps=(8, 4, 2, 1)), backend=CPU)
     true = np.zeros_like(style)
     true[:57, 4:] = style[3:, :76]
     interior = (slice(3, 54), slice(7, 77))

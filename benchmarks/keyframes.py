@@ -16,16 +16,20 @@ setting and clip the table gives, over the frames after the keyframe:
 * seconds per frame (motion search included), peak resident memory.
 
 Rows ``forward`` propagate from frame 0; rows ``blend:<method>`` put keyframes at the first and
-last frames and blend both sides' results (``gpuanalogy.propagation.blend``).
+last frames and blend both sides' results (``gpuanalogy.propagation.blend``); rows
+``driver:N`` run ``gpuanalogy.keyframes.keyframe_video`` with a keyframe every N frames (the
+stand-in keyframes, consistent with each other), and their seconds are a propagated frame's
+whole cost: both sides' motion and synthesis and the blend.
 
     python benchmarks/keyframes.py [--frames 12] [--size 240x320] [--clips panzoom,object]
-                                   [--sweep weights|schedule|blend|all]
+                                   [--sweep weights|schedule|blend|all|none] [--driver N]
 
 Timings are taken inside ``bench_lock`` (one benchmark at a time on the machine).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -40,6 +44,7 @@ from video import Synthetic, moving_object, panzoom, sample, step_error  # noqa:
 
 from gpuanalogy.app.pair import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
+from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video  # noqa: E402
 from gpuanalogy.propagation import BLENDS, GuideWeights, Propagation, blend  # noqa: E402
 from gpuanalogy.synthesis import SynthesisSettings  # noqa: E402
 
@@ -119,9 +124,31 @@ def score(clip: Synthetic, outputs: list[np.ndarray], styles: dict[int, np.ndarr
     return {"truth": float(np.mean(errors)), "warp": warp, "detail": float(np.mean(details))}
 
 
+def driver(clip: Synthetic, first: np.ndarray, every: int, backend) -> dict:
+    """The clip driver with stand-in keyframes every ``every`` frames: errors and the median
+    seconds of a propagated frame (both sides and the blend)."""
+    styles = {0: first}
+
+    def stylise(index: int, frame: np.ndarray) -> KeyedFrame:
+        styles[index] = first if index == 0 else consistent(clip, first, index)
+        grid = np.moveaxis(np.mgrid[0:frame.shape[0], 0:frame.shape[1]], 0, -1)
+        return KeyedFrame(index, styles[index], grid.astype(np.float32), True)
+
+    made = {}
+    with PeakMemory() as peak:
+        for done in keyframe_video(enumerate(clip.frames), stylise, Schedule(every=every),
+                                   backend=backend):
+            made[done.index] = done
+    outputs = [made[t].a_prime for t in range(len(clip.frames))]
+    seconds = [f.seconds for f in made.values() if not f.keyframe]
+    return {"clip": clip.name, "setting": "default", "method": f"driver:{every}",
+            "s": float(np.median(seconds)), "peak": peak.megabytes,
+            **score(clip, outputs, styles)}
+
+
 def settings_sweep(sweep: str) -> list[tuple[str, GuideWeights, SynthesisSettings]]:
     w, s = GuideWeights(), SynthesisSettings()
-    rows = [("default", w, s)]
+    rows = [("default", w, s)] if sweep != "none" else []
     if sweep in ("weights", "all"):
         rows += [(f"colour {v}", replace(w, colour=v), s) for v in (1.0, 4.0)]
         rows += [(f"edges {v}", replace(w, edges=v), s) for v in (0.0, 2.0)]
@@ -146,12 +173,15 @@ def main() -> None:
     parser.add_argument("--clips", default="panzoom,object")
     parser.add_argument("--sweep", default="all", choices=("weights", "schedule", "blend",
                                                            "all", "none"))
+    parser.add_argument("--driver", type=int, default=0,
+                        help="also run the clip driver with a keyframe every N frames")
     args = parser.parse_args()
     shape = tuple(int(n) for n in args.size.lower().split("x"))
     backend = get_backend("cpu")
     makers = {"panzoom": panzoom, "object": moving_object}
     rows = []
     with bench_lock("benchmarks/keyframes.py"):
+        load = os.getloadavg()
         for name in args.clips.split(","):
             clip = makers[name](args.frames, shape)
             first = paint(clip.frames[0], 1)
@@ -177,8 +207,13 @@ def main() -> None:
                                  "s": float("nan"), "peak": float("nan"),
                                  **score(clip, outputs, {0: first, n: last})})
                     print(rows[-1], file=sys.stderr, flush=True)
+            if args.driver:
+                rows.append(driver(clip, first, args.driver, backend))
+                print(rows[-1], file=sys.stderr, flush=True)
+        load = (load, os.getloadavg())
     print(f"\nkeyframe propagation, {shape[1]}x{shape[0]}, {args.frames} frames, cpu, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}\n")
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average at start / end {load[0][0]:.1f} / "
+          f"{load[1][0]:.1f}\n")
     print("| clip | setting | method | truth error | warping error | detail | s/frame | "
           "peak MiB |")
     print("|---|---|---|---|---|---|---|---|")

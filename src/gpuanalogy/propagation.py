@@ -63,7 +63,7 @@ class GuideWeights:
 
     colour: float = 2.0
     edges: float = 0.5
-    position: float = 0.5
+    position: float = 0.1
     temporal: float = 0.03
 
     def __post_init__(self) -> None:

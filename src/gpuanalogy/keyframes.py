@@ -55,7 +55,7 @@ class Schedule:
     every: int | None = None
     listed: tuple[int, ...] = ()
     auto: bool = False
-    threshold: float = 0.05
+    threshold: float = 0.03
     longest: int = 48
 
     def __post_init__(self) -> None:

@@ -17,7 +17,8 @@ A frame between two keyframes gets a result from each side; :func:`blend` combin
 the sides' synthesis errors (``"error"``) or by a screened Poisson reconstruction that takes
 each pixel's gradients from the side with the lower error (``"poisson"``).
 :func:`unexplained` is the share of a frame that its keyframe cannot explain (content that has
-entered the frame since, or was hidden): what places a new keyframe.
+entered the frame since, or was hidden), read off the synthesis's field: what places a new
+keyframe.
 """
 from __future__ import annotations
 
@@ -221,17 +222,32 @@ def screened_poisson(data: np.ndarray, gy: np.ndarray, gx: np.ndarray,
                  axes=(0, 1), norm="ortho")
 
 
-def unexplained(frame: Any, keyframe: Any, nnf: np.ndarray, *,
-                tolerance: float = 0.1) -> float:
-    """The share of ``frame``'s pixels whose match in ``keyframe`` (through ``nnf``, the
-    synthesis's field) differs in colour by more than ``tolerance`` (root mean square over the
-    channels, colours in [0, 1]), after a 3 x 3 box average of the differences: content the
-    keyframe does not hold."""
+def unexplained(frame: Any, keyframe: Any, nnf: np.ndarray, *, tolerance: float = 0.1,
+                size: int = 7, level: float = 0.5) -> float:
+    """The share of ``frame`` that ``keyframe`` does not explain, from the synthesis's field
+    ``nnf`` (H, W, 2) into the keyframe.
+
+    Content the keyframe shows is rebuilt from it in coherent pieces of matching colour: a
+    pixel's right and lower neighbours match the keyframe pixels right of and below its own
+    match, within a pixel. Content it lacks (entering the frame, disoccluded) either keeps
+    colours the keyframe does not have, or is pieced together from wherever colours fit, in
+    small scraps. A pixel counts as unexplained where its colour differs from its match's by
+    more than ``tolerance`` (root mean square over the channels, in [0, 1], 3 x 3 box-averaged),
+    or where fewer than ``level`` of the neighbour pairs in the ``size`` x ``size`` window
+    around it are coherent (docs/performance.md, "Video by keyframes", has how this tracks the
+    new content).
+    """
     current = to_float_image(frame, name="frame")
     key = to_float_image(keyframe, name="keyframe")
     matched = key[nnf[..., 0], nnf[..., 1]]
-    difference = _box(((current - matched) ** 2).mean(axis=2), 3)
-    return float((difference > tolerance ** 2).mean())
+    differs = _box(((current - matched) ** 2).mean(axis=2), 3) > tolerance ** 2
+    coherent = np.ones(nnf.shape[:2], np.float64)
+    across = np.abs(nnf[:, 1:] - nnf[:, :-1] - np.array([0, 1])).max(axis=2) <= 1
+    down = np.abs(nnf[1:] - nnf[:-1] - np.array([1, 0])).max(axis=2) <= 1
+    coherent[:, :-1] = across
+    coherent[:-1] = (coherent[:-1] + down) / 2.0
+    coherent[-1, :-1] = (coherent[-1, :-1] + 1.0) / 2.0
+    return float((differs | (_box(coherent, size) < level)).mean())
 
 
 def _box(values: np.ndarray, size: int) -> np.ndarray:

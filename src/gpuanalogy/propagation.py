@@ -63,7 +63,7 @@ class GuideWeights:
     """
 
     colour: float = 2.0
-    edges: float = 0.5
+    edges: float = 0.0
     position: float = 0.1
     temporal: float = 0.03
 
@@ -100,8 +100,11 @@ class Propagation:
         self.seed, self.backend = seed, backend
         shape = self.keyframe.shape[:2]
         self.scale = float(max(shape))
-        self._sources = (self.keyframe, edges(self.keyframe), positions(shape, self.scale),
-                         self.style)
+        #: The keyframe's side of each guide (edges only when weighted: the rest always are).
+        self._sources = {"colour": self.keyframe, "position": positions(shape, self.scale),
+                         "temporal": self.style}
+        if self.weights.edges > 0:
+            self._sources["edges"] = edges(self.keyframe)
         grid = np.mgrid[0:shape[0], 0:shape[1]]
         #: The frame before the next one, its field into the keyframe and its output.
         self.previous = (self.keyframe, np.moveaxis(grid, 0, -1).astype(np.int32), self.style)
@@ -128,12 +131,13 @@ class Propagation:
                   else self._flow_motion(flow, current.shape[:2]))
         rows, cols = motion[..., 0], motion[..., 1]
         carried = np.ascontiguousarray(field[rows, cols])
-        weights = self.weights
-        targets = (current, edges(current), carried.astype(np.float32) / np.float32(self.scale),
-                   np.ascontiguousarray(output[rows, cols]))
-        guides = [Guide(s, t, w) for s, t, w in zip(
-            self._sources, targets,
-            (weights.colour, weights.edges, weights.position, weights.temporal))]
+        targets = {"colour": current,
+                   "position": carried.astype(np.float32) / np.float32(self.scale),
+                   "temporal": np.ascontiguousarray(output[rows, cols])}
+        if "edges" in self._sources:
+            targets["edges"] = edges(current)
+        guides = [Guide(source, targets[name], getattr(self.weights, name))
+                  for name, source in self._sources.items()]
         done = synthesize(self.style, guides, start=carried, settings=self.settings,
                           seed=self.seed + self.steps, backend=self.backend)
         done.image = np.clip(done.image, 0.0, 1.0)

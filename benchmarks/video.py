@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import bench_lock  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import write_image  # noqa: E402
 from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video  # noqa: E402

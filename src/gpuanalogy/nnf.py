@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
-from gpuanalogy.checks import check_nnf, patch_half, shape2
+from gpuanalogy.checks import check_nnf, check_warp, patch_half, shape2
 from gpuanalogy.errors import InputError
 
 __all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy"]
@@ -116,14 +116,9 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
         A malformed field, an even patch size, or a field pointing outside ``source``.
     """
     xp = backend.xp
-    check_nnf(nnf)
-    half = patch_half(patch_size)
-    if source.ndim != 3:
-        raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
     source = xp.ascontiguousarray(xp.asarray(source), dtype=xp.float32)
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
-    check_nnf(nnf, source.shape)
-    return backend.kernels.warp(source, nnf, half=half)
+    return backend.kernels.warp(source, nnf, half=check_warp(source, nnf, patch_size))
 
 
 def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size: int,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import bench_lock  # noqa: E402
 from video import Synthetic, moving_object, panzoom, sample, step_error  # noqa: E402
 
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
 from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video  # noqa: E402
 from gpuanalogy.propagation import BLENDS, GuideWeights, Propagation, blend  # noqa: E402

@@ -44,7 +44,8 @@ from video import Synthetic, moving_object, panzoom, sample, step_error  # noqa:
 
 from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
-from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video  # noqa: E402
+from gpuanalogy.config import Schedule  # noqa: E402
+from gpuanalogy.keyframes import KeyedFrame, keyframe_video  # noqa: E402
 from gpuanalogy.propagation import BLENDS, GuideWeights, Propagation, blend  # noqa: E402
 from gpuanalogy.synthesis import SynthesisSettings  # noqa: E402
 

@@ -57,7 +57,8 @@ from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import write_image  # noqa: E402
-from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video  # noqa: E402
+from gpuanalogy.config import Schedule  # noqa: E402
+from gpuanalogy.keyframes import KeyedFrame, keyframe_video  # noqa: E402
 from gpuanalogy.video import Clip  # noqa: E402
 from gpuanalogy.visualize import make_sheet  # noqa: E402
 

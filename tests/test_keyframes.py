@@ -6,7 +6,8 @@ import pytest
 
 from gpuanalogy.backend import cpu_backend
 from gpuanalogy.errors import InputError
-from gpuanalogy.keyframes import KeyedFrame, Schedule, keyframe_video
+from gpuanalogy.config import Schedule
+from gpuanalogy.keyframes import KeyedFrame, keyframe_video
 from test_synthesis import texture, to_uint8
 
 CPU = cpu_backend()

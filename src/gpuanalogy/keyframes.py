@@ -11,7 +11,7 @@ image patches, no network):
   :func:`gpuanalogy.propagation.blend` of its two sides (the nearer keyframe counting more);
 * frames after the last keyframe keep their forward result alone.
 
-Which frames are keyframes (:class:`Schedule`): every N-th, a list, or ``auto``: a frame
+Which frames are keyframes (:class:`gpuanalogy.config.Schedule`): every N-th, a list, or ``auto``: a frame
 becomes a keyframe when the share of it that the previous keyframe cannot explain
 (:func:`gpuanalogy.propagation.unexplained`: content entering the frame, disoccluded) passes a
 threshold, or when the keyframe is too far behind. Frame 0 is always a keyframe.
@@ -27,68 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .config import Schedule
 from .propagation import GuideWeights, Propagation, blend, reversed_flow, unexplained
 from .synthesis import Synthesis, SynthesisSettings
 
-__all__ = ["Schedule", "KeyedFrame", "keyframe_video"]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Which frames are keyframes.
-
-    Attributes
-    ----------
-    every : int or None
-        A keyframe every ``every`` frames (0, every, 2 every, ...).
-    listed : tuple of int
-        These frames (0-based), and frame 0.
-    auto : bool
-        Place keyframes by the propagated frames' unexplained share.
-    threshold : float
-        ``auto``: the unexplained share past which a frame becomes a keyframe.
-    longest : int
-        ``auto``: at most this many frames from one keyframe to the next.
-    """
-
-    every: int | None = None
-    listed: tuple[int, ...] = ()
-    auto: bool = False
-    threshold: float = 0.03
-    longest: int = 48
-
-    def __post_init__(self) -> None:
-        if (self.every is not None and self.every < 1) or any(i < 0 for i in self.listed) \
-                or not 0 < self.threshold < 1 or self.longest < 1:
-            raise InputError("keyframes: N must be at least 1, frames non-negative, the "
-                             "threshold in (0, 1) and the longest interval at least 1.")
-
-    @classmethod
-    def parse(cls, text: str, **kwargs: Any) -> "Schedule | None":
-        """``"all"`` (None: every frame a whole analogy, today's mode), ``"auto"``, ``"N"``
-        (a keyframe every N frames) or ``"i,j,..."`` (these frames, 0-based)."""
-        text = text.strip().lower()
-        if text == "all":
-            return None
-        if text == "auto":
-            return cls(auto=True, **kwargs)
-        try:
-            numbers = tuple(int(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            numbers = ()
-        if not numbers:
-            raise InputError(f"--keyframes {text!r} is not understood. Try all, auto, a number "
-                             f"N (a keyframe every N frames) or a list of frames like 0,12,30.")
-        if "," in text:
-            return cls(listed=tuple(sorted(set(numbers))), **kwargs)
-        return cls(every=numbers[0], **kwargs)
-
-    def planned(self, index: int) -> bool:
-        """Whether frame ``index`` is a keyframe before anything is measured."""
-        if index == 0 or index in self.listed:
-            return True
-        return self.every is not None and index % self.every == 0
+__all__ = ["KeyedFrame", "keyframe_video"]
 
 
 @dataclass

@@ -16,6 +16,11 @@ OPTIMIZERS = ("lbfgs", "scipy")
 #: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
 UPSAMPLES = ("cubic", "nnf", "patchmatch")
 
+#: How ``gpuanalogy video`` brings a frame's outputs to the frame size unless ``--upsample`` is
+#: given: "patchmatch" (the style presets' own) re-searches every frame's fields at the frame size
+#: on its own and flickers more (docs/performance.md, "Video by keyframes").
+VIDEO_UPSAMPLE = "cubic"
+
 #: How the field files are written (``AnalogyConfig.field_format``).
 FIELD_FORMATS = ("float32", "float16", "working")
 

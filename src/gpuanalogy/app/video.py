@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AnalogyConfig, VideoConfig
+from ..config import VIDEO_UPSAMPLE, AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
 from ..files import as_json, check_output_dir, read_json, write_json, write_npy
@@ -63,7 +63,10 @@ class _Outcome:
 
 
 def command(args: argparse.Namespace) -> int:
-    config = config_from_options(vars(args))
+    options = vars(args)
+    if options.get("upsample") is None:   # the video's own default (config.VIDEO_UPSAMPLE)
+        options = {**options, "upsample": VIDEO_UPSAMPLE}
+    config = config_from_options(options)
     video = video_config_from_options(vars(args))
     source = open_clip(args.frames)
     b_prime = read_image(args.b_prime)

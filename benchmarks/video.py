@@ -294,6 +294,9 @@ def main() -> None:
             runs = run_clip(clip, config, model, methods)
             floor = warping_error(clip.frames, clip)
             for method, run in runs.items():
+                steps = [step_error(run.outputs, clip, t) for t in range(1, len(run.outputs))]
+                print(f"{name} {method}: warping error per frame "
+                      f"{', '.join(f'{e:.2f}' for e in steps)}", file=sys.stderr, flush=True)
                 after = run.seconds[1:]
                 propagated = [s for t, s in enumerate(run.seconds) if t not in run.keyframes]
                 table.append({

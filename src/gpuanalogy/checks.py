@@ -130,17 +130,20 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
 
 
 def check_size(label: str, width: int, height: int, *,
-               shape: tuple[int, ...] | None = None) -> None:
+               shape: tuple[int, ...] | None = None, max_pixels: int | None = None) -> None:
     """Refuse an image with a side shorter than :data:`MIN_SIDE` or more than
     :data:`MAX_PIXELS` pixels: arrays given to the API, and files before they are decoded.
-    ``shape``, an array's, is named in the message."""
+    ``shape``, an array's, is named in the message; ``max_pixels`` is a lower limit of the
+    caller's (a server's)."""
     size = f"{width}x{height} pixels" + ("" if shape is None else f" (shape {shape})")
     if min(width, height) < MIN_SIDE:
         raise InputError(f"{label}: {size} is too small; both sides need at least {MIN_SIDE} "
                          f"pixels")
-    if width * height > MAX_PIXELS:
+    limit, name = ((MAX_PIXELS, "MAX_PIXELS") if max_pixels is None
+                   else (min(max_pixels, MAX_PIXELS), "max_pixels"))
+    if width * height > limit:
         raise InputError(f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
-                         f"limit of {MAX_PIXELS:,} (MAX_PIXELS); downscale the image first")
+                         f"limit of {limit:,} ({name}); downscale the image first")
 
 
 def _check_float_values(data: np.ndarray, label: str) -> None:

@@ -24,7 +24,8 @@ __all__ = ["read_image", "write_image", "resize_image"]
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError)
 
 
-def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, name: str | None = None,
+               max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Parameters
@@ -33,6 +34,9 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
         Any file Pillow can decode (PNG, JPEG, TIFF, BMP, GIF, WebP, ...).
     name : str, optional
         What to call the image in messages; defaults to `path` as given.
+    max_pixels : int, optional
+        A lower pixel limit than :data:`gpuanalogy.checks.MAX_PIXELS` (a server's), checked in
+        the same way: on the header's size, before any pixel data is decoded.
 
     Returns
     -------
@@ -58,8 +62,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     ------
     InputError
         The file is missing, a directory, unreadable, not an image, truncated or corrupt,
-        larger than :data:`gpuanalogy.checks.MAX_PIXELS`, or has a side shorter than
-        :data:`gpuanalogy.checks.MIN_SIDE` (:func:`gpuanalogy.checks.check_size`).
+        larger than :data:`gpuanalogy.checks.MAX_PIXELS` (or ``max_pixels``), or has a side
+        shorter than :data:`gpuanalogy.checks.MIN_SIDE` (:func:`gpuanalogy.checks.check_size`).
 
     Examples
     --------
@@ -96,7 +100,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
                 raise InputError(f"{label}: cannot read image header: {error_reason(error)}") from error
 
         with image:
-            check_size(label, *image.size)
+            check_size(label, *image.size, max_pixels=max_pixels)
             if getattr(image, "is_animated", False):
                 warnings.warn(f"{label}: animated image, using its first frame", UserWarning, stacklevel=2)
             try:

@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import EXIT_ERROR, GpuAnalogyError
-from .options import VIDEO_OPTIONS, add_cluster_options, add_options
+from .options import OPTIONS, VIDEO_OPTIONS, add_cluster_options, add_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run on a sample pair shipped by scikit-image")
     demo.add_argument("-o", "--output", default="out/demo", metavar="OUTDIR")
+
+    serve = commands.add_parser("serve", help="a local web page and HTTP API (the web extra)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any)")
+    serve.add_argument("--max-upload-mb", type=float, default=50, metavar="MB",
+                       help="largest request (both images and the settings) in MiB (50)")
+    serve.add_argument("--max-pixels", type=int, default=12_000_000, metavar="N",
+                       help="largest image in pixels, checked on its header (12,000,000)")
+    serve.add_argument("--max-queue", type=int, default=8, metavar="N",
+                       help="jobs that may wait at once (8)")
+    serve.add_argument("--keep-minutes", type=float, default=60, metavar="M",
+                       help="how long a finished job's files stay (60)")
+    add_options(serve, tuple(o for o in OPTIONS if not o.csv))   # the server's own settings
+    serve.add_argument("--debug", action="store_true", help="show tracebacks")
 
     for command in (run, batch, demo, video):
         add_options(command)

@@ -74,11 +74,15 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
                  names: tuple[str, str] = ("a", "b_prime"), model: Any = None,
                  save_levels: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> ComputedPair:
+                 on_notice: Callable[[str], None] | None = None,
+                 on_level: Callable[[int, np.ndarray, np.ndarray], None] | None = None
+                 ) -> ComputedPair:
     """The analogy of one pair, with what run.json records about the run.
 
     ``on_notice`` receives the size rule's notices, naming the input files (by default they
     print on stderr at once). The memory check's refusal names the input files too.
+    ``on_level(level, a_prime, b)`` receives each level's previews (uint8, input sizes) as the
+    loop finishes it (``gpuanalogy.pipeline.level_preview``).
     """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
         (on_notice or _print_notice)(str(message))
@@ -86,7 +90,11 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def preview(step: LevelStep) -> None:
-        levels[step.level] = level_preview(step, config)
+        images = level_preview(step, config)
+        if save_levels:
+            levels[step.level] = images
+        if on_level is not None:
+            on_level(step.level, *images)
 
     peak = PeakMemory()
     with peak, warnings.catch_warnings():
@@ -94,7 +102,7 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
         warnings.showwarning = notice  # notices print at once
         start = time.perf_counter()
         result = analogy(a, b_prime, config, names=names, model=model, on_progress=on_progress,
-                         on_level=preview if save_levels else None)
+                         on_level=preview if save_levels or on_level else None)
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,

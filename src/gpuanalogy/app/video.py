@@ -74,7 +74,7 @@ def command(args: argparse.Namespace) -> int:
     key = {"frames": os.path.abspath(source.source), "b_prime": os.path.abspath(args.b_prime),
            "config": result_key(config), "video": video.to_dict()}
     with exclusive(out):
-        for folder in (out / "frames", out / "fields"):
+        for folder in (out, out / "frames", out / "fields"):   # run.json's temp files too
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
         runner = _run if video.schedule() is None else _run_keyframes

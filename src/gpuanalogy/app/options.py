@@ -265,6 +265,14 @@ VIDEO_OPTIONS: tuple[Option, ...] = (
     Option("motion_iters", "motion_iterations", int,
            f"the motion search's PatchMatch iterations per level ({_VIDEO.motion_iterations})",
            csv=False),
+    Option("keyframes", "keyframes", str,
+           "which frames are whole analogies, the others synthesised from their neighbouring "
+           "keyframes: all (every frame, the default), auto (where the keyframe before stops "
+           "explaining the frame), N (every N-th) or a list of frames i,j,... (from 0)",
+           csv=False, metavar="all|auto|N|LIST"),
+    Option("keyframe_threshold", "keyframe_threshold", float,
+           "--keyframes auto: the share of a frame its keyframe cannot explain past which it "
+           f"becomes a keyframe ({_VIDEO.keyframe_threshold})", csv=False),
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, error_reason, printable
+from .errors import InputError, Notice, error_reason, printable
 
 __all__ = ["MIN_SIDE", "MAX_PIXELS", "to_host", "to_float_image", "check_size", "patch_half",
            "shape2", "check_nnf", "check_warp"]
@@ -65,7 +65,8 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         uint8 (0..255), uint16 (0..65535) or float16/32/64 in [0, 1]. NumPy arrays, CuPy
         arrays (copied to the host), DLPack and ``__array__`` producers are accepted.
         Greyscale is repeated into three channels; a fourth channel is alpha and is
-        composited over white (with a :class:`UserWarning` if anything was transparent).
+        composited over white (with a :class:`~gpuanalogy.errors.Notice` if anything was
+        transparent).
     name : str
         What to call the array in messages.
 
@@ -123,7 +124,7 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         alpha = values[:, :, 3:4]
         rgb = values[:, :, :3]
         if alpha.min(initial=1.0) < 1.0:
-            warnings.warn(f"{label}: alpha channel composited over white", UserWarning, stacklevel=2)
+            warnings.warn(f"{label}: alpha channel composited over white", Notice, stacklevel=2)
             rgb = np.clip(rgb * alpha + (1.0 - alpha), 0.0, 1.0)
         return np.ascontiguousarray(rgb, dtype=np.float32)
     return np.ascontiguousarray(values, dtype=np.float32)

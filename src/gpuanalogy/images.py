@@ -1,7 +1,7 @@
 """Images in and out: decoding any file Pillow reads to RGB, encoding PNG/JPEG, resizing.
 
 Notices that do not stop the run (an alpha channel dropped, an animation reduced to its
-first frame) go through :mod:`warnings` as :class:`UserWarning`, with the same
+first frame) go through :mod:`warnings` as :class:`~gpuanalogy.errors.Notice`, with the same
 "``NAME: what happened``" shape as the errors, so callers can silence or log them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checks import check_size, to_host
-from .errors import InputError, error_reason, printable
+from .errors import InputError, Notice, error_reason, printable
 from .files import atomic_path
 
 __all__ = ["read_image", "write_image", "resize_image"]
@@ -46,8 +46,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None,
     Notes
     -----
     - Transparent images (RGBA, LA, PA, palettes with transparency) are composited over
-      white, with a :class:`UserWarning` "``NAME: alpha channel composited over white``"
-      when any pixel is not fully opaque.
+      white, with a :class:`~gpuanalogy.errors.Notice` "``NAME: alpha channel composited
+      over white``" when any pixel is not fully opaque.
     - Greyscale is repeated into three channels; 1-bit becomes 0 / 255.
     - 16-bit greyscale is scaled to 8 bits (65535 -> 255, rounding), not clipped; 16-bit
       RGB(A) is reduced to 8 bits by Pillow's decoder (high byte). Mode "I"
@@ -102,7 +102,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None,
         with image:
             check_size(label, *image.size, max_pixels=max_pixels)
             if getattr(image, "is_animated", False):
-                warnings.warn(f"{label}: animated image, using its first frame", UserWarning, stacklevel=2)
+                warnings.warn(f"{label}: animated image, using its first frame", Notice,
+                              stacklevel=2)
             try:
                 image.load()  # force the full decode here, where damage can be reported
                 upright = ImageOps.exif_transpose(image)
@@ -169,7 +170,7 @@ def _composite_uint8(rgba: np.ndarray, label: str) -> np.ndarray:
     alpha = rgba[:, :, 3]
     if alpha.min(initial=255) == 255:
         return np.ascontiguousarray(rgba[:, :, :3])
-    warnings.warn(f"{label}: alpha channel composited over white", UserWarning, stacklevel=3)
+    warnings.warn(f"{label}: alpha channel composited over white", Notice, stacklevel=3)
     a = alpha[:, :, None].astype(np.float32) / 255.0
     rgb = rgba[:, :, :3].astype(np.float32) * a + 255.0 * (1.0 - a)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)

@@ -3,16 +3,35 @@
 Each command is a module of this package with a ``command(args) -> int``, imported only once it
 runs, so ``--help`` and ``--version`` answer at once (no ONNX Runtime, no Numba). Errors meant
 for the user print one line and exit with status 2; ``--debug`` shows the traceback instead.
+Notices print as one line each (:func:`gpuanalogy.app.progress.showing_notices`).
+
+SIGTERM (what ``kill``, systemd, Docker and batch schedulers send) stops a command as SIGINT
+(Ctrl-C) does: it raises :class:`Terminated`, a ``KeyboardInterrupt``, where the program is, so
+the same clean-up runs (partial folders removed, finished pairs and frames kept, a cluster's
+futures cancelled); the exit status is 143 instead of 130. A second SIGTERM ends the process
+at once.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from typing import Any
 
 from .. import __version__
 from ..errors import EXIT_ERROR, GpuAnalogyError
 from .options import OPTIONS, VIDEO_OPTIONS, add_cluster_options, add_options
+from .progress import print_notice, showing_notices
+
+#: Exit statuses of an interrupted command: 128 + the signal's number, as a shell reports it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread wherever it is, to stop as an interruption does."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,16 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        return importlib.import_module(f"{__package__}.{args.command}").command(args)
+        with showing_notices(print_notice):
+            return importlib.import_module(f"{__package__}.{args.command}").command(args)
     except GpuAnalogyError as exc:
         if args.debug:
             raise
         print(f"gpuanalogy: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        if isinstance(interruption, Terminated):
+            print("gpuanalogy: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         print("gpuanalogy: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _terminate(_signum: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a second SIGTERM ends the process at once
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):

@@ -40,14 +40,14 @@ import numpy as np
 from ..config import VIDEO_UPSAMPLE, AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
-from ..files import as_json, check_output_dir, read_json, write_json, write_npy
+from ..files import as_json, output_folder, read_json, write_json, write_npy
 from ..images import read_image, write_image
 from ..outputs import complete_record, versions, write_field
 from ..visualize import make_sheet, nnf_to_color
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
 from ..memory import PeakMemory
-from .progress import BatchProgress
+from .progress import BatchProgress, showing_notices
 from .resume import exclusive, remove_leftovers
 
 __all__ = ["command", "frame_complete"]
@@ -70,10 +70,9 @@ def command(args: argparse.Namespace) -> int:
     video = video_config_from_options(vars(args))
     source = open_clip(args.frames)
     b_prime = read_image(args.b_prime)
-    out = check_output_dir(args.output)
     key = {"frames": os.path.abspath(source.source), "b_prime": os.path.abspath(args.b_prime),
            "config": result_key(config), "video": video.to_dict()}
-    with exclusive(out):
+    with output_folder(args.output) as out, exclusive(out):   # gone if it fails unwritten
         for folder in (out, out / "frames", out / "fields"):   # run.json's temp files too
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
@@ -96,29 +95,30 @@ def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: 
     shown = {0, len(frames) // 2, len(frames) - 1}
     inputs: dict[int, np.ndarray] = {}
     previous: np.ndarray | None = None
-    try:
-        for frame, image in source.images():
-            progress.start_pair(frame.index, frame.name)
-            result = _Outcome()
-            if isinstance(image, np.ndarray) and frame.index in shown:
-                inputs[frame.index] = image
-            if frame.index < first:
-                records.append(_read_record(out, frame))
-            elif isinstance(image, InputError):
-                result.status, result.error = "failed", str(image)
-                records.append({"name": frame.name, "index": frame.index, "status": "failed",
-                                "error": str(image)})
-            else:
-                if frame.index == first and first > 0 and previous is not None:
-                    clip.resume_after(previous, *_saved_fields(out, frames[first - 1]))
-                record = _compute(clip, frame, image, source, out, key, progress, result, debug)
-                records.append(record)
-            if isinstance(image, np.ndarray):
-                previous = image
-            progress.end_pair(result)
-            _write_run(out, key, source, records, config)
-    finally:
-        progress.close()
+    with showing_notices(progress.show_notice):   # above the status line
+        try:
+            for frame, image in source.images():
+                progress.start_pair(frame.index, frame.name)
+                result = _Outcome()
+                if isinstance(image, np.ndarray) and frame.index in shown:
+                    inputs[frame.index] = image
+                if frame.index < first:
+                    records.append(_read_record(out, frame))
+                elif isinstance(image, InputError):
+                    result.status, result.error = "failed", str(image)
+                    records.append({"name": frame.name, "index": frame.index, "status": "failed",
+                                    "error": str(image)})
+                else:
+                    if frame.index == first and first > 0 and previous is not None:
+                        clip.resume_after(previous, *_saved_fields(out, frames[first - 1]))
+                    record = _compute(clip, frame, image, source, out, key, progress, result, debug)
+                    records.append(record)
+                if isinstance(image, np.ndarray):
+                    previous = image
+                progress.end_pair(result)
+                _write_run(out, key, source, records, config)
+        finally:
+            progress.close()
     return _finish(out, key, source, records, config, inputs, b_prime.shape[:2])
 
 
@@ -188,27 +188,28 @@ def _run_keyframes(source: FrameSource, exemplar: tuple[np.ndarray, str], out: P
                           else analogy.a_prime, analogy.nnf_ab, True, seconds=outcome.seconds)
 
     backend = get_backend(config.device, quiet=True)
-    try:
-        for made in keyframe_video(readable(), stylise, schedule, backend=backend,
-                                   seed=config.seed):
-            frame = frames[made.index]
-            if made.index in done:
-                progress.start_pair(made.index, frame.name)
-                progress.end_pair(_Outcome())
-            elif made.keyframe:
-                progress.end_pair(_Outcome("ok", made.seconds))
-            else:
-                progress.start_pair(made.index, frame.name)
-                records.append(_write_propagated(out, frame, made, frames, key, backend,
-                                                 config.field_format))
-                progress.end_pair(_Outcome("ok", made.seconds))
-            _write_run(out, key, source, records, config)
-    except GpuAnalogyError as error:
-        if debug:
-            raise
-        progress.notice(f"stopped: {error}")
-    finally:
-        progress.close()
+    with showing_notices(progress.show_notice):   # above the status line
+        try:
+            for made in keyframe_video(readable(), stylise, schedule, backend=backend,
+                                       seed=config.seed):
+                frame = frames[made.index]
+                if made.index in done:
+                    progress.start_pair(made.index, frame.name)
+                    progress.end_pair(_Outcome())
+                elif made.keyframe:
+                    progress.end_pair(_Outcome("ok", made.seconds))
+                else:
+                    progress.start_pair(made.index, frame.name)
+                    records.append(_write_propagated(out, frame, made, frames, key, backend,
+                                                     config.field_format))
+                    progress.end_pair(_Outcome("ok", made.seconds))
+                _write_run(out, key, source, records, config)
+        except GpuAnalogyError as error:
+            if debug:
+                raise
+            progress.notice(f"stopped: {error}")
+        finally:
+            progress.close()
     return _finish(out, key, source, records, config, inputs, b_prime.shape[:2])
 
 

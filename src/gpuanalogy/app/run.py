@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..files import check_output_dir
+from ..files import output_folder
 from ..images import read_image
 from .options import config_from_options
 from .pair import run_pair
@@ -15,8 +15,8 @@ def command(args: argparse.Namespace) -> int:
     config = config_from_options(vars(args))
     a = read_image(args.a)
     b_prime = read_image(args.b_prime)
-    check_output_dir(args.output)
-    record = run_pair(a, b_prime, args.output, config, names=(args.a, args.b_prime),
-                      save_levels=args.save_levels, on_progress=printer)
+    with output_folder(args.output):   # gone again if the run fails before writing
+        record = run_pair(a, b_prime, args.output, config, names=(args.a, args.b_prime),
+                          save_levels=args.save_levels, on_progress=printer)
     print_written(args.output, record, printer.elapsed())
     return 0

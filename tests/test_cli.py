@@ -117,6 +117,9 @@ def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
     assert written == set(record["files"]) | {"run.json"}
     assert record["outputs"] == ["a_prime"] and record["config"]["outputs"] == "a_prime"
     assert [d["output"] for d in record["deconvolutions"]] == ["a_prime"] * 4
+    for deconvolution in record["deconvolutions"]:   # how many iterations each made, and why
+        assert 1 <= deconvolution["iterations"] <= deconvolution["max_iterations"] == 3
+        assert deconvolution["rule"] == "adaptive" and deconvolution["stop"]
     with Image.open(out / "a_prime.png") as image:
         assert image.size == (64, 48)
 

@@ -20,7 +20,7 @@ the photo2photo preset) before voting; ``--subpixel both`` runs each case twice,
 with it, from the same seed (the searches are identical up to that stage). ``--optimizer both``
 runs each case with each deconvolution optimiser (ours and SciPy's L-BFGS-B reference);
 ``--lbfgs-stop both`` with each stopping rule (official, adaptive) and ``--outputs all`` with
-both analogies and with A' alone (``a_prime``: no B, no B' -> A field, so no B score); the
+both analogies and with A' alone (``a_prime``: B is not made, so it has no score); the
 "evals" column counts the deconvolutions' sub-network evaluations.
 
     python benchmarks/known_answer.py [--size 256] [--ratio 1] [--photos astronaut,chelsea]
@@ -205,7 +205,6 @@ def main() -> int:
             seconds = time.perf_counter() - start
             evals = sum(s.evaluations for _, _, s in result.deconvolutions)
             epe = tuple(float(np.median(np.linalg.norm(field - truth, axis=-1)[valid]))
-                        if field is not None else float("nan")
                         for field, truth, valid in ((result.nnf_ab, nnf_ab_true, valid_a),
                                                     (result.nnf_ba, nnf_ba_true, valid_b)))
             outputs = []

@@ -18,7 +18,9 @@ their outputs against the official ones: A' and B PSNR and the NNF error against
 answers, and for style pairs the texture of A' against the exemplar
 (``style_texture.gram_distance``: Gram matrices of relu1_1-relu3_1). RULE is
 ``TOL[,WINDOW[,MIN_ITER]]`` for every level, or ``L5=TOL/L4=TOL/L3=TOL/L2=TOL[,WINDOW[,MIN_ITER]]``
-per level of the loop (the sub-network's top level; ``0`` never stops early).
+per level of the loop (the sub-network's top level; ``0`` never stops early); a TOL written
+``lTOL`` is a :class:`gpuanalogy.lbfgs.Plateau` (the loss, the default), ``sTOL`` a
+:class:`gpuanalogy.lbfgs.Settled` (the variable's relative step).
 
 The runs are quality measurements (run them under ``nice``), not timings.
 """
@@ -43,7 +45,8 @@ from gpuanalogy.checks import to_float_image  # noqa: E402
 from gpuanalogy.deconvolution import Deconvolved  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import read_image  # noqa: E402
-from gpuanalogy.lbfgs import Plateau  # noqa: E402
+from gpuanalogy.deconvolution import Rule  # noqa: E402
+from gpuanalogy.lbfgs import Plateau, Settled  # noqa: E402
 from gpuanalogy.levels import (  # noqa: E402
     LevelSolver, Pyramids, coarse_to_fine, initial_fields, pyramid)
 from gpuanalogy.pipeline import AnalogyResult, render, run_stages, working_images  # noqa: E402
@@ -52,7 +55,7 @@ from gpuanalogy.timing import Clock, StepReporter  # noqa: E402
 LOOP_LEVELS = (5, 4, 3, 2)
 
 
-def parse_rule(text: str) -> dict[int, Plateau | None]:
+def parse_rule(text: str) -> dict[int, Rule | None]:
     """A RULE argument (see the module) as loop level -> rule (None: the official stop)."""
     if text == "official":
         return dict.fromkeys(LOOP_LEVELS)
@@ -60,17 +63,22 @@ def parse_rule(text: str) -> dict[int, Plateau | None]:
     window = int(parts[1]) if len(parts) > 1 else 5
     min_iter = int(parts[2]) if len(parts) > 2 else 10
     if "=" in parts[0]:
-        tols = {int(k[1:]): float(v) for k, v in (p.split("=") for p in parts[0].split("/"))}
+        tols = dict(p.split("=") for p in parts[0].split("/"))
+        tols = {int(k[1:]): v for k, v in tols.items()}
     else:
-        tols = dict.fromkeys(LOOP_LEVELS, float(parts[0]))
-    return {level: Plateau(tol, window, min_iter) if tol > 0 else None
-            for level, tol in tols.items()}
+        tols = dict.fromkeys(LOOP_LEVELS, parts[0])
+
+    def one(value: str) -> Rule | None:
+        kind = Settled if value.startswith("s") else Plateau
+        tol = float(value.lstrip("sl"))
+        return kind(tol, window, min_iter) if tol > 0 else None
+    return {level: one(value) for level, value in tols.items()}
 
 
 class _RuleSolver(LevelSolver):
     """The method's step with a candidate rule per level (``rules``: loop level -> rule)."""
 
-    def __init__(self, *args: Any, rules: dict[int, Plateau | None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, rules: dict[int, Rule | None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rules = rules
 
@@ -86,7 +94,7 @@ class _RuleSolver(LevelSolver):
 
 
 def run_analogy(model: Any, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
-                rules: dict[int, Plateau | None]) -> AnalogyResult:
+                rules: dict[int, Rule | None]) -> AnalogyResult:
     """:func:`gpuanalogy.analogy` with ``rules`` for the deconvolutions."""
     backend = model.backend
     clock = Clock(backend)
@@ -155,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def stop_at(losses: list[float], rule: Plateau) -> int:
     """The iteration at which ``rule`` stops a run with these losses (the last if never)."""
     for k in range(1, len(losses)):
-        if rule.reached(losses[:k + 1]):
+        if rule.reached(losses[:k + 1], ()):
             return k
     return len(losses) - 1
 

@@ -100,8 +100,8 @@ def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
 
 
 def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
-    """``--outputs a_prime`` makes A' alone: no B, no B' -> A field, none of their files;
-    run.json lists A' as the only output and only A''s deconvolutions."""
+    """``--outputs a_prime`` makes A' alone: no B and none of its files (the fields are
+    written); run.json lists A' as the only output and only A''s deconvolutions."""
     a, b_prime = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b.png", 1)
     out = tmp_path / "out"
     code = main(["run", a, b_prime, "-o", str(out), "--preset", "photo2photo", "--save-levels",
@@ -111,9 +111,9 @@ def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
     assert code == 0
     record = json.loads((out / "run.json").read_text())
     written = {path.name for path in out.iterdir()}
-    images = ["a_prime.png", "a_prime_refined.png", "nnf_ab.png", "sheet.png"] + [
+    images = ["a_prime.png", "a_prime_refined.png", "nnf_ab.png", "nnf_ba.png", "sheet.png"] + [
         f"level{lv}_a_prime.png" for lv in range(1, 6)]
-    assert sorted(record["files"]) == sorted(images + ["nnf_ab.npy"])
+    assert sorted(record["files"]) == sorted(images + ["nnf_ab.npy", "nnf_ba.npy"])
     assert written == set(record["files"]) | {"run.json"}
     assert record["outputs"] == ["a_prime"] and record["config"]["outputs"] == "a_prime"
     assert [d["output"] for d in record["deconvolutions"]] == ["a_prime"] * 4

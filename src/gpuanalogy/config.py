@@ -13,8 +13,8 @@ from typing import Any, Literal
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
-#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its loss stops
-#: falling by a measured share (``gpuanalogy.deconvolution.ADAPTIVE_STOP``), or after every
+#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its variable stops
+#: moving by a measured share (``gpuanalogy.deconvolution.ADAPTIVE_STOP``), or after every
 #: iteration asked, as the paper and the official code.
 LBFGS_STOPS = ("adaptive", "official")
 
@@ -70,14 +70,15 @@ class AnalogyConfig:
         L-BFGS iterations (100: with ``lbfgs_stop="adaptive"`` the most a deconvolution makes)
         and stored correction pairs (4) per deconvolution.
     lbfgs_stop : {"adaptive", "official"}
-        When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its loss fell
-        by less than a share of itself over the last few iterations (the rule and its measured
-        thresholds: ``gpuanalogy.deconvolution.ADAPTIVE_STOP``); "official" only at the
+        When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its variable
+        moved by less than a share of itself over the last few iterations, at every level but
+        the last (the rule and its measured thresholds: ``gpuanalogy.deconvolution
+        .ADAPTIVE_STOP``); "official" only at the
         official gradient tolerance, which in practice means every iteration asked.
     outputs : {"both", "a_prime"}
-        Both analogies (A' and B, both fields), or A' alone: only the A -> B' field is
-        searched and only A''s deconvolutions run (``gpuanalogy.levels``; B and the B' -> A
-        field are not made).
+        Both analogies (A' and B, both fields), or A' alone: the same search, but only A''s
+        deconvolutions run, B's levels being A's features warped by the B' -> A field
+        (``gpuanalogy.levels``); B is not returned, the fields are.
     optimizer : {"lbfgs", "scipy"}
         The deconvolution's optimiser: L-BFGS on the backend's own arrays with SciPy's
         MINPACK-2 line search ("lbfgs", as the official code's on-GPU L-BFGS), or SciPy's

@@ -7,12 +7,13 @@ both NNFs with PatchMatch over both pairs of maps; then, above the bottom level,
 L-1 of A' and of B by deconvolving the other image's level-L features warped by the NNF and
 blending the reconstruction with the structure image's own features, and upsample the fields.
 
-With ``config.outputs == "a_prime"`` only A''s half runs: the A -> B' search and A''s
-deconvolutions. B's features, which the A -> B' energy compares with A's, are never made; the
-A/B term of that energy gives way to a second A'/B' term (:meth:`LevelSolver.matching_maps`),
-so the search minimises ``2 ||A' - B'||^2`` over the patch (at level 5, where A' = A and
-B = B', that is the method's own energy). docs/a_prime.md holds the measurements behind the
-choice. The B' -> A fields are then None all the way.
+With ``config.outputs == "a_prime"`` the search is the same (both fields, the whole energy),
+but B is never deconvolved: its level L-1 is A's own level-L-1 features warped by the B' -> A
+field upsampled there, blended with B''s features as a reconstruction would be. B exists only
+to guide the A -> B' search's A/B term, and the warp gives it A's appearance on B''s layout,
+which is what the deconvolution aims at, without the four costliest runs that only B needs.
+The measurements behind the choice (against dropping B's term or letting B' stand for B) are
+in docs/performance.md, "A' alone".
 """
 from __future__ import annotations
 
@@ -95,10 +96,8 @@ class LevelStep:
     next_ab, next_ba : Field or None
         The found fields upsampled to level L-1 (None at level 1).
     deconvolutions : tuple of Deconvolution
-        The reconstructions of level L-1: A''s and B's (none at level 1).
-
-    With ``outputs="a_prime"`` the B' -> A fields (``start_ba``, ``nnf_ba``, ``next_ba``) are
-    None and only A''s deconvolution is listed.
+        The deconvolutions of level L-1, A''s and B's (none at level 1; A''s alone with
+        ``outputs="a_prime"``, where B's level is a warp).
     """
 
     level: int
@@ -106,16 +105,16 @@ class LevelStep:
     pyramids: Pyramids
     images: tuple[Images, Images]
     start_ab: Field
-    start_ba: Field | None
+    start_ba: Field
     nnf_ab: Field
-    nnf_ba: Field | None
+    nnf_ba: Field
     next_ab: Field | None = None
     next_ba: Field | None = None
     deconvolutions: tuple[Deconvolution, ...] = ()
 
 
-def coarse_to_fine(step: Callable[[int, Field, Field | None], LevelStep], nnf_ab: Field,
-                   nnf_ba: Field | None, *, on_level: Callable[[LevelStep], None] | None = None
+def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field,
+                   nnf_ba: Field, *, on_level: Callable[[LevelStep], None] | None = None
                    ) -> list[LevelStep]:
     """Run ``step(level, nnf_ab, nnf_ba)`` at levels 5..1, each from the fields handed on.
 
@@ -148,9 +147,8 @@ def pyramid(model: Any, image: Any) -> dict[int, Any]:
 
 
 def initial_fields(pyramids: Pyramids, config: AnalogyConfig,
-                   backend: Backend) -> tuple[Field, Field | None]:
-    """The fields the search starts from at level 5: identity (official) or random (paper);
-    no B' -> A field with ``outputs="a_prime"``."""
+                   backend: Backend) -> tuple[Field, Field]:
+    """The fields the search starts from at level 5: identity (official) or random (paper)."""
     shape_a, shape_b = pyramids.shape("a", 5), pyramids.shape("b", 5)
     if config.nnf_init == "identity":
         ab, ba = (nnf_ops.identity_nnf(shape_a, shape_b, backend),
@@ -158,7 +156,7 @@ def initial_fields(pyramids: Pyramids, config: AnalogyConfig,
     else:
         ab, ba = (nnf_ops.random_nnf(shape_a, shape_b, config.seed, backend),
                   nnf_ops.random_nnf(shape_b, shape_a, config.seed, backend))
-    return Field(ab, shape_b), (Field(ba, shape_a) if config.outputs == "both" else None)
+    return Field(ab, shape_b), Field(ba, shape_a)
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,7 @@ class LevelSolver:
         self.backend: Backend = model.backend
         self.clock, self.report = clock, report
 
-    def __call__(self, level: int, start_ab: Field, start_ba: Field | None) -> LevelStep:
+    def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
         start_ab, start_ba = self.start(level, start_ab, start_ba)
         self.report("patchmatch", level)
         with self.clock("patchmatch"):
@@ -215,24 +213,21 @@ class LevelSolver:
         with self.clock("nnf upsampling"):
             next_ab = nnf_ab.upsampled(self.pyramids.shape("a", level - 1),
                                        self.pyramids.shape("b", level - 1), self.backend)
-            next_ba = None if nnf_ba is None else nnf_ba.upsampled(
-                self.pyramids.shape("b", level - 1), self.pyramids.shape("a", level - 1),
-                self.backend)
+            next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
+                                       self.pyramids.shape("a", level - 1), self.backend)
         return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
                          nnf_ab, nnf_ba, next_ab, next_ba, done)
 
-    def start(self, level: int, start_ab: Field,
-              start_ba: Field | None) -> tuple[Field, Field | None]:
+    def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
         """Override point: the fields the search at ``level`` starts from, given those the
         level above handed on (identity or random at level 5); the method takes them as
         they are."""
         return start_ab, start_ba
 
-    def search(self, level: int, nnf_ab: Field, nnf_ba: Field | None,
-               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field | None]:
+    def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
+               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
         """Override point: both NNFs at one level, each matching over the pairs (A, B) and
-        (A', B'), or with ``nnf_ba`` None the A -> B' one alone (``outputs="a_prime"``);
-        ``maps`` are :meth:`matching_maps` when the caller has them already."""
+        (A', B'); ``maps`` are :meth:`matching_maps` when the caller has them already."""
         config, backend = self.config, self.backend
         a, a_prime, b, b_prime = maps or self.matching_maps(level)
         radius = config.radii[level - 1] or max(*a.shape[:2], *b.shape[:2])
@@ -240,32 +235,34 @@ class LevelSolver:
                        iterations=config.patchmatch_iterations, backend=backend)
         ab, _ = patchmatch(a, a_prime, b, b_prime, nnf_ab.values,
                            seed=config.seed * 10 + level, **options)
-        if nnf_ba is None:
-            return Field(ab, nnf_ab.shape_b), None
         ba, _ = patchmatch(b_prime, b, a_prime, a, nnf_ba.values,
                            seed=config.seed * 10 + level + 5, **options)
         return Field(ab, nnf_ab.shape_b), Field(ba, nnf_ba.shape_b)
 
     def matching_maps(self, level: int) -> tuple[Any, Any, Any, Any]:
         """A, A', B, B' at one level as the search compares them: (H, W, C) float32, each
-        feature vector of unit length (:func:`gpuanalogy.patchmatch.normalize_features`).
-
-        With ``outputs="a_prime"`` there is no B: the maps are A', A', B', B' (the A -> B'
-        energy's A/B term becomes a second A'/B' term; see the module docstring)."""
+        feature vector of unit length (:func:`gpuanalogy.patchmatch.normalize_features`)."""
         p = self.pyramids
-        pyramids = ((p.a, p.a_prime, p.b, p.b_prime) if self.config.outputs == "both"
-                    else (p.a_prime, p.a_prime, p.b_prime, p.b_prime))
         return tuple(normalize_features(maps[level], self.backend)  # type: ignore[return-value]
-                     for maps in pyramids)
+                     for maps in (p.a, p.a_prime, p.b, p.b_prime))
 
     def reconstruct(self, level: int, nnf_ab: Field,
-                    nnf_ba: Field | None) -> tuple[Deconvolution, ...]:
-        """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and, unless
-        ``nnf_ba`` is None, of B (A's features through ``nnf_ba``, B''s structure):
-        deconvolution, then the blend."""
+                    nnf_ba: Field) -> tuple[Deconvolution, ...]:
+        """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
+        features through ``nnf_ba``, B''s structure): deconvolution, then the blend. With
+        ``outputs="a_prime"`` B's is A's level L-1 warped by ``nnf_ba``, then the blend."""
         p = self.pyramids
-        outputs = (LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
-                   *([] if nnf_ba is None else [LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b)]))
+        outputs: tuple[LevelOutput, ...] = (
+            LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
+            LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
+        if self.config.outputs == "a_prime":
+            outputs = outputs[:1]
+            with self.clock("warping"):
+                up = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
+                                      self.pyramids.shape("a", level - 1), self.backend)
+                warped = self.warp_chw(p.a[level - 1], up, self.config.patch_sizes[level - 2])
+            with self.clock("blending"):
+                p.b[level - 1] = self.blend_with_own(level, p.b_prime, warped)
         with self.clock("warping"):
             problems = [self.deconvolution_problem(level, output) for output in outputs]
         with self.clock("deconvolution"):

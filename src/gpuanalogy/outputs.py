@@ -40,9 +40,9 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         Level -> (A', B) previews (``gpuanalogy.pipeline.level_preview``), written as
         ``level<L>_a_prime.png`` and ``level<L>_b.png`` and shown on the sheet.
 
-    With ``config.outputs == "a_prime"`` the result holds no B and no B' -> A field, and
-    nothing of them is written (no ``b.png``, ``nnf_ba.*``, ``b_refined.png``,
-    ``level<L>_b.png``); run.json's ``outputs`` says which analogies the folder holds.
+    With ``config.outputs == "a_prime"`` the result holds no B, and none is written (no
+    ``b.png``, ``b_refined.png``, ``level<L>_b.png``); both fields are, as the search made
+    them. run.json's ``outputs`` says which analogies the folder holds.
 
     Returns
     -------
@@ -57,15 +57,14 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         files[name] = name
 
     both = result.b is not None
-    shapes = (a.shape[:2], b_prime.shape[:2])
     image("a_prime.png", result.a_prime)
-    for side, name in enumerate(("nnf_ab", "nnf_ba")[:2 if both else 1]):
-        name = write_field(out, name, result, side, config.field_format, shapes)
-        files[name] = name
-    image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
     if both:
         image("b.png", result.b)
-        image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
+    for side, name in enumerate(("nnf_ab", "nnf_ba")):
+        name = write_field(out, name, result, side, config.field_format)
+        files[name] = name
+    image("nnf_ab.png", nnf_to_color(result.nnf_ab, b_prime.shape[:2]))
+    image("nnf_ba.png", nnf_to_color(result.nnf_ba, a.shape[:2]))
     if result.a_prime_refined is not None:
         image("a_prime_refined.png", result.a_prime_refined)
     if result.b_refined is not None:
@@ -103,18 +102,17 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
     return record
 
 
-def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_format: str,
-                shapes: tuple[tuple[int, int], tuple[int, int]]) -> str:
+def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_format: str
+                ) -> str:
     """Write field ``side`` (0: A -> B', 1: B' -> A) of ``result`` as ``field_format`` says
-    (``AnalogyConfig.field_format``); ``shapes`` are A's and B''s input (H, W). Returns the
-    file's name."""
-    field = (result.nnf_ab, result.nnf_ba)[side]
+    (``AnalogyConfig.field_format``); returns the file's name."""
+    fields = (result.nnf_ab, result.nnf_ba)
     if field_format != "working":
-        write_npy(out / f"{name}.npy", field.astype(field_format))  # type: ignore[union-attr]
+        write_npy(out / f"{name}.npy", fields[side].astype(field_format))
         return f"{name}.npy"
     work = result.fields_work[side]  # type: ignore[index]
     write_npz(out / f"{name}.npz",
-              **field_file_arrays(work, shapes[side], shapes[1 - side]))
+              **field_file_arrays(work, fields[side].shape[:2], fields[1 - side].shape[:2]))
     return f"{name}.npz"
 
 
@@ -124,8 +122,7 @@ def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,
     A' on a third (what the result holds: no B with ``outputs="a_prime"``)."""
     rows = [[("A", a), ("B'", b_prime), ("A'", result.a_prime), ("B", result.b)]]
     second = [("NNF A->B'", nnf_to_color(result.nnf_ab, b_prime.shape[:2])),
-              ("NNF B'->A", None if result.nnf_ba is None
-               else nnf_to_color(result.nnf_ba, a.shape[:2]))]
+              ("NNF B'->A", nnf_to_color(result.nnf_ba, a.shape[:2]))]
     if result.a_prime_refined is not None:
         second = [("A' refined", result.a_prime_refined), ("B refined", result.b_refined)] + second
     rows = [[cell for cell in row if cell[1] is not None] for row in rows + [second]]

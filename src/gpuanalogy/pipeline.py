@@ -69,8 +69,8 @@ class AnalogyResult:
         ``config.outputs == "a_prime"``.
     nnf_ab : ndarray, shape (H_A, W_A, 2), float32
         For each pixel of A, the (row, col) in B' it corresponds to.
-    nnf_ba : ndarray, shape (H_B, W_B, 2), float32, or None
-        For each pixel of B', the (row, col) in A; None with ``outputs="a_prime"``.
+    nnf_ba : ndarray, shape (H_B, W_B, 2), float32
+        For each pixel of B', the (row, col) in A.
     a_prime_refined, b_refined : ndarray or None
         The outputs after the WLS photo refinement, when ``config.refine`` is set (no
         ``b_refined`` with ``outputs="a_prime"``).
@@ -82,21 +82,21 @@ class AnalogyResult:
         "a" and "b_prime": the (H, W) the network saw.
     device : str
         The backend that ran ("cpu" or "cuda").
-    fields_work : (Field, Field or None) or None
+    fields_work : (Field, Field) or None
         The level-1 fields A -> B' and B' -> A at the working size (after any alignment).
     """
 
     a_prime: np.ndarray
     b: np.ndarray | None
     nnf_ab: np.ndarray
-    nnf_ba: np.ndarray | None
+    nnf_ba: np.ndarray
     a_prime_refined: np.ndarray | None = None
     b_refined: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     deconvolutions: list[Deconvolution] = field(default_factory=list)
     working_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     device: str = "cpu"
-    fields_work: tuple[Field, Field | None] | None = None
+    fields_work: tuple[Field, Field] | None = None
 
 
 def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
@@ -200,9 +200,8 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
         with clock("subpixel"):
             nnf_ab = Field(subpixel.align(a.work, bp.work, nnf_ab.values, backend=backend),
                            nnf_ab.shape_b, subpixel=True)
-            if nnf_ba is not None:
-                nnf_ba = Field(subpixel.align(bp.work, a.work, nnf_ba.values, backend=backend),
-                               nnf_ba.shape_b, subpixel=True)
+            nnf_ba = Field(subpixel.align(bp.work, a.work, nnf_ba.values, backend=backend),
+                           nnf_ba.shape_b, subpixel=True)
     result = _outputs(a, bp, nnf_ab, nnf_ba, config, backend, clock, report)
     result.deconvolutions = [d for step in steps for d in step.deconvolutions]
     result.working_shapes = {"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]}
@@ -211,15 +210,14 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
     return result
 
 
-def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field | None,
+def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
                         config: AnalogyConfig, backend: Backend) -> AnalogyResult:
     """The outputs :func:`analogy` makes from its level-1 fields, for other output settings.
 
     One search's fields (``result.fields_work``, or the level-1 ``LevelStep``'s from an
     ``on_level`` hook) give every output setting (``upsample``, ``refine``, ``refine_upsample``,
     ``output_patch_size``) without a new search; ``a`` and ``b_prime`` are the images as given
-    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here); with
-    ``nnf_ba`` None only A' is made (as with ``outputs="a_prime"``).
+    to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here).
     """
     a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
     return _fields_outputs(_images(a_in, working_shape(a_in.shape[:2], config)),
@@ -241,7 +239,7 @@ def level_preview(step: LevelStep,
     return result.a_prime, result.b
 
 
-def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
+def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field,
                     config: AnalogyConfig, backend: Backend) -> AnalogyResult:
     """:func:`_outputs` on its own clock, with no progress display."""
     clock = Clock(backend)
@@ -251,29 +249,25 @@ def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
     return result
 
 
-def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
+def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field,
              config: AnalogyConfig, backend: Backend, clock: Clock,
              report: StepReporter) -> AnalogyResult:
     """Steps 4 and 5 of :func:`analogy`: the outputs and fields at the input sizes (as
-    ``config.upsample`` says) and, with ``config.refine``, the refined outputs; A' alone when
-    ``nnf_ba`` is None."""
+    ``config.upsample`` says) and, with ``config.refine``, the refined outputs. With
+    ``config.outputs == "a_prime"`` B is voted only as the guide of A''s "patchmatch"
+    upsampling (the search's A/B term) and is not returned."""
     report("output", 0)
+    both = config.outputs == "both"
     with clock("output"):
         a_prime, nnf_ab_full = vote_output(bp, a, nnf_ab, config, backend)
-        b = nnf_ba_full = None
-        if nnf_ba is not None:
-            b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
+        b, nnf_ba_full = vote_output(a, bp, nnf_ba, config, backend)
         if config.upsample == "patchmatch":
-            # Refined under the energy of the search: A/B and A'/B', or without B, two
-            # A'/B' terms (gpuanalogy.levels): A' stands for A, B' for B.
-            if b is None:
-                a_prime, nnf_ab_full = _textured(bp, Images(a_prime, a.work), nnf_ab_full,
-                                                 a_prime, bp.full, config, backend)
-            else:
-                (a_prime, nnf_ab_full), (b, nnf_ba_full) = (
-                    _textured(bp, a, nnf_ab_full, a_prime, b, config, backend),
-                    _textured(a, bp, nnf_ba_full, b, a_prime, config, backend))
-    result = AnalogyResult(a_prime, b, nnf_ab_full, nnf_ba_full, device=backend.name)
+            textured = _textured(bp, a, nnf_ab_full, a_prime, b, config, backend)
+            if both:
+                b, nnf_ba_full = _textured(a, bp, nnf_ba_full, b, a_prime, config, backend)
+            a_prime, nnf_ab_full = textured
+    result = AnalogyResult(a_prime, b if both else None, nnf_ab_full, nnf_ba_full,
+                           device=backend.name)
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
     #    Above the working size, config.refine_upsample says how the refinement gets there.
@@ -281,7 +275,7 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field | None,
         report("refinement", 0)
         with clock("refinement"):
             result.a_prime_refined = _refined(a_prime, a, config, backend)
-            if b is not None:
+            if both:
                 result.b_refined = _refined(b, bp, config, backend)
     return result
 

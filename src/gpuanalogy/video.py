@@ -74,7 +74,7 @@ class _FrameState:
 
     shape: tuple[int, int]
     pyramid: dict[int, Any]
-    fields: dict[int, tuple[Field, Field | None]]
+    fields: dict[int, tuple[Field, Field]]
     variables: dict[tuple[int, str], Any]
 
 
@@ -86,11 +86,10 @@ class _WarmSolver(LevelSolver):
     down, and a searched match replaces the carried one only where its patch energy is below
     ``1 - keep_margin`` times the carried one's; ``starts`` ((level, output) -> carried
     solution) start the deconvolutions, which then run at most ``warm_iterations`` under the
-    clip's stopping rule (``AnalogyConfig.lbfgs_stop``). With ``outputs="a_prime"`` the
-    B'->A fields are None and only A''s deconvolutions run.
+    clip's stopping rule (``AnalogyConfig.lbfgs_stop``).
     """
 
-    def __init__(self, *args: Any, fields: dict[int, tuple[Field, Field | None]],
+    def __init__(self, *args: Any, fields: dict[int, tuple[Field, Field]],
                  starts: dict[tuple[int, str], Any], warm_iterations: int, keep_margin: float,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,20 +97,18 @@ class _WarmSolver(LevelSolver):
         self.warm_iterations, self.keep_margin = warm_iterations, keep_margin
         self.solved: dict[tuple[int, str], Any] = {}
 
-    def start(self, level: int, start_ab: Field,
-              start_ba: Field | None) -> tuple[Field, Field | None]:
+    def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
         return self.fields.get(level, (start_ab, start_ba))
 
-    def search(self, level: int, nnf_ab: Field, nnf_ba: Field | None,
-               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field | None]:
+    def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
+               maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
         if level not in self.fields or self.keep_margin <= 0:
             return super().search(level, nnf_ab, nnf_ba, maps)
         a, a_prime, b, b_prime = maps = maps or self.matching_maps(level)
         found_ab, found_ba = super().search(level, nnf_ab, nnf_ba, maps)
         size = self.config.patch_sizes[level - 1]
         return (self._kept(nnf_ab, found_ab, (a, a_prime, b, b_prime), size),
-                None if nnf_ba is None or found_ba is None
-                else self._kept(nnf_ba, found_ba, (b_prime, b, a_prime, a), size))
+                self._kept(nnf_ba, found_ba, (b_prime, b, a_prime, a), size))
 
     def _kept(self, carried: Field, found: Field, maps: tuple[Any, ...], size: int) -> Field:
         """``found`` where it beats ``carried`` by the margin, else ``carried``."""
@@ -193,23 +190,22 @@ class Clip:
             result = self._frame(a_in, flow, name, on_progress)
         return FrameResult(result, warm, time.perf_counter() - start)
 
-    def resume_after(self, a: Any, nnf_ab: np.ndarray, nnf_ba: np.ndarray | None) -> None:
+    def resume_after(self, a: Any, nnf_ab: np.ndarray, nnf_ba: np.ndarray) -> None:
         """Continue the chain after a finished frame: its image ``a`` (H, W, 3) and its saved
         fields at the input sizes, ``nnf_ab`` (H, W, 2) into B' and ``nnf_ba`` (H_B', W_B', 2)
-        into the frame (as :class:`FrameResult` gives them; None with ``outputs="a_prime"``)."""
+        into the frame (as :class:`FrameResult` gives them)."""
         a_in = to_float_image(a, name="frame")
         images = working_images("frame", a_in, self.config)
         maps = pyramid(self.model, self.backend.asarray(images.work))
         full_ab = Field(self.backend.asarray(np.rint(nnf_ab).astype(np.int32)),
                         self.b_prime.full.shape[:2])
-        full_ba = None if nnf_ba is None else Field(
-            self.backend.asarray(np.rint(nnf_ba).astype(np.int32)), a_in.shape[:2])
-        fields: dict[int, tuple[Field, Field | None]] = {}
+        full_ba = Field(self.backend.asarray(np.rint(nnf_ba).astype(np.int32)),
+                        a_in.shape[:2])
+        fields = {}
         for level in LEVELS:
             shape_a, shape_b = tuple(maps[level].shape[1:]), self._shape_b(level)
             fields[level] = (full_ab.upsampled(shape_a, shape_b, self.backend),
-                             None if full_ba is None
-                             else full_ba.upsampled(shape_b, shape_a, self.backend))
+                             full_ba.upsampled(shape_b, shape_a, self.backend))
         self.previous = _FrameState(a_in.shape[:2], maps, fields, {})
 
     def _shape_b(self, level: int) -> tuple[int, int]:
@@ -228,7 +224,7 @@ class Clip:
         pyramids.b[5] = pyramids.b_prime[5]
 
         if previous is None:
-            starts: dict[int, tuple[Field, Field | None]] = {}
+            starts: dict[int, tuple[Field, Field]] = {}
             variables: dict[tuple[int, str], Any] = {}
             solver_config = config
         else:
@@ -236,8 +232,7 @@ class Clip:
             with clock("motion"):
                 motion = self._motion(pyramids.a, previous, flow)
                 starts = {level: (carry_field(ab, motion[level], backend),
-                                  None if ba is None
-                                  else carry_positions(ba, motion[level], backend))
+                                  carry_positions(ba, motion[level], backend))
                           for level, (ab, ba) in previous.fields.items()}
                 variables = {(level, output): (carry_map(x, motion[level - 2], backend)
                                                if output == "a_prime" else x)

@@ -84,11 +84,11 @@ OPTIONS: tuple[Option, ...] = (
            "L-BFGS iterations per deconvolution (100; with --lbfgs-stop adaptive, the most)",
            aliases=("lbfgs_iterations",)),
     Option("lbfgs_stop", "lbfgs_stop", str,
-           "when a deconvolution stops: once its loss stops falling by a measured share "
+           "when a deconvolution stops: once its variable stops moving by a measured share "
            "(adaptive, default) or after every iteration (official)", LBFGS_STOPS),
     Option("outputs", "outputs", str,
-           "what to compute: both analogies (both, default) or A' alone (a_prime: no B, no "
-           "B' -> A field, about half the work)", OUTPUTS),
+           "what to compute: both analogies (both, default) or A' alone (a_prime: no B, "
+           "whose deconvolutions give way to a warp; both fields are still written)", OUTPUTS),
     Option("optimizer", "optimizer", str,
            "deconvolution optimiser: L-BFGS on the device's arrays (lbfgs, default) or SciPy's "
            "L-BFGS-B (scipy, the reference)", OPTIMIZERS),

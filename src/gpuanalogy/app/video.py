@@ -7,7 +7,7 @@ the previous frame's work) and written as soon as it is done::
     OUTDIR/frames/<name>.png           A' (refined when the settings refine)
     OUTDIR/fields/<name>.nnf_ab.npy    the frame -> B' field, (H, W, 2) float32 (float16, or
                                        the working-size .npz, with --field-format)
-    OUTDIR/fields/<name>.nnf_ba.npy    the B' -> frame field (none with --outputs a_prime)
+    OUTDIR/fields/<name>.nnf_ba.npy    the B' -> frame field
     OUTDIR/fields/<name>.json          the frame's record, written last: the frame is complete
     OUTDIR/a_prime.mp4                 the frames as a video, when FRAMES was one
     OUTDIR/sheet.png                   first, middle and last frame: input, A', field
@@ -248,12 +248,10 @@ def _compute(clip: Any, frame: Frame, image: np.ndarray, source: FrameSource, ou
     analogy = done.result
     a_prime = analogy.a_prime_refined if analogy.a_prime_refined is not None else analogy.a_prime
     write_image(out / "frames" / f"{frame.name}.png", a_prime)
-    sides = ("nnf_ab", "nnf_ba") if analogy.nnf_ba is not None else ("nnf_ab",)
-    shapes = (image.shape[:2], clip.b_prime.full.shape[:2])
     files = [f"frames/{frame.name}.png"] + [
         "fields/" + write_field(out / "fields", f"{frame.name}.{field}", analogy, side,
-                                clip.config.field_format, shapes)
-        for side, field in enumerate(sides)]
+                                clip.config.field_format)
+        for side, field in enumerate(("nnf_ab", "nnf_ba"))]
     record = {"name": frame.name, "index": frame.index, "status": "ok", "key": key,
               "files": files, "warm": done.warm, "seconds": round(done.seconds, 3),
               "stages": {k: round(v, 3) for k, v in analogy.timings.items()},
@@ -277,11 +275,10 @@ def _record_path(out: Path, frame: Frame) -> Path:
     return out / "fields" / f"{frame.name}.json"
 
 
-def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray | None]:
-    """A finished frame's fields at the input sizes, in whatever format they were saved (no
-    B' -> frame field with ``--outputs a_prime``)."""
+def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """A finished frame's two fields at the input sizes, in whatever format they were saved."""
     files = _read_record(out, frame)["files"]
-    return read_field(out / files[1]), (read_field(out / files[2]) if len(files) > 2 else None)
+    return read_field(out / files[1]), read_field(out / files[2])
 
 
 def _write_run(out: Path, key: dict[str, Any], source: FrameSource,

@@ -175,23 +175,14 @@ class AnalogyConfig:
             raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
         if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
             raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer={self.optimizer!r} is not supported. Try one of: "
-                             f"{', '.join(OPTIMIZERS)}.")
-        if self.lbfgs_stop not in LBFGS_STOPS:
-            raise InputError(f"lbfgs_stop={self.lbfgs_stop!r} is not supported. Try one of: "
-                             f"{', '.join(LBFGS_STOPS)}.")
-        if self.outputs not in OUTPUTS:
-            raise InputError(f"outputs={self.outputs!r} is not supported. Try one of: "
-                             f"{', '.join(OUTPUTS)}.")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
+                              ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
+                              ("field_format", FIELD_FORMATS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name}={getattr(self, name)!r} is not supported. Try one "
+                                 f"of: {', '.join(allowed)}.")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
-        if self.upsample not in UPSAMPLES:
-            raise InputError(f"upsample={self.upsample!r} is not supported. Try one of: "
-                             f"{', '.join(UPSAMPLES)}.")
-        if self.field_format not in FIELD_FORMATS:
-            raise InputError(f"field_format={self.field_format!r} is not supported. Try one of: "
-                             f"{', '.join(FIELD_FORMATS)}.")
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")

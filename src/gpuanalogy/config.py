@@ -29,6 +29,10 @@ UPSAMPLES = ("cubic", "nnf", "patchmatch")
 #: on its own and flickers more (docs/performance.md, "Video by keyframes").
 VIDEO_UPSAMPLE = "cubic"
 
+#: What ``gpuanalogy video`` computes unless ``--outputs`` is given: a clip is written as A'
+#: alone, so A' alone ("a_prime"; its quality: docs/performance.md, "A' alone").
+VIDEO_OUTPUTS = "a_prime"
+
 #: How the field files are written (``AnalogyConfig.field_format``).
 FIELD_FORMATS = ("float32", "float16", "working")
 
@@ -41,9 +45,11 @@ Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
 # The official implementation's settings for the four uses (DESIGN.md, step 6); the style uses
 # (no refinement) bring their outputs above the working size by "patchmatch", chosen from the
-# measurements of benchmarks/output_modes.py in docs/performance.md.
+# measurements of benchmarks/output_modes.py in docs/performance.md; photo2style, whose use is
+# A' alone, makes A' alone (docs/performance.md, "A' alone").
 PRESETS: dict[str, dict[str, Any]] = {
-    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
+    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch",
+                    "outputs": "a_prime"},
     "style2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
     "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},

@@ -19,6 +19,7 @@ import numpy as np
 from . import subpixel
 from .backend import Backend, cpu_backend
 from .errors import InputError
+from .kernels._api import Labels
 
 __all__ = ["Field", "read_field"]
 
@@ -58,8 +59,10 @@ class Field:
                                                   shape_b_new=tuple(shape_b))
         return Field(values, tuple(shape_b), self.subpixel)  # type: ignore[arg-type]
 
-    def vote(self, source: Any, patch_size: int, backend: Backend) -> Any:
-        """Average voting: A's grid rebuilt from ``source`` (H_B, W_B, C) through the field.
+    def vote(self, source: Any, patch_size: int, backend: Backend,
+             labels: Labels | None = None) -> Any:
+        """Average voting: A's grid rebuilt from ``source`` (H_B, W_B, C) through the field,
+        from the pixels ``labels`` allow (whole-pixel fields; see ``gpuanalogy.nnf.warp``).
 
         Returns an (H_A, W_A, C) float32 array on ``backend``.
         """
@@ -67,7 +70,7 @@ class Field:
             return subpixel.vote(source, self.values, patch_size // 2, backend)
         xp = backend.xp
         return backend.kernels.warp(xp.ascontiguousarray(source, dtype=xp.float32), self.values,
-                                    half=patch_size // 2)
+                                    half=patch_size // 2, labels=labels)
 
 
 def read_field(path: str | os.PathLike[str]) -> np.ndarray:

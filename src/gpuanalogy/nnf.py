@@ -11,8 +11,9 @@ from typing import Any
 from gpuanalogy.backend import Backend
 from gpuanalogy.checks import check_nnf, patch_half, shape2
 from gpuanalogy.errors import InputError
+from gpuanalogy.kernels._api import Labels
 
-__all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy"]
+__all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy", "check_labels"]
 
 
 def identity_nnf(shape_a: tuple[int, int], shape_b: tuple[int, int], backend: Backend) -> Any:
@@ -90,11 +91,14 @@ def upsample_nnf(nnf: Any, shape_a_new: tuple[int, int], shape_b_new: tuple[int,
                                         shape_b_new=shape_b_new)
 
 
-def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
+def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend,
+         labels: Labels | None = None) -> Any:
     """Average voting: rebuild A's grid from ``source`` (on B's grid) through ``nnf``.
 
     ``out(p) = mean of source(nnf(p + d) - d)`` over the patch offsets ``d`` with ``p + d``
-    in A and ``nnf(p + d) - d`` in B (``d = 0`` always counts, so the mean is defined).
+    in A and ``nnf(p + d) - d`` in B (``d = 0`` always counts, so the mean is defined); with
+    ``labels`` (:func:`gpuanalogy.regions.search_labels`) only the ``nnf(p + d) - d`` that p
+    may match count besides ``d = 0``: no colour crosses from one region into another.
 
     Parameters
     ----------
@@ -123,7 +127,19 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
     source = xp.ascontiguousarray(xp.asarray(source), dtype=xp.float32)
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
     check_nnf(nnf, source.shape)
-    return backend.kernels.warp(source, nnf, half=half)
+    check_labels(labels, nnf.shape[:2], source.shape[:2])
+    return backend.kernels.warp(source, nnf, half=half, labels=labels)
+
+
+def check_labels(labels: Labels | None, shape_a: tuple[int, ...],
+                 shape_b: tuple[int, ...]) -> None:
+    """Refuse labels whose grids are not A's (or empty) and B's."""
+    if labels is None:
+        return
+    shape_p, shape_q = tuple(labels.labels_p.shape), tuple(labels.labels_q.shape)
+    if shape_q != tuple(shape_b) or shape_p not in ((0, 0), tuple(shape_a)):
+        raise InputError(f"region labels of shapes {shape_p} and {shape_q} do not fit A "
+                         f"{tuple(shape_a)} and B {tuple(shape_b)}")
 
 
 def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size: int,

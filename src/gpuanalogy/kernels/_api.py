@@ -10,7 +10,7 @@ dtypes, contiguity): ``gpuanalogy.patchmatch`` and ``gpuanalogy.nnf`` check them
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,6 +19,28 @@ KERNEL_NAMES = ("init", "propagate", "random_search", "energy", "random_nnf", "u
 
 Launch = Callable[..., None]          # launch(name, (height, width), *arguments)
 Empty = Callable[[Any, tuple, Any], Any]   # empty(like, shape, dtype)
+
+
+class Labels(NamedTuple):
+    """Region labels of one direction of a search or a vote, from A to B (``kernels._device``,
+    "region labels"): who may match whom.
+
+    Attributes
+    ----------
+    labels_p : array, shape (H_A, W_A) or (0, 0), int32
+        A's labels, 0 unlabelled; (0, 0) when A carries none.
+    labels_q : array, shape (H_B, W_B), int32
+        B's labels, 0 unlabelled, -1 for walls (never matched, never voted from).
+    members : array, shape (N,), int32
+        B's pixels that are no wall, as flat indices ``qr * W_B + qc``, grouped by label.
+    offsets : array, shape (K + 2,), int32
+        Label l's pixels are ``members[offsets[l]:offsets[l + 1]]``.
+    """
+
+    labels_p: Any
+    labels_q: Any
+    members: Any
+    offsets: Any
 
 
 class Kernels:
@@ -43,22 +65,37 @@ class Kernels:
     def __repr__(self) -> str:
         return f"Kernels({self.name!r})"
 
-    def pm_init(self, a, a_prime, b, b_prime, nnf, nnf_out, energy_out, *, half):
-        """Clamp ``nnf`` into B; write it and its patch energies to ``nnf_out``, ``energy_out``."""
-        self._launch("init", nnf.shape[:2], a, a_prime, b, b_prime, nnf, half, nnf_out,
-                     energy_out)
+    def unlabelled(self, like) -> Labels:
+        """No labels: every pixel may match every pixel (empty arrays in ``like``'s module)."""
+        empty = self._empty(like, (0, 0), np.int32)
+        return Labels(empty, empty, self._empty(like, (0,), np.int32),
+                      self._empty(like, (0,), np.int32))
+
+    def pm_init(self, a, a_prime, b, b_prime, nnf, nnf_out, energy_out, *, half,
+                labels: Labels | None = None, seed=0):
+        """Clamp ``nnf`` into B; write it and its patch energies to ``nnf_out``, ``energy_out``.
+
+        A match ``labels`` forbid is replaced by a draw (``seed``) among those they allow."""
+        labels = labels or self.unlabelled(nnf)
+        self._launch("init", nnf.shape[:2], a, a_prime, b, b_prime, nnf, half, *labels, seed,
+                     nnf_out, energy_out)
 
     def pm_propagate(self, a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *,
-                     half, step):
-        """One jump-flooding pass: each pixel tries its 4 neighbours' matches ``step`` away."""
+                     half, step, labels: Labels | None = None):
+        """One jump-flooding pass: each pixel tries its 4 neighbours' matches ``step`` away
+        (those ``labels`` allow)."""
+        labels = labels or self.unlabelled(nnf_in)
         self._launch("propagate", nnf_in.shape[:2], a, a_prime, b, b_prime, nnf_in, energy_in,
-                     nnf_out, energy_out, half, step)
+                     nnf_out, energy_out, half, step, labels.labels_p, labels.labels_q,
+                     labels.offsets)
 
     def pm_random_search(self, a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *,
-                         half, radius, seed, iteration):
-        """Random search around each pixel's match, radius halving from ``radius`` down to 1."""
+                         half, radius, seed, iteration, labels: Labels | None = None):
+        """Random search around each pixel's match, radius halving from ``radius`` down to 1,
+        among the pixels ``labels`` allow."""
+        labels = labels or self.unlabelled(nnf_in)
         self._launch("random_search", nnf_in.shape[:2], a, a_prime, b, b_prime, nnf_in,
-                     energy_in, nnf_out, energy_out, half, radius, seed, iteration)
+                     energy_in, nnf_out, energy_out, half, radius, seed, iteration, *labels)
 
     def nnf_energy(self, a, a_prime, b, b_prime, nnf, *, half):
         """Per-pixel mean patch energy of ``nnf``: ``(H_A, W_A) float32``."""
@@ -78,8 +115,11 @@ class Kernels:
                      shape_b_new[0], shape_b_new[1], out)
         return out
 
-    def warp(self, source, nnf, *, half):
-        """Average voting of ``source`` (``(H_B, W_B, C)``) through ``nnf``: ``(H_A, W_A, C)``."""
+    def warp(self, source, nnf, *, half, labels: Labels | None = None):
+        """Average voting of ``source`` (``(H_B, W_B, C)``) through ``nnf``: ``(H_A, W_A, C)``;
+        under ``labels`` only from the pixels they allow (and each pixel's own match)."""
+        labels = labels or self.unlabelled(nnf)
         out = self._empty(nnf, (nnf.shape[0], nnf.shape[1], source.shape[2]), np.float32)
-        self._launch("warp", nnf.shape[:2], source, nnf, half, out)
+        self._launch("warp", nnf.shape[:2], source, nnf, half, labels.labels_p, labels.labels_q,
+                     labels.offsets, out)
         return out

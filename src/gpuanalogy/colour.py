@@ -40,7 +40,7 @@ _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]])
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
-#: The white point, as the matrix makes it from RGB (1, 1, 1): white is exactly L* = 100, a* = b* = 0.
+#: The white point as the matrix makes it from RGB (1, 1, 1): white is L* = 100, a* = b* = 0.
 _WHITE = _RGB_TO_XYZ.sum(axis=1)
 _EPSILON = 216.0 / 24389.0    # (6/29)**3: where the cube root meets the linear segment
 _KAPPA = 24389.0 / 27.0       # the linear segment's slope, times 116

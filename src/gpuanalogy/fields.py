@@ -19,7 +19,7 @@ import numpy as np
 from . import subpixel
 from .backend import Backend, cpu_backend
 from .errors import InputError
-from .kernels._api import Labels
+from .regions import Labels
 
 __all__ = ["Field", "read_field"]
 

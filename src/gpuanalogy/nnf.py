@@ -11,7 +11,7 @@ from typing import Any
 from gpuanalogy.backend import Backend
 from gpuanalogy.checks import check_nnf, patch_half, shape2
 from gpuanalogy.errors import InputError
-from gpuanalogy.kernels._api import Labels
+from gpuanalogy.regions import Labels
 
 __all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy", "check_labels"]
 

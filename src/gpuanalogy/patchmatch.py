@@ -14,7 +14,7 @@ from typing import Any
 from gpuanalogy.backend import Backend
 from gpuanalogy.checks import patch_half
 from gpuanalogy.errors import InputError
-from gpuanalogy.kernels._api import Labels
+from gpuanalogy.regions import Labels
 from gpuanalogy.nnf import check_labels
 
 __all__ = ["normalize_features", "patchmatch", "JUMP_STEPS"]
@@ -93,7 +93,7 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     jumps : tuple of int
         The propagation's jump steps, longest first (8, 4, 2, 1, the official ones); ``()``
         leaves only the random search.
-    labels : gpuanalogy.kernels._api.Labels, optional
+    labels : gpuanalogy.regions.Labels, optional
         Region labels of A and B (:func:`gpuanalogy.regions.search_labels`): a labelled pixel
         of A matches only pixels of its label, none matches a wall. The start field's
         forbidden matches are replaced by draws among the allowed pixels, propagation skips

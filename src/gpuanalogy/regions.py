@@ -2,8 +2,7 @@
 
 A user labels regions of A and of B' that must match each other (sky to sky, face to face):
 two label images, colours or integers, where 0 (black) marks pixels that match freely. This
-module turns them into what the kernels read (``kernels._api.Labels``, DESIGN.md "Region
-masks"): one shared numbering (:func:`pair_labels`, which refuses a label on one side only),
+module turns them into what the kernels read (:class:`Labels`, DESIGN.md "Region masks"): one shared numbering (:func:`pair_labels`, which refuses a label on one side only),
 the labels reduced to each level's grid by majority (:func:`reduce_labels`), and, for one
 direction of a search, the grid's labels with B's pixels grouped by label
 (:func:`search_labels`). Label arrays live on the host; :func:`search_labels` puts what the
@@ -11,19 +10,40 @@ kernels read on the backend.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .backend import Backend
 from .errors import InputError
-from .kernels._api import Labels
 
-__all__ = ["label_keys", "pair_labels", "reduce_labels", "search_labels", "forbidden_share",
-           "WALL"]
+__all__ = ["Labels", "label_keys", "pair_labels", "reduce_labels", "search_labels",
+           "forbidden_share", "WALL"]
 
 #: The label of an atlas's border pixels: never matched, never voted from.
 WALL = -1
+
+
+class Labels(NamedTuple):
+    """Region labels of one direction of a search or a vote, from A to B, as the kernels read
+    them (``kernels._labels``): who may match whom.
+
+    Attributes
+    ----------
+    labels_p : array, shape (H_A, W_A) or (0, 0), int32
+        A's labels, 0 unlabelled; (0, 0) when A carries none.
+    labels_q : array, shape (H_B, W_B), int32
+        B's labels, 0 unlabelled, :data:`WALL` for walls (never matched, never voted from).
+    members : array, shape (N,), int32
+        B's pixels that are no wall, as flat indices ``qr * W_B + qc``, grouped by label.
+    offsets : array, shape (K + 2,), int32
+        Label l's pixels are ``members[offsets[l]:offsets[l + 1]]``.
+    """
+
+    labels_p: Any
+    labels_q: Any
+    members: Any
+    offsets: Any
 
 
 def label_keys(image: np.ndarray, name: str) -> np.ndarray:

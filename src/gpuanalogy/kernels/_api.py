@@ -4,13 +4,15 @@
 a ``prange`` loop; ``kernels.cuda``: one thread per pixel) and to allocate an output, and offers
 the operations PatchMatch and the NNF functions use. Arrays: feature maps ``(H, W, C) float32``
 C-contiguous, NNFs ``(H, W, 2) int32`` holding (row, col) into the other map, energies
-``(H, W) float32``, all in the backend's array module. The methods trust their inputs (shapes,
-dtypes, contiguity): ``gpuanalogy.patchmatch`` and ``gpuanalogy.nnf`` check them.
+``(H, W) float32``, all in the backend's array module; region labels (``labels=``) the four
+arrays of ``gpuanalogy.regions.Labels`` (``kernels._labels`` says what they hold), or None.
+The methods trust their inputs (shapes, dtypes, contiguity): ``gpuanalogy.patchmatch`` and
+``gpuanalogy.nnf`` check them.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -19,28 +21,6 @@ KERNEL_NAMES = ("init", "propagate", "random_search", "energy", "random_nnf", "u
 
 Launch = Callable[..., None]          # launch(name, (height, width), *arguments)
 Empty = Callable[[Any, tuple, Any], Any]   # empty(like, shape, dtype)
-
-
-class Labels(NamedTuple):
-    """Region labels of one direction of a search or a vote, from A to B (``kernels._device``,
-    "region labels"): who may match whom.
-
-    Attributes
-    ----------
-    labels_p : array, shape (H_A, W_A) or (0, 0), int32
-        A's labels, 0 unlabelled; (0, 0) when A carries none.
-    labels_q : array, shape (H_B, W_B), int32
-        B's labels, 0 unlabelled, -1 for walls (never matched, never voted from).
-    members : array, shape (N,), int32
-        B's pixels that are no wall, as flat indices ``qr * W_B + qc``, grouped by label.
-    offsets : array, shape (K + 2,), int32
-        Label l's pixels are ``members[offsets[l]:offsets[l + 1]]``.
-    """
-
-    labels_p: Any
-    labels_q: Any
-    members: Any
-    offsets: Any
 
 
 class Kernels:
@@ -65,14 +45,13 @@ class Kernels:
     def __repr__(self) -> str:
         return f"Kernels({self.name!r})"
 
-    def unlabelled(self, like) -> Labels:
+    def unlabelled(self, like) -> tuple:
         """No labels: every pixel may match every pixel (empty arrays in ``like``'s module)."""
         empty = self._empty(like, (0, 0), np.int32)
-        return Labels(empty, empty, self._empty(like, (0,), np.int32),
-                      self._empty(like, (0,), np.int32))
+        return (empty, empty, self._empty(like, (0,), np.int32), self._empty(like, (0,), np.int32))
 
-    def pm_init(self, a, a_prime, b, b_prime, nnf, nnf_out, energy_out, *, half,
-                labels: Labels | None = None, seed=0):
+    def pm_init(self, a, a_prime, b, b_prime, nnf, nnf_out, energy_out, *, half, labels=None,
+                seed=0):
         """Clamp ``nnf`` into B; write it and its patch energies to ``nnf_out``, ``energy_out``.
 
         A match ``labels`` forbid is replaced by a draw (``seed``) among those they allow."""
@@ -81,16 +60,15 @@ class Kernels:
                      nnf_out, energy_out)
 
     def pm_propagate(self, a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *,
-                     half, step, labels: Labels | None = None):
+                     half, step, labels=None):
         """One jump-flooding pass: each pixel tries its 4 neighbours' matches ``step`` away
         (those ``labels`` allow)."""
-        labels = labels or self.unlabelled(nnf_in)
+        labels_p, labels_q, _, offsets = labels or self.unlabelled(nnf_in)
         self._launch("propagate", nnf_in.shape[:2], a, a_prime, b, b_prime, nnf_in, energy_in,
-                     nnf_out, energy_out, half, step, labels.labels_p, labels.labels_q,
-                     labels.offsets)
+                     nnf_out, energy_out, half, step, labels_p, labels_q, offsets)
 
     def pm_random_search(self, a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, *,
-                         half, radius, seed, iteration, labels: Labels | None = None):
+                         half, radius, seed, iteration, labels=None):
         """Random search around each pixel's match, radius halving from ``radius`` down to 1,
         among the pixels ``labels`` allow."""
         labels = labels or self.unlabelled(nnf_in)
@@ -115,11 +93,10 @@ class Kernels:
                      shape_b_new[0], shape_b_new[1], out)
         return out
 
-    def warp(self, source, nnf, *, half, labels: Labels | None = None):
+    def warp(self, source, nnf, *, half, labels=None):
         """Average voting of ``source`` (``(H_B, W_B, C)``) through ``nnf``: ``(H_A, W_A, C)``;
         under ``labels`` only from the pixels they allow (and each pixel's own match)."""
-        labels = labels or self.unlabelled(nnf)
+        labels_p, labels_q, _, offsets = labels or self.unlabelled(nnf)
         out = self._empty(nnf, (nnf.shape[0], nnf.shape[1], source.shape[2]), np.float32)
-        self._launch("warp", nnf.shape[:2], source, nnf, half, labels.labels_p, labels.labels_q,
-                     labels.offsets, out)
+        self._launch("warp", nnf.shape[:2], source, nnf, half, labels_p, labels_q, offsets, out)
         return out

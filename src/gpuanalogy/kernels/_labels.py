@@ -1,6 +1,6 @@
 """Region labels in the kernels (DESIGN.md, "Region masks" and "Several exemplars").
 
-A search or a vote from A to B may carry labels (``kernels._api.Labels``): ``labels_p``
+A search or a vote from A to B may carry labels (``regions.Labels``): ``labels_p``
 (H_A, W_A) and ``labels_q`` (H_B, W_B) int32, label 0 for unlabelled pixels and -1 on B's side
 for walls (the borders of an atlas of several exemplars, never matched or voted from), and
 ``members`` / ``offsets``: the B pixels that are no wall (flat indices qr * W_B + qc), grouped

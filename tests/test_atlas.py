@@ -14,7 +14,7 @@ CPU = cpu_backend()
 
 
 def test_layout_walls_and_edges():
-    atlas = Atlas(((2, 3), (3, 2)), border=3)
+    atlas = Atlas.side_by_side([(2, 3), (3, 2)], border=3)
     assert atlas.origins == (0, 6) and atlas.shape == (3, 8)
     one = np.arange(6, dtype=np.float32).reshape(2, 3, 1)
     two = 10 + np.arange(6, dtype=np.float32).reshape(3, 2, 1)
@@ -26,11 +26,24 @@ def test_layout_walls_and_edges():
     np.testing.assert_array_equal(labels, [[1, 1, 1, WALL, WALL, WALL, 2, 2],
                                            [1, 1, 1, WALL, WALL, WALL, 2, 2],
                                            [WALL, WALL, WALL, WALL, WALL, WALL, 2, 2]])
-    assert Atlas(((2, 3),), border=3).assemble([one], np) is one
+    chw = atlas.assemble([one.transpose(2, 0, 1), two.transpose(2, 0, 1)], np,
+                         channels_first=True)
+    np.testing.assert_array_equal(chw[0], got)
+    np.testing.assert_array_equal(atlas.cut(got, 1), two[..., 0])
+
+
+def test_aligned_layout_halves_down_the_levels():
+    atlas = Atlas.side_by_side([(50, 37), (45, 70)], border=32, align=16)
+    assert atlas.origins == (0, 80) and atlas.shape == (64, 160)
+    level5 = atlas.reduced(16)
+    assert level5.shapes == ((4, 3), (3, 5)) and level5.origins == (0, 5)
+    assert level5.shape == (4, 10)
+    labels = level5.labels()
+    assert (labels[:, 3:5] == WALL).all() and (labels[3:, 5:] == WALL).all()
 
 
 def test_locate_and_place_are_inverse():
-    atlas = Atlas(((4, 5), (6, 3), (2, 2)), border=5)
+    atlas = Atlas.side_by_side([(4, 5), (6, 3), (2, 2)], border=5)
     values = np.array([[[1, 0], [3, 4], [5, 10], [0, 12], [1, 19]]], np.int32)
     index, local = atlas.locate(values, np)
     assert index.tolist() == [[0, 0, 1, 1, 2]]
@@ -39,8 +52,8 @@ def test_locate_and_place_are_inverse():
 
 
 def test_upsample_is_upsample_nnf_exemplar_by_exemplar():
-    old = Atlas(((5, 4), (3, 6)), border=3)
-    new = Atlas(((10, 7), (6, 11)), border=5)
+    old = Atlas.side_by_side([(5, 4), (3, 6)], border=3)
+    new = Atlas.side_by_side([(10, 7), (6, 11)], border=5)
     index = (np.random.default_rng(0).random((6, 7)) < 0.5).astype(np.int32)
     local = np.where(index[..., None] == 0, random_nnf((6, 7), (5, 4), 1, CPU),
                      random_nnf((6, 7), (3, 6), 2, CPU)).astype(np.int32)
@@ -52,10 +65,10 @@ def test_upsample_is_upsample_nnf_exemplar_by_exemplar():
         inside = np.minimum(local, np.array(old.shapes[k]) - 1)
         want = upsample_nnf(inside, (12, 13), new.shapes[k], CPU, shape_b_old=old.shapes[k])
         np.testing.assert_array_equal(got_local[parent == k], want[parent == k])
-    single = Atlas(((5, 4),), border=3)
+    single = Atlas.side_by_side([(5, 4)], border=3)
     np.testing.assert_array_equal(
-        upsample(local * 0 + random_nnf((6, 7), (5, 4), 3, CPU), single,
-                 Atlas(((10, 7),), 5), (11, 13), np),
+        upsample(random_nnf((6, 7), (5, 4), 3, CPU), single,
+                 Atlas.side_by_side([(10, 7)], 5), (11, 13), np),
         upsample_nnf(random_nnf((6, 7), (5, 4), 3, CPU), (11, 13), (10, 7), CPU,
                      shape_b_old=(5, 4)))
 
@@ -66,7 +79,7 @@ def test_one_search_over_two_exemplars_finds_each_half_in_its_exemplar():
     rng = np.random.default_rng(4)
     b1, b2 = smooth_features(rng, 10, 12), smooth_features(rng, 9, 12)
     a = np.concatenate([b1[:9, :6], b2[:, 6:]], axis=1)
-    atlas = Atlas(((10, 12), (9, 12)), border=3)
+    atlas = Atlas.side_by_side([(10, 12), (9, 12)], border=3)
     maps = atlas.assemble([b1, b2], np)
     labels = search_labels(None, atlas.labels(), 0, CPU)
     start = random_nnf((9, 12), atlas.shape, 0, CPU)

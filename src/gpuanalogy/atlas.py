@@ -1,14 +1,17 @@
 """Several exemplars as one map: an atlas of their maps side by side (DESIGN.md, "Several
 exemplars").
 
-One search from A over every exemplar at once runs on an atlas: the exemplars' maps of one
-level left to right, top-aligned, a border of one patch width between neighbours. The border
-columns and the space under a shorter exemplar are walls (label :data:`gpuanalogy.regions.WALL`:
-never matched, never voted from, ``kernels._labels``) and hold each exemplar's edge replicated,
-so a patch that reaches past an exemplar's edge compares with that exemplar's own edge and
-never with a neighbour. A field into the atlas says which exemplar each match is in: the slot
-whose columns hold it (:meth:`Atlas.locate`). Between levels a field is upsampled per exemplar
-(:func:`upsample`), because the borders do not scale with the maps.
+One search from A over every exemplar at once runs on an atlas: the exemplars' maps left to
+right, top-aligned, with wall columns between neighbours. Walls (and the space under a
+shorter exemplar) carry the label :data:`gpuanalogy.regions.WALL` (never matched, never voted
+from, ``kernels._labels``) and hold the nearer exemplar's edge repeated, so a patch that
+reaches past an exemplar's edge compares with that exemplar's own edge. The layout is made
+once at the working size with origins and sides on a multiple of 16 (:meth:`Atlas.side_by_side`),
+so each VGG level's layout is it divided by the level's factor (:meth:`Atlas.reduced`) and a
+border of 32 px stays two or more columns wide at relu5_1: wider than half a patch, so no
+patch reads two exemplars. A field into the atlas says which exemplar each match is in: the
+slot whose columns hold it (:meth:`Atlas.locate`). Between grids a field is brought exemplar
+by exemplar (:func:`upsample`), since a map's ceil-pooled size does not scale with the atlas.
 
 Arrays are the backend's (``xp`` is NumPy or CuPy); nothing here runs a kernel.
 """
@@ -26,33 +29,47 @@ __all__ = ["Atlas", "upsample"]
 
 @dataclass(frozen=True)
 class Atlas:
-    """The layout of k exemplars' maps of one grid size in one map.
+    """Where k exemplars' maps of one grid lie in one map.
 
     Attributes
     ----------
     shapes : tuple of (int, int)
         (H_k, W_k) of each exemplar's map, in order.
-    border : int
-        Wall columns between two neighbours (the level's patch size).
+    origins : tuple of int
+        The atlas column of each exemplar's column 0 (left to right, rows from 0).
+    shape : (int, int)
+        (H, W) of the atlas.
     """
 
     shapes: tuple[tuple[int, int], ...]
-    border: int
+    origins: tuple[int, ...]
+    shape: tuple[int, int]
 
-    @property
-    def origins(self) -> tuple[int, ...]:
-        """The atlas column of each exemplar's column 0."""
-        starts, x = [], 0
-        for _, width in self.shapes:
-            starts.append(x)
-            x += width + self.border
-        return tuple(starts)
+    @classmethod
+    def side_by_side(cls, shapes: list[tuple[int, int]], border: int,
+                     align: int = 1) -> "Atlas":
+        """Maps of ``shapes`` left to right, ``border`` or more wall columns between two,
+        every origin and both sides of the atlas a multiple of ``align`` (so that the
+        layout halves exactly down the network's pooling: :meth:`reduced`)."""
+        def up(n: int) -> int:
+            return -(-n // align) * align
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(H, W) of the atlas."""
-        return (max(h for h, _ in self.shapes),
-                self.origins[-1] + self.shapes[-1][1])
+        origins, x = [], 0
+        for _, width in shapes:
+            origins.append(x)
+            x = up(x + width + border)
+        shape = (up(max(h for h, _ in shapes)), up(origins[-1] + shapes[-1][1]))
+        return cls(tuple((int(h), int(w)) for h, w in shapes), tuple(origins), shape)
+
+    def reduced(self, factor: int) -> "Atlas":
+        """This layout on a grid ``factor`` times coarser, each map ceil-reduced as VGG's
+        pooling reduces it (``factor`` must divide the origins and the sides)."""
+        def down(n: int) -> int:
+            return -(-n // factor)
+
+        return Atlas(tuple((down(h), down(w)) for h, w in self.shapes),
+                     tuple(x // factor for x in self.origins),
+                     (self.shape[0] // factor, self.shape[1] // factor))
 
     def _sources(self) -> tuple[np.ndarray, np.ndarray]:
         """For each atlas column, the exemplar it copies and that exemplar's column (its own,
@@ -60,21 +77,22 @@ class Atlas:
         width = self.shape[1]
         owner = np.zeros(width, dtype=np.int64)
         column = np.zeros(width, dtype=np.int64)
-        for k, (x0, (_, w)) in enumerate(zip(self.origins, self.shapes)):
+        ends = [*self.origins[1:], width]
+        for k, (x0, (_, w), end) in enumerate(zip(self.origins, self.shapes, ends)):
+            split = end if k + 1 == len(self.shapes) else x0 + w + (end - x0 - w + 1) // 2
             owner[x0:x0 + w], column[x0:x0 + w] = k, np.arange(w)
+            owner[x0 + w:split], column[x0 + w:split] = k, w - 1      # k's edge, repeated
             if k + 1 < len(self.shapes):
-                split = x0 + w + (self.border + 1) // 2      # the border's left part is k's
-                owner[x0 + w:split], column[x0 + w:split] = k, w - 1
-                owner[split:x0 + w + self.border], column[split:x0 + w + self.border] = k + 1, 0
+                owner[split:end] = k + 1                              # the next one's edge
         return owner, column
 
-    def assemble(self, maps: list[Any], xp: Any) -> Any:
-        """The atlas of ``maps`` ((H_k, W_k, C) each, one dtype): (H, W, C), C-contiguous.
-
-        A single exemplar's map is returned as it is.
-        """
-        if len(maps) == 1:
-            return maps[0]
+    def assemble(self, maps: list[Any], xp: Any, *, channels_first: bool = False) -> Any:
+        """The atlas of ``maps`` ((H_k, W_k, C) each, one dtype): (H, W, C), C-contiguous;
+        walls hold the nearer exemplar's edge. With ``channels_first`` maps and atlas are
+        (C, H, W)."""
+        if channels_first:
+            hwc = self.assemble([m.transpose(1, 2, 0) for m in maps], xp)
+            return xp.ascontiguousarray(hwc.transpose(2, 0, 1))
         height, width = self.shape
         owner, column = self._sources()
         out = xp.empty((height, width, maps[0].shape[2]), dtype=maps[0].dtype)
@@ -84,6 +102,11 @@ class Atlas:
             out[:, columns[0]:columns[-1] + 1] = maps[k][xp.asarray(rows)][
                 :, xp.asarray(column[columns])]
         return out
+
+    def cut(self, atlas: Any, k: int) -> Any:
+        """Exemplar ``k``'s part of an (H, W, ...) array on the atlas grid."""
+        (h, w), x0 = self.shapes[k], self.origins[k]
+        return atlas[:h, x0:x0 + w]
 
     def labels(self, ids: list[np.ndarray] | None = None) -> np.ndarray:
         """The atlas's labels (host, int32): each exemplar's (``ids``, or 0), walls elsewhere."""

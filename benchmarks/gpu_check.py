@@ -567,7 +567,7 @@ def stage_table(args: argparse.Namespace, model: Any, size: tuple[int, int], rep
     from _table import Row, print_table  # noqa: PLC0415
 
     from gpuanalogy import analogy  # noqa: PLC0415
-    from gpuanalogy.app.pair import PeakMemory  # noqa: PLC0415
+    from gpuanalogy.memory import PeakMemory  # noqa: PLC0415
 
     width, height = size
     a, b_prime = make_pair(width, height)

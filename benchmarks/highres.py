@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import Row, Stage, bench_lock, print_table  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
 from gpuanalogy.config import UPSAMPLES  # noqa: E402
 from gpuanalogy.errors import DeviceMemoryError  # noqa: E402

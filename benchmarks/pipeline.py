@@ -29,7 +29,7 @@ from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
 from gpuanalogy.config import OPTIMIZERS  # noqa: E402
 from gpuanalogy.backend import get_backend  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.vgg_graphs import level_shape, segment  # noqa: E402
 
 

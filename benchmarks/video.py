@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import bench_lock  # noqa: E402
 
 from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 from gpuanalogy.features import VGG19  # noqa: E402
 from gpuanalogy.images import write_image  # noqa: E402
 from gpuanalogy.video import Clip  # noqa: E402

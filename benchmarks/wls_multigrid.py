@@ -20,8 +20,8 @@ from skimage import data
 sys.path.insert(0, str(Path(__file__).parent))
 from highres import photo  # noqa: E402
 
-from gpuanalogy import multigrid, refinement  # noqa: E402
-from gpuanalogy.app.pair import PeakMemory  # noqa: E402
+from gpuanalogy import multigrid, refinement, wls_system  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
 
 
 def main() -> int:
@@ -33,10 +33,10 @@ def main() -> int:
     with PeakMemory() as peak:
         start = time.perf_counter()
         if how == "direct":
-            out = refinement._solve_direct(wx, wy, rhs)
+            out = wls_system.solve_direct(wx, wy, rhs)
         else:
             pixel = np.arange(shape[0] * shape[1]).reshape(shape)
-            out = multigrid.solve(refinement.system_matrix(wx, wy, pixel).tocsr(), rhs)
+            out = multigrid.solve(wls_system.system_matrix(wx, wy, pixel).tocsr(), rhs)
         seconds = time.perf_counter() - start
     saved = Path(f"/tmp/wls_multigrid_{side}_direct.npy")
     print(f"{shape[1]}x{shape[0]} {how}: {seconds:.1f} s, peak {peak.megabytes:,.0f} MiB")

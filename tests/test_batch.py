@@ -20,7 +20,8 @@ from PIL import Image
 from processes import kill_when
 
 from gpuanalogy.app import batch, pair as pair_module, pairs as pair_sources, progress, resume
-from gpuanalogy.app.batch import PairResult, run_pairs
+from gpuanalogy.app.batch import run_pairs
+from gpuanalogy.app.pair import PairResult
 from gpuanalogy.app.main import main
 from gpuanalogy.app.pairs import Pair, read_pairs_csv
 from gpuanalogy.app.progress import BatchProgress
@@ -288,7 +289,7 @@ def test_resume_skips_complete_pairs_and_redoes_changed_or_broken_ones(tmp_path,
 
 def test_resuming_a_finished_batch_on_another_device_recomputes_nothing(tmp_path, fake,
                                                                        monkeypatch, capsys):
-    monkeypatch.setattr(batch, "load_network", lambda config: "model")
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: "model")
     for i in range(2):
         picture(tmp_path / "A" / f"p{i}.png", i)
         picture(tmp_path / "B" / f"p{i}.png", 10 + i)
@@ -296,7 +297,7 @@ def test_resuming_a_finished_batch_on_another_device_recomputes_nothing(tmp_path
     assert main([*command, "--device", "cpu"]) == 0
     before = {name: snapshot(tmp_path / "out" / name) for name in ("p0", "p1")}
     fake.calls.clear()
-    monkeypatch.setattr(batch, "load_network", lambda config: pytest.fail("loaded"))
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: pytest.fail("loaded"))
     for device in ("cuda", "auto"):
         assert main([*command, "--device", device]) == 0
     assert fake.calls == []
@@ -304,7 +305,7 @@ def test_resuming_a_finished_batch_on_another_device_recomputes_nothing(tmp_path
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [e["status"] for e in summary["results"]] == ["skipped", "skipped"]
     # what does change the images still counts
-    monkeypatch.setattr(batch, "load_network", lambda config: "model")
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: "model")
     assert main([*command, "--device", "cuda", "--seed", "3"]) == 0
     assert fake.calls == ["p0.png", "p1.png"]
 
@@ -329,7 +330,7 @@ def test_a_second_batch_on_the_same_folder_is_refused(tmp_path, fake):
 
 def test_batch_command_writes_summary_and_table_exit_2_on_bad_input(tmp_path, fake, capsys,
                                                                    monkeypatch):
-    monkeypatch.setattr(batch, "load_network", lambda config: "model")
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: "model")
     picture(tmp_path / "a.png", 1)
     picture(tmp_path / "b.png", 2)
     (tmp_path / "text.png").write_text("hello")
@@ -360,7 +361,7 @@ def test_batch_command_writes_summary_and_table_exit_2_on_bad_input(tmp_path, fa
 
 
 def test_folder_holding_a_and_b(tmp_path, fake, capsys, monkeypatch):
-    monkeypatch.setattr(batch, "load_network", lambda config: None)
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: None)
     picture(tmp_path / "set" / "A" / "one.png", 1)
     picture(tmp_path / "set" / "B" / "one.jpg", 2)
     assert main(["batch", str(tmp_path / "set"), "-o", str(tmp_path / "out")]) == 0
@@ -490,7 +491,7 @@ def test_folder_pairs_end_to_end(tmp_path):
 
 
 def test_batch_exits_1_when_a_pair_fails_for_another_reason(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(batch, "load_network", lambda config: "model")
+    monkeypatch.setattr(batch, "load_network", lambda weights, device: "model")
     monkeypatch.setattr(pair_module, "run_pair", FakeMethod(fail_on="a2"))
     pairs = tmp_path / "in"
     for i in (1, 2):

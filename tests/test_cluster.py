@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from gpuanalogy.app import pair as pair_module
-from gpuanalogy.app.batch import PairResult, run_pairs
+from gpuanalogy.app.batch import run_pairs
+from gpuanalogy.app.pair import PairResult
 from gpuanalogy.app.cluster import compute_on_worker, run_batch_on
 from gpuanalogy.app.main import main
 from gpuanalogy.app.pairs import Pair

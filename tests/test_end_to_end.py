@@ -153,7 +153,7 @@ def test_on_level_sees_every_level_and_previews_vote_at_the_input_size(model):
 
     def on_level(step):
         steps.append(step)
-        previews[step.level] = level_preview(step, a, b_prime, config)
+        previews[step.level] = level_preview(step, config)
 
     result = analogy(a, b_prime, config, model=model, on_level=on_level)
     assert [s.level for s in steps] == [5, 4, 3, 2, 1]

@@ -272,7 +272,7 @@ def test_too_small_on_one_side_only(tmp_path):
 def test_pixel_limit(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
     Image.new("RGB", (40, 40)).save(path)
-    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(checks, "MAX_PIXELS", 1000)
     with pytest.raises(InputError) as excinfo:
         read_image(path)
     assert_one_line_error(excinfo, str(path), "40x40", "1,600 pixels", "MAX_PIXELS")

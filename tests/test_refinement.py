@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from gpuanalogy import refinement
+from gpuanalogy import wls_system
 from gpuanalogy.errors import InputError
-from gpuanalogy.refinement import _apply, edge_weights, wls_filter, refine
+from gpuanalogy.refinement import edge_weights, wls_filter, refine
+from gpuanalogy.wls_system import _apply
 
 NOISE_COLUMNS = np.r_[4:20, 44:60]  # flat parts of the 64-wide step, away from the edge
 
@@ -172,7 +173,7 @@ def test_the_multigrid_solve_gives_the_direct_solves_answer_and_auto_takes_it_wh
     calls = []
     real = multigrid.solve
     monkeypatch.setattr(multigrid, "solve", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(refinement, "available_bytes", lambda: 10**4)   # direct cannot fit
+    monkeypatch.setattr(wls_system, "available_bytes", lambda: 10**4)   # direct cannot fit
     np.testing.assert_array_equal(wls_filter(image, guide), amg)
     assert calls == [1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpuanalogy import multigrid, refinement, sizes
+from gpuanalogy import multigrid, refinement, sizes, wls_system
 from gpuanalogy.backend import cpu_backend
 from gpuanalogy.config import AnalogyConfig
 from gpuanalogy.errors import DeviceMemoryError
@@ -66,7 +66,7 @@ def test_analogy_refuses_before_any_work(monkeypatch):
 
 
 def test_the_wls_solve_checks_its_memory_before_factorising(monkeypatch):
-    monkeypatch.setattr(refinement, "available_bytes", lambda: 10**5)
+    monkeypatch.setattr(wls_system, "available_bytes", lambda: 10**5)
     image = np.random.default_rng(0).random((40, 50)).astype(np.float32)
     with pytest.raises(DeviceMemoryError, match="the WLS solve over 50x40 pixels needs about"):
         refinement.wls_filter(image, image, solver="direct")

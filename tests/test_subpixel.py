@@ -121,15 +121,3 @@ def test_bad_arguments_are_one_line_input_errors(call):
     with pytest.raises(InputError) as err:
         call()
     assert "\n" not in str(err.value)
-
-
-def test_box_mean_is_the_mean_over_the_clipped_window():
-    rng = np.random.default_rng(6)
-    for shape, half in (((2, 9, 11), 2), ((1, 3, 9), 1), ((3, 1, 1), 2), ((2, 2, 2), 5)):
-        x = rng.random(shape)
-        expected = np.empty_like(x)
-        for i in range(shape[1]):
-            for j in range(shape[2]):
-                expected[:, i, j] = x[:, max(0, i - half):i + half + 1,
-                                      max(0, j - half):j + half + 1].mean(axis=(1, 2))
-        np.testing.assert_allclose(subpixel.box_mean(x, half, np), expected, atol=1e-12)

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from skimage import data
 
-from gpuanalogy import AnalogyConfig, analogy, make_sheet, write_image
+from gpuanalogy import AnalogyConfig, analogy, write_image
+from gpuanalogy.visualize import make_sheet
 from gpuanalogy.features import VGG19
 
 

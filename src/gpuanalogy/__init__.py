@@ -5,6 +5,8 @@
     >>> result.a_prime, result.b, result.nnf_ab, result.nnf_ba     # doctest: +SKIP
 
 Names are resolved on first use, so importing the package does not load ONNX Runtime or Numba.
+README.md's "Python API" lists every name exported here; the modules hold more
+(docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -13,19 +15,22 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The public API: exactly the names README.md's "Python API" table documents (a test holds the
+# two together). Each resolves in its module on first use.
 _EXPORTS = {
-    "analogy": "pipeline", "AnalogyResult": "pipeline", "Progress": "pipeline",
-    "working_shape": "sizes", "check_memory": "sizes", "memory_needed": "sizes",
-    "AnalogyConfig": "config", "PRESETS": "config", "VideoConfig": "config",
+    "analogy": "pipeline", "AnalogyResult": "pipeline", "SizeNotice": "pipeline",
+    "level_preview": "pipeline", "LevelStep": "levels", "Progress": "timing",
+    "AnalogyConfig": "config", "VideoConfig": "config", "PRESETS": "config",
+    "working_shape": "sizes", "check_memory": "sizes",
     "video_analogy": "video", "Clip": "video", "FrameResult": "video",
-    "vgg19_features": "features", "VGG19": "features",
+    "vgg19_features": "features", "VGG19": "features", "load_network": "features",
     "Backend": "backend", "get_backend": "backend",
-    "refine": "refinement", "wls_filter": "refinement",
-    "upsample_colour_change": "upsampling",
-    "nnf_to_color": "visualize", "make_sheet": "visualize",
-    "read_image": "images", "write_image": "images",
+    "refine": "refinement",
+    "read_image": "images", "write_image": "images", "read_field": "fields",
+    "nnf_to_color": "visualize",
+    "run_batch_on": "app.cluster", "read_pairs_csv": "app.pairs",
     "GpuAnalogyError": "errors", "InputError": "errors", "ModelError": "errors",
-    "DeviceMemoryError": "errors",
+    "DeviceMemoryError": "errors", "NumericalError": "errors",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from .errors import InputError, error_reason, printable
 
-__all__ = ["MIN_SIDE", "MAX_PIXELS", "to_host", "to_float_image", "patch_half", "shape2",
-           "check_nnf"]
+__all__ = ["MIN_SIDE", "MAX_PIXELS", "to_host", "to_float_image", "check_size", "patch_half",
+           "shape2", "check_nnf", "check_warp"]
 
 #: Smallest side, in pixels, of an image the method accepts. The deepest feature layer
 #: (relu5_1) sits behind four 2x poolings, so its map is 1/16 of the input: a 16 px side
@@ -106,17 +106,7 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         )
     if data.ndim not in (2, 3) or (data.ndim == 3 and shape[2] not in (1, 3, 4)):
         raise InputError(f"{label}: shape {shape} is not an image; {_SUPPORTED_SHAPES}")
-    height, width = shape[:2]
-    if min(height, width) < MIN_SIDE:
-        raise InputError(
-            f"{label}: {width}x{height} pixels (shape {shape}) is too small; "
-            f"both sides need at least {MIN_SIDE} pixels"
-        )
-    if height * width > MAX_PIXELS:
-        raise InputError(
-            f"{label}: {width}x{height} is {height * width:,} pixels, more than the "
-            f"limit of {MAX_PIXELS:,} (MAX_PIXELS)"
-        )
+    check_size(label, shape[1], shape[0], shape=shape)
 
     if dtype.kind == "f":
         _check_float_values(data, label)
@@ -137,6 +127,20 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
             rgb = np.clip(rgb * alpha + (1.0 - alpha), 0.0, 1.0)
         return np.ascontiguousarray(rgb, dtype=np.float32)
     return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def check_size(label: str, width: int, height: int, *,
+               shape: tuple[int, ...] | None = None) -> None:
+    """Refuse an image with a side shorter than :data:`MIN_SIDE` or more than
+    :data:`MAX_PIXELS` pixels: arrays given to the API, and files before they are decoded.
+    ``shape``, an array's, is named in the message."""
+    size = f"{width}x{height} pixels" + ("" if shape is None else f" (shape {shape})")
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{label}: {size} is too small; both sides need at least {MIN_SIDE} "
+                         f"pixels")
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
+                         f"limit of {MAX_PIXELS:,} (MAX_PIXELS); downscale the image first")
 
 
 def _check_float_values(data: np.ndarray, label: str) -> None:
@@ -175,12 +179,35 @@ def shape2(name: str, shape: Any) -> tuple[int, int]:
 
 
 def check_nnf(nnf: Any, shape_b: tuple[int, ...] | None = None) -> None:
-    """An (H, W, 2) field, and with ``shape_b`` one whose values lie in B (reads the device)."""
+    """An (H, W, 2) field, and with ``shape_b`` one whose values (whole pixels or fractions)
+    lie in B: from 0 to ``shape_b - 1`` on each axis (reads the device)."""
     if nnf.ndim != 3 or nnf.shape[2] != 2:
         raise InputError(f"nnf has shape {tuple(nnf.shape)}; expected (H, W, 2).")
     if shape_b is None:
         return
     rows, cols = nnf[:, :, 0], nnf[:, :, 1]
-    if (int(rows.min()) < 0 or int(rows.max()) >= shape_b[0] or int(cols.min()) < 0
-            or int(cols.max()) >= shape_b[1]):
+    if (float(rows.min()) < 0 or float(rows.max()) > shape_b[0] - 1 or float(cols.min()) < 0
+            or float(cols.max()) > shape_b[1] - 1):
         raise InputError(f"nnf points outside B, whose size is {tuple(shape_b[:2])}.")
+
+
+def check_warp(source: Any, nnf: Any, patch_size: int) -> int:
+    """The arguments of an average-voting warp: a source map (H_B, W_B, C), a field
+    (H_A, W_A, 2) whose values lie in it and an odd patch side. Returns half the side."""
+    check_nnf(nnf)
+    half = patch_half(patch_size)
+    if source.ndim != 3:
+        raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
+    check_nnf(nnf, source.shape)
+    return half
+
+
+def check_labels(labels: Any, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
+    """Region labels (``gpuanalogy.regions.Labels``) of a search or vote from A to B: None, or
+    label grids of A's shape (or empty: A unlabelled) and of B's."""
+    if labels is None:
+        return
+    shape_p, shape_q = tuple(labels.labels_p.shape), tuple(labels.labels_q.shape)
+    if shape_q != tuple(shape_b) or shape_p not in ((0, 0), tuple(shape_a)):
+        raise InputError(f"region labels of shapes {shape_p} and {shape_q} do not fit A "
+                         f"{tuple(shape_a)} and B {tuple(shape_b)}")

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Any
 
 import numpy as np
 
 from gpuanalogy.backend import Backend, DeviceName, get_backend
+from gpuanalogy.errors import InputError
 from gpuanalogy.runtime import (
     Runner, cached_model_path, create_session, make_runner)
 from gpuanalogy.vgg_graphs import (
     LEVEL_NAMES, POOL_BACKWARD, build_features_graph, build_subnet_graph, level_shape)
 
-__all__ = ["VGG19", "SubNetwork", "vgg19_features"]
+__all__ = ["VGG19", "SubNetwork", "vgg19_features", "load_network", "network_for"]
 
 FEATURE_LAYERS = LEVEL_NAMES[1:]  # relu1_1 .. relu5_1
 
@@ -206,9 +208,45 @@ class SubNetwork:
             self._model._runners.pop(key, None)
 
 
-@functools.lru_cache(maxsize=2)
-def _shared_model(weights: str | None, device: str) -> VGG19:
-    return VGG19(weights, device)  # type: ignore[arg-type]
+_NETWORKS: dict[tuple[str | None, str], VGG19] = {}
+_NETWORKS_LOCK = threading.Lock()
+
+
+def load_network(weights: Any = None, device: Backend | DeviceName = "auto") -> VGG19:
+    """The VGG-19 for ``weights`` on ``device``, loaded once per process and kept.
+
+    With ``weights`` None (the bundled Caffe VGG-19) or a path, and ``device`` a name, every
+    call of this process gets the network the first one loaded (one per weights file and
+    device: :func:`gpuanalogy.analogy` without a ``model``, a batch, a cluster worker,
+    :func:`vgg19_features`). Loaded weights or a :class:`Backend` object give a new network.
+    """
+    if not isinstance(device, str) or not (weights is None
+                                           or isinstance(weights, (str, os.PathLike))):
+        return VGG19(weights, device)
+    key = (None if weights is None else os.fspath(weights), device)
+    with _NETWORKS_LOCK:
+        if key not in _NETWORKS:
+            _NETWORKS[key] = VGG19(weights, device)  # type: ignore[arg-type]
+        return _NETWORKS[key]
+
+
+def network_for(model: Any, device: Backend | DeviceName, weights: Any = None) -> Any:
+    """The network to run: ``model`` when it runs where ``device`` says, else
+    :func:`load_network` of ``weights`` on ``device`` when ``model`` is None.
+
+    Raises
+    ------
+    InputError
+        ``model`` runs on another device than the one ``device`` names.
+    """
+    if model is None:
+        return load_network(weights, device)
+    wanted = get_backend(device, quiet=True) if not isinstance(device, Backend) else device
+    if device != "auto" and model.backend.name != wanted.name:
+        raise InputError(f"the model given runs on {model.backend.name} but device "
+                         f"{getattr(device, 'name', device)!r} was asked for; pass a model "
+                         f"made for that device, or none")
+    return model
 
 
 def vgg19_features(image: Any, *, weights: Any = None,
@@ -246,13 +284,6 @@ def vgg19_features(image: Any, *, weights: Any = None,
     from gpuanalogy.checks import to_float_image  # noqa: PLC0415
 
     rgb = to_float_image(image, name="image")
-    if weights is None or isinstance(weights, (str, os.PathLike)):
-        backend_key = device if isinstance(device, str) else None
-        if backend_key is not None:
-            model = _shared_model(None if weights is None else os.fspath(weights), backend_key)
-        else:
-            model = VGG19(weights, device)
-    else:
-        model = VGG19(weights, device)
+    model = load_network(weights, device)
     feats = model.features(model.backend.asarray(rgb))
     return {name: model.backend.to_numpy(value) for name, value in feats.items()}

@@ -18,10 +18,11 @@ import numpy as np
 
 from . import subpixel
 from .backend import Backend, cpu_backend
+from .checks import to_host
 from .errors import InputError
 from .regions import Labels
 
-__all__ = ["Field", "read_field"]
+__all__ = ["Field", "field_file_arrays", "read_field"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,20 @@ class Field:
         xp = backend.xp
         return backend.kernels.warp(xp.ascontiguousarray(source, dtype=xp.float32), self.values,
                                     half=patch_size // 2, labels=labels)
+
+
+def field_file_arrays(work: Field, shape_a_full: tuple[int, int],
+                      shape_b_full: tuple[int, int]) -> dict[str, np.ndarray]:
+    """What a "working" field file (``nnf_*.npz``, ``field_format="working"``) holds: the
+    working-size field (int16 whole pixels where they fit, else int32; float32 sub-pixel),
+    the size of the map it indexes, and the input sizes it is brought to. :func:`read_field`
+    reads it back."""
+    values = to_host(work.values, "field")
+    if not work.subpixel:
+        values = values.astype(np.int16 if values.max(initial=0) < 2**15 else np.int32)
+    return {"values": values, "shape_b": np.array(work.shape_b),
+            "shape_a_full": np.array(shape_a_full), "shape_b_full": np.array(shape_b_full),
+            "subpixel": np.array(work.subpixel)}
 
 
 def read_field(path: str | os.PathLike[str]) -> np.ndarray:

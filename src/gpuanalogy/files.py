@@ -22,8 +22,8 @@ import numpy as np
 from .checks import to_host
 from .errors import InputError, error_reason, printable
 
-__all__ = ["TEMP_FILE", "atomic_path", "write_bytes", "write_json", "write_npy", "write_npz",
-           "check_output_dir", "fsync_folder", "sha256_file"]
+__all__ = ["TEMP_FILE", "atomic_path", "write_bytes", "write_json", "read_json", "as_json",
+           "write_npy", "write_npz", "check_output_dir", "fsync_folder", "sha256_file"]
 
 #: Names of :func:`atomic_path`'s temporary files.
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
@@ -135,6 +135,20 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
     with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """What a JSON file holds; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def as_json(value: Any) -> Any:
+    """``value`` as :func:`write_json` then :func:`read_json` give it back (tuples become
+    lists, NumPy values plain ones), to compare with what a file holds."""
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def write_npy(path: str | os.PathLike[str], array: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checks import MAX_PIXELS, MIN_SIDE, to_host
+from .checks import check_size, to_host
 from .errors import InputError, error_reason, printable
 from .files import atomic_path
 
@@ -58,7 +58,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     ------
     InputError
         The file is missing, a directory, unreadable, not an image, truncated or corrupt,
-        larger than :data:`MAX_PIXELS`, or has a side shorter than :data:`MIN_SIDE`.
+        larger than :data:`gpuanalogy.checks.MAX_PIXELS`, or has a side shorter than
+        :data:`gpuanalogy.checks.MIN_SIDE` (:func:`gpuanalogy.checks.check_size`).
 
     Examples
     --------
@@ -90,24 +91,12 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
             except UnidentifiedImageError as error:
                 raise InputError(f"{label}: not an image file (unknown or damaged format)") from error
             except Image.DecompressionBombError as error:
-                raise InputError(
-                    f"{label}: image is too large to decode safely ({error_reason(error)})"
-                ) from error
+                raise _too_large(label, error) from error
             except _DECODE_ERRORS as error:
                 raise InputError(f"{label}: cannot read image header: {error_reason(error)}") from error
 
         with image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise InputError(
-                    f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
-                    f"limit of {MAX_PIXELS:,} (MAX_PIXELS); downscale the image first"
-                )
-            if min(width, height) < MIN_SIDE:
-                raise InputError(
-                    f"{label}: {width}x{height} pixels is too small; "
-                    f"both sides need at least {MIN_SIDE} pixels"
-                )
+            check_size(label, *image.size)
             if getattr(image, "is_animated", False):
                 warnings.warn(f"{label}: animated image, using its first frame", UserWarning, stacklevel=2)
             try:
@@ -118,10 +107,13 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
                     f"{label}: cannot decode image data (file truncated or corrupt): {error_reason(error)}"
                 ) from error
             except Image.DecompressionBombError as error:
-                raise InputError(
-                    f"{label}: image is too large to decode safely ({error_reason(error)})"
-                ) from error
+                raise _too_large(label, error) from error
     return _pil_to_rgb(upright, label)
+
+
+def _too_large(label: str, error: Exception) -> InputError:
+    """Pillow's refusal of a decompression bomb, as our one line."""
+    return InputError(f"{label}: image is too large to decode safely ({error_reason(error)})")
 
 
 def _pil_to_rgb(image: Image.Image, label: str) -> np.ndarray:

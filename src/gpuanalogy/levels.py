@@ -22,11 +22,20 @@ from .fields import Field
 from .patchmatch import normalize_features, patchmatch
 from .vgg_graphs import LEVEL_NAMES
 
-__all__ = ["LEVELS", "Pyramids", "Deconvolution", "LevelStep", "LevelSolver", "coarse_to_fine",
-           "pyramid", "initial_fields"]
+__all__ = ["LEVELS", "Images", "Pyramids", "Deconvolution", "LevelStep", "LevelOutput",
+           "LevelSolver", "coarse_to_fine", "level_stages", "pyramid", "initial_fields"]
 
 #: The levels of the loop, coarse to fine (relu5_1 .. relu1_1).
 LEVELS = (5, 4, 3, 2, 1)
+
+
+@dataclass(frozen=True)
+class Images:
+    """One input at its own size and at the working size, H x W x 3 float32 in [0, 1], on
+    the host (:func:`gpuanalogy.pipeline.working_images` makes them)."""
+
+    full: Any
+    work: Any
 
 
 @dataclass
@@ -68,6 +77,9 @@ class LevelStep:
         Where the maps and fields live.
     pyramids : Pyramids
         The maps the search matched at this level are ``pyramids.<side>[level]``.
+    images : (Images, Images)
+        A and B' at their input and working sizes: what a preview of the level votes
+        (:func:`gpuanalogy.pipeline.level_preview`).
     start_ab, start_ba : Field
         The fields the search started from (identity or random at level 5, else the
         upsampled fields of the level above).
@@ -82,6 +94,7 @@ class LevelStep:
     level: int
     backend: Backend
     pyramids: Pyramids
+    images: tuple[Images, Images]
     start_ab: Field
     start_ba: Field
     nnf_ab: Field
@@ -108,6 +121,13 @@ def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field
     return steps
 
 
+def level_stages() -> list[tuple[str, int]]:
+    """The (stage, level) pairs :class:`LevelSolver` reports over the loop, in order: the
+    search at every level, the deconvolution at every level but the last."""
+    return [(stage, level) for level in LEVELS
+            for stage in ("patchmatch", "deconvolution")[:1 if level == 1 else 2]]
+
+
 def pyramid(model: Any, image: Any) -> dict[int, Any]:
     """Levels 0..5 of one image (H, W, 3) on the backend: the preprocessed image, then
     relu1_1 .. relu5_1 (C x H x W)."""
@@ -131,8 +151,13 @@ def initial_fields(pyramids: Pyramids, config: AnalogyConfig,
 
 
 @dataclass(frozen=True)
-class _Output:
-    """One analogy a level rebuilds: A' (structure A, appearance B') or B (the other way)."""
+class LevelOutput:
+    """One analogy a level rebuilds: A' (structure A, appearance B') or B (the other way).
+
+    ``name`` is "a_prime" or "b"; ``nnf`` the level's field from the structure image to the
+    appearance image; the three pyramids map level -> (C, H, W) maps, and ``rebuilt`` (the
+    output's own) gains level L-1 when the level is done.
+    """
 
     name: str
     nnf: Field
@@ -146,21 +171,34 @@ class LevelSolver:
     calls it.
 
     ``clock(stage)`` is a context manager timing a stage; ``report(stage, level)`` announces
-    one to the progress display.
+    one to the progress display (the stages of :func:`level_stages`); ``images`` (A and B')
+    are handed on in every :class:`LevelStep`.
+
+    A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
+    overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
+    package to them): :meth:`start` (the fields a level's search starts from), :meth:`search`,
+    :meth:`deconvolution_problem` (where a deconvolution starts) and :meth:`deconvolve`. The
+    other methods are helpers an override may call.
     """
 
+    #: The methods a subclass may override.
+    OVERRIDE_POINTS = ("start", "search", "deconvolution_problem", "deconvolve")
+
     def __init__(self, model: Any, pyramids: Pyramids, config: AnalogyConfig, *,
-                 clock: Callable[[str], Any], report: Callable[[str, int], None]) -> None:
-        self.model, self.pyramids, self.config = model, pyramids, config
+                 images: tuple[Images, Images], clock: Callable[[str], Any],
+                 report: Callable[[str, int], None]) -> None:
+        self.model, self.pyramids, self.config, self.images = model, pyramids, config, images
         self.backend: Backend = model.backend
         self.clock, self.report = clock, report
 
     def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
+        start_ab, start_ba = self.start(level, start_ab, start_ba)
         self.report("patchmatch", level)
         with self.clock("patchmatch"):
             nnf_ab, nnf_ba = self.search(level, start_ab, start_ba)
         if level == 1:
-            return LevelStep(level, self.backend, self.pyramids, start_ab, start_ba, nnf_ab, nnf_ba)
+            return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
+                             nnf_ab, nnf_ba)
         self.report("deconvolution", level)
         done = self.reconstruct(level, nnf_ab, nnf_ba)
         with self.clock("nnf upsampling"):
@@ -168,13 +206,19 @@ class LevelSolver:
                                        self.pyramids.shape("b", level - 1), self.backend)
             next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
                                        self.pyramids.shape("a", level - 1), self.backend)
-        return LevelStep(level, self.backend, self.pyramids, start_ab, start_ba, nnf_ab, nnf_ba,
-                         next_ab, next_ba, done)
+        return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
+                         nnf_ab, nnf_ba, next_ab, next_ba, done)
+
+    def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
+        """Override point: the fields the search at ``level`` starts from, given those the
+        level above handed on (identity or random at level 5); the method takes them as
+        they are."""
+        return start_ab, start_ba
 
     def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
                maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
-        """Both NNFs at one level, each matching over the pairs (A, B) and (A', B');
-        ``maps`` are :meth:`matching_maps` when the caller has them already."""
+        """Override point: both NNFs at one level, each matching over the pairs (A, B) and
+        (A', B'); ``maps`` are :meth:`matching_maps` when the caller has them already."""
         config, backend = self.config, self.backend
         a, a_prime, b, b_prime = maps or self.matching_maps(level)
         radius = config.radii[level - 1] or max(*a.shape[:2], *b.shape[:2])
@@ -198,8 +242,8 @@ class LevelSolver:
         """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
         features through ``nnf_ba``, B''s structure): deconvolution, then the blend."""
         p = self.pyramids
-        outputs = (_Output("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
-                   _Output("b", nnf_ba, p.b_prime, p.a, p.b))
+        outputs = (LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
+                   LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
         with self.clock("warping"):
             problems = [self.deconvolution_problem(level, output) for output in outputs]
         with self.clock("deconvolution"):
@@ -214,15 +258,17 @@ class LevelSolver:
 
     def deconvolve(self, level: int, output: str, x0: Any, target: Any,
                    max_iter: int | None = None) -> Deconvolved:
-        """The deconvolution rebuilding level L-1 of ``output`` ("a_prime" or "b") from x0,
-        with ``max_iter`` L-BFGS iterations (default ``config.lbfgs_iterations``)."""
+        """Override point: the deconvolution rebuilding level L-1 of ``output`` ("a_prime" or
+        "b") from x0, with ``max_iter`` L-BFGS iterations (default
+        ``config.lbfgs_iterations``)."""
         return deconvolve(self.model.subnet(level), x0, target,
                           max_iter=self.config.lbfgs_iterations if max_iter is None else max_iter,
                           history=self.config.lbfgs_history, optimizer=self.config.optimizer,
                           backend=self.backend)
 
-    def deconvolution_problem(self, level: int, output: "_Output") -> tuple[Any, Any]:
-        """(x0, target) of the deconvolution that rebuilds level L-1 of ``output``.
+    def deconvolution_problem(self, level: int, output: LevelOutput) -> tuple[Any, Any]:
+        """Override point: (x0, target) of the deconvolution that rebuilds level L-1 of
+        ``output``.
 
         target = appearance^L warped by the NNF; L-BFGS starts at level L-2 from
         structure^{L-2} (official) or from appearance^{L-2} warped by the NNF upsampled there

@@ -1,10 +1,10 @@
 """The WLS system solved by algebraic multigrid (pyamg), in memory linear in the pixels.
 
-The direct solve of :mod:`gpuanalogy.refinement` factorises the 5-point system
+The direct solve of :mod:`gpuanalogy.wls_system` factorises the 5-point system
 ``(I + lam * Laplacian_a) u = g``; its factors grow as n log n and take about 3 KB a pixel at
 camera sizes. Ruge-Stuben algebraic multigrid (pyamg's ``ruge_stuben_solver``) as the
 preconditioner of conjugate gradients solves the same system in memory and time that grow with
-the pixels, where the Jacobi-preconditioned CG of ``refinement`` needs thousands of iterations
+the pixels, where the Jacobi-preconditioned CG there needs thousands of iterations
 (the weights span 1 to 8000). pyamg is an optional dependency (``gpuanalogy[amg]``).
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def solve(matrix: Any, rhs: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     matrix : scipy.sparse.csr_matrix, shape (H W, H W), float64
-        The system in the pixels' natural order (``gpuanalogy.refinement.system_matrix``).
+        The system in the pixels' natural order (``gpuanalogy.wls_system.system_matrix``).
     rhs : ndarray, shape (H, W, C), float64
 
     Returns

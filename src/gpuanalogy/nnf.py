@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
-from gpuanalogy.checks import check_nnf, patch_half, shape2
+from gpuanalogy.checks import check_labels, check_nnf, check_warp, patch_half, shape2
 from gpuanalogy.errors import InputError
 from gpuanalogy.regions import Labels
 
-__all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy", "check_labels"]
+__all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy"]
 
 
 def identity_nnf(shape_a: tuple[int, int], shape_b: tuple[int, int], backend: Backend) -> Any:
@@ -120,26 +120,11 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend,
         A malformed field, an even patch size, or a field pointing outside ``source``.
     """
     xp = backend.xp
-    check_nnf(nnf)
-    half = patch_half(patch_size)
-    if source.ndim != 3:
-        raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
     source = xp.ascontiguousarray(xp.asarray(source), dtype=xp.float32)
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
-    check_nnf(nnf, source.shape)
     check_labels(labels, nnf.shape[:2], source.shape[:2])
-    return backend.kernels.warp(source, nnf, half=half, labels=labels)
-
-
-def check_labels(labels: Labels | None, shape_a: tuple[int, ...],
-                 shape_b: tuple[int, ...]) -> None:
-    """Refuse labels whose grids are not A's (or empty) and B's."""
-    if labels is None:
-        return
-    shape_p, shape_q = tuple(labels.labels_p.shape), tuple(labels.labels_q.shape)
-    if shape_q != tuple(shape_b) or shape_p not in ((0, 0), tuple(shape_a)):
-        raise InputError(f"region labels of shapes {shape_p} and {shape_q} do not fit A "
-                         f"{tuple(shape_a)} and B {tuple(shape_b)}")
+    return backend.kernels.warp(source, nnf, half=check_warp(source, nnf, patch_size),
+                                labels=labels)
 
 
 def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size: int,

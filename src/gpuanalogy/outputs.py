@@ -7,7 +7,6 @@ checks.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .checks import to_host
-from .files import check_output_dir, write_json, write_npy, write_npz
+from .fields import field_file_arrays
+from .files import check_output_dir, read_json, write_json, write_npy, write_npz
 from .images import write_image
 from .config import AnalogyConfig
 from .pipeline import AnalogyResult
@@ -102,13 +101,8 @@ def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_fo
         write_npy(out / f"{name}.npy", fields[side].astype(field_format))
         return f"{name}.npy"
     work = result.fields_work[side]  # type: ignore[index]
-    values = to_host(work.values, name)
-    if not work.subpixel:
-        values = values.astype(np.int16 if values.max(initial=0) < 2**15 else np.int32)
-    write_npz(out / f"{name}.npz", values=values, shape_b=np.array(work.shape_b),
-              shape_a_full=np.array(fields[side].shape[:2]),
-              shape_b_full=np.array(fields[1 - side].shape[:2]),
-              subpixel=np.array(work.subpixel))
+    write_npz(out / f"{name}.npz",
+              **field_file_arrays(work, fields[side].shape[:2], fields[1 - side].shape[:2]))
     return f"{name}.npz"
 
 
@@ -127,14 +121,22 @@ def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray,
     return make_sheet(rows)
 
 
-def is_complete(outdir: str | os.PathLike) -> bool:
-    """True when ``outdir/run.json`` exists, parses, and every file it lists is present."""
-    path = Path(outdir) / "run.json"
+def complete_record(path: str | os.PathLike, folder: str | os.PathLike | None = None
+                    ) -> dict[str, Any] | None:
+    """The JSON record at ``path`` when it parses and every file it lists (``"files"``, relative
+    to ``folder``, by default the record's own) is present; else None. An output folder
+    (``run.json``) or a video frame (its record) is finished when its record is complete."""
+    record = read_json(path)
+    base = Path(path).parent if folder is None else Path(folder)
     try:
-        record = json.loads(path.read_text())
-        return all((Path(outdir) / name).is_file() for name in record["files"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return record if all((base / name).is_file() for name in record["files"]) else None
+    except (KeyError, TypeError):
+        return None
+
+
+def is_complete(outdir: str | os.PathLike) -> bool:
+    """True when ``outdir/run.json`` is complete (:func:`complete_record`)."""
+    return complete_record(Path(outdir) / "run.json") is not None
 
 
 def versions() -> dict[str, str]:

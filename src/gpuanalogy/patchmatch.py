@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
-from gpuanalogy.checks import patch_half
+from gpuanalogy.checks import check_labels, patch_half
 from gpuanalogy.errors import InputError
 from gpuanalogy.regions import Labels
-from gpuanalogy.nnf import check_labels
 
 __all__ = ["normalize_features", "patchmatch", "JUMP_STEPS"]
 

@@ -13,6 +13,12 @@ Read top-down, :func:`analogy` is DESIGN.md's algorithm:
    reduced to that size and carried up by an edge-aware upsampling, :mod:`gpuanalogy.upsampling`).
 
 Each stage lives in its own module; this one only wires them.
+
+Besides :func:`analogy` and what serves its callers (:func:`level_preview`,
+:func:`outputs_from_fields`), this module offers a small internal API to other drivers of the
+coarse-to-fine loop (:mod:`gpuanalogy.video` runs one per frame): :func:`working_images` for the
+inputs, :func:`run_stages` for the progress plan, and :func:`render` for steps 4 and 5, with
+the override points of :class:`gpuanalogy.levels.LevelSolver` for the loop itself.
 """
 from __future__ import annotations
 
@@ -24,23 +30,26 @@ from typing import Any
 import numpy as np
 
 from . import subpixel
-from .backend import Backend, DeviceName, get_backend
+from .backend import Backend, DeviceName
 from .checks import to_float_image
 from .config import AnalogyConfig
-from .errors import InputError
+from .errors import printable
+from .features import network_for
 from .fields import Field
 from .images import resize_image
 from .levels import (
-    LEVELS, Deconvolution, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
-    pyramid)
+    Deconvolution, Images, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields,
+    level_stages, pyramid)
 from .refinement import refine
-from .sizes import check_memory, refinement_shape, working_shape
+from .sizes import check_memory, guided_refinement_shape, working_shape
 from .timing import Clock, Progress, StepReporter
 from .texture import grid_scale, textured_vote
 from .upsampling import refine_guided
 
 __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
-           "vote_output", "level_preview", "outputs_from_fields"]
+           "vote_output", "level_preview", "outputs_from_fields",
+           # the internal API of other drivers of the loop (gpuanalogy.video)
+           "Images", "working_images", "run_stages", "output_stages", "render"]
 
 
 class SizeNotice(UserWarning):
@@ -88,15 +97,8 @@ class AnalogyResult:
     fields_work: tuple[Field, Field] | None = None
 
 
-@dataclass(frozen=True)
-class Images:
-    """One input at its own size and at the working size, H x W x 3 float32 in [0, 1]."""
-
-    full: np.ndarray
-    work: np.ndarray
-
-
-def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model: Any = None,
+def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
+            names: tuple[str, str] = ("a", "b_prime"), model: Any = None,
             backend: Backend | DeviceName | None = None,
             on_progress: Callable[[Progress], None] | None = None,
             on_level: Callable[[LevelStep], None] | None = None) -> AnalogyResult:
@@ -109,16 +111,19 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
         in size and aspect.
     config : AnalogyConfig, optional
         Defaults to the official settings (``AnalogyConfig()``).
+    names : (str, str)
+        What errors and notices call ``a`` and ``b_prime`` (their files, say).
     model : gpuanalogy.features.VGG19, optional
         A loaded network, to reuse across calls. Its backend must be the one ``backend`` or
-        ``config.device`` asks for.
+        ``config.device`` asks for. By default the process's network for ``config.weights``
+        (:func:`gpuanalogy.features.load_network`).
     backend : Backend or {"auto", "cpu", "cuda"}, optional
         Where to run; defaults to ``config.device``.
     on_progress : callable, optional
         Called with a :class:`Progress` at the start of each stage.
     on_level : callable, optional
         Called with each level's :class:`gpuanalogy.levels.LevelStep` once it is done
-        (``vote_output`` turns one into that level's A' and B).
+        (:func:`level_preview` turns one into that level's A' and B).
 
     Returns
     -------
@@ -140,38 +145,26 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *, model:
     ((512, 512, 3), (512, 512, 2))
     """
     config = config or AnalogyConfig()
-    a_in = to_float_image(a, name="a")
-    bp_in = to_float_image(b_prime, name="b_prime")
-    model = model_for(model, backend if backend is not None else config.device, config)
-    check_memory((a_in.shape[:2], bp_in.shape[:2]), config, on_host=model.backend.on_host)
+    labels = (printable(str(names[0])), printable(str(names[1])))
+    a_in = to_float_image(a, name=labels[0])
+    bp_in = to_float_image(b_prime, name=labels[1])
+    model = network_for(model, backend if backend is not None else config.device, config.weights)
+    check_memory((a_in.shape[:2], bp_in.shape[:2]), config, on_host=model.backend.on_host,
+                 names=labels)
     with model.backend.out_of_memory_as_error(
             f"analogy of {a_in.shape[1]}x{a_in.shape[0]} and {bp_in.shape[1]}x{bp_in.shape[0]}"):
-        return _analogy(a_in, bp_in, config, model, on_progress, on_level)
+        return _analogy(a_in, bp_in, labels, config, model, on_progress, on_level)
 
 
-def model_for(model: Any, device: Backend | DeviceName, config: AnalogyConfig) -> Any:
-    """The network to run: ``model`` when it runs where ``device`` says, else a new one."""
-    from .features import VGG19  # noqa: PLC0415 - loads ONNX Runtime; kept off import time
-
-    if model is None:
-        return VGG19(config.weights, device)
-    wanted = get_backend(device, quiet=True) if not isinstance(device, Backend) else device
-    if device != "auto" and model.backend.name != wanted.name:
-        raise InputError(f"the model given runs on {model.backend.name} but device "
-                         f"{getattr(device, 'name', device)!r} was asked for; pass a model "
-                         f"made for that device, or none")
-    return model
-
-
-def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: Any,
-             on_progress: Callable[[Progress], None] | None,
+def _analogy(a_in: np.ndarray, bp_in: np.ndarray, labels: tuple[str, str],
+             config: AnalogyConfig, model: Any, on_progress: Callable[[Progress], None] | None,
              on_level: Callable[[LevelStep], None] | None) -> AnalogyResult:
     backend = model.backend
     clock = Clock(backend)
-    report = StepReporter(on_progress, total=total_steps(config))
+    report = StepReporter(on_progress, run_stages(config))
 
     # 1. Working size (announced before anything runs) and features.
-    a, bp = working_images("a", a_in, config), working_images("b_prime", bp_in, config)
+    a, bp = working_images(labels[0], a_in, config), working_images(labels[1], bp_in, config)
     report("features", 5)
     with clock("features"):
         pyramids = Pyramids(pyramid(model, backend.asarray(a.work)),
@@ -182,7 +175,7 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     pyramids.b[5] = pyramids.b_prime[5]
 
     # 3. Coarse to fine.
-    solver = LevelSolver(model, pyramids, config, clock=clock, report=report)
+    solver = LevelSolver(model, pyramids, config, images=(a, bp), clock=clock, report=report)
     hook = None if on_level is None else clock.timed("on_level", on_level)
     steps = coarse_to_fine(solver, *initial_fields(pyramids, config, backend), on_level=hook)
 
@@ -190,9 +183,11 @@ def _analogy(a_in: np.ndarray, bp_in: np.ndarray, config: AnalogyConfig, model: 
     return render(a, bp, steps, config, backend, clock=clock, report=report)
 
 
-def render(a: "Images", bp: "Images", steps: list[LevelStep], config: AnalogyConfig,
-           backend: Backend, *, clock: "Clock", report: "StepReporter") -> AnalogyResult:
-    """Steps 4 and 5: the outputs and fields at the input sizes from the loop's ``steps``."""
+def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
+           backend: Backend, *, clock: Clock, report: StepReporter) -> AnalogyResult:
+    """Steps 4 and 5: the outputs and fields at the input sizes from the loop's ``steps``
+    (A and B' as :func:`working_images` gives them), timed by ``clock`` and announced by
+    ``report`` (the stages :func:`run_stages` plans after the loop's)."""
     nnf_ab, nnf_ba = steps[-1].nnf_ab, steps[-1].nnf_ba
 
     # 4. The level-1 NNFs, optionally aligned to sub-pixel precision on the working-size
@@ -223,17 +218,35 @@ def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
     to :func:`analogy`. The fields are used as they are (no sub-pixel alignment here).
     """
     a_in, bp_in = to_float_image(a, name="a"), to_float_image(b_prime, name="b_prime")
-    images_a = _images(a_in, working_shape(a_in.shape[:2], config))
-    images_bp = _images(bp_in, working_shape(bp_in.shape[:2], config))
+    return _fields_outputs(_images(a_in, working_shape(a_in.shape[:2], config)),
+                           _images(bp_in, working_shape(bp_in.shape[:2], config)),
+                           nnf_ab, nnf_ba, config, backend)
+
+
+def level_preview(step: LevelStep, config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A' and B voted from one level's fields, at the input sizes: a preview of the level,
+    for an ``on_level`` hook (the step carries the images).
+
+    Previews are not refined, and "patchmatch" previews are "cubic" ones.
+    """
+    upsample = "cubic" if config.upsample == "patchmatch" else config.upsample
+    result = _fields_outputs(*step.images, step.nnf_ab, step.nnf_ba,
+                             config.replace(upsample=upsample, refine=False), step.backend)
+    return result.a_prime, result.b
+
+
+def _fields_outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field,
+                    config: AnalogyConfig, backend: Backend) -> AnalogyResult:
+    """:func:`_outputs` on its own clock, with no progress display."""
     clock = Clock(backend)
-    result = _outputs(images_a, images_bp, nnf_ab, nnf_ba, config, backend, clock,
-                      StepReporter(None, 0))
+    result = _outputs(a, bp, nnf_ab, nnf_ba, config, backend, clock,
+                      StepReporter(None, output_stages(config)))
     result.timings = dict(clock.seconds)
     return result
 
 
 def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: AnalogyConfig,
-             backend: Backend, clock: "Clock", report: "StepReporter") -> AnalogyResult:
+             backend: Backend, clock: Clock, report: StepReporter) -> AnalogyResult:
     """Steps 4 and 5 of :func:`analogy`: the outputs and fields at the input sizes (as
     ``config.upsample`` says) and, with ``config.refine``, the refined outputs."""
     report("output", 0)
@@ -256,10 +269,18 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: Analog
     return result
 
 
-def total_steps(config: AnalogyConfig, extra: int = 0) -> int:
-    """The stages one analogy reports: features, 2 per level but the last, output, the
-    optional sub-pixel alignment and refinement, and ``extra`` more."""
-    return 2 * len(LEVELS) - 1 + 2 + config.subpixel + config.refine + extra
+def run_stages(config: AnalogyConfig, *, motion: bool = False) -> list[tuple[str, int]]:
+    """The (stage, level) pairs one analogy reports, in order (its :class:`StepReporter`'s
+    plan): the features, the motion for a frame started from the one before (``motion``),
+    the loop's (:func:`gpuanalogy.levels.level_stages`), then :func:`output_stages`."""
+    return [("features", 5), *([("motion", 5)] if motion else []), *level_stages(),
+            *([("subpixel", 0)] if config.subpixel else []), *output_stages(config)]
+
+
+def output_stages(config: AnalogyConfig) -> list[tuple[str, int]]:
+    """The stages that make the outputs from the level-1 fields: the vote, then the
+    refinement when ``config.refine``."""
+    return [("output", 0), *([("refinement", 0)] if config.refine else [])]
 
 
 def vote_output(source: Images, layout: Images, nnf: Field, config: AnalogyConfig,
@@ -299,19 +320,6 @@ def _textured(source: Images, layout: Images, field: np.ndarray, estimate: np.nd
     return _to_uint8(image), refined.astype(np.float32)
 
 
-def level_preview(step: LevelStep, a: Any, b_prime: Any,
-                  config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray]:
-    """A' and B voted from one level's fields, at the input sizes: a preview of the level.
-
-    ``a`` and ``b_prime`` are the images as given to :func:`analogy`; for an ``on_level``
-    hook. Previews are not refined, and "patchmatch" previews are "cubic" ones.
-    """
-    upsample = "cubic" if config.upsample == "patchmatch" else config.upsample
-    result = outputs_from_fields(a, b_prime, step.nnf_ab, step.nnf_ba,
-                                 config.replace(upsample=upsample, refine=False), step.backend)
-    return result.a_prime, result.b
-
-
 def _images(image: np.ndarray, work_shape: tuple[int, int]) -> Images:
     return Images(image, _resize01(image, work_shape))
 
@@ -324,15 +332,11 @@ def working_images(name: str, image: np.ndarray, config: AnalogyConfig) -> Image
 
 def _refined(output: np.ndarray, layout: Images, config: AnalogyConfig,
              backend: Backend) -> np.ndarray:
-    """The refined ``output`` (uint8, at ``layout``'s input size), back on the host.
-
-    For an input no larger than :func:`gpuanalogy.sizes.refinement_shape`, or with
-    ``refine_upsample == "wls"``, the WLS refinement of ``output`` itself; above it,
-    :func:`gpuanalogy.upsampling.refine_guided` at that size.
-    """
-    full = layout.full.shape[:2]
-    shape = refinement_shape(full, config)
-    if config.refine_upsample == "wls" or shape == full:
+    """The refined ``output`` (uint8, at ``layout``'s input size), back on the host: the WLS
+    refinement of ``output`` itself, or :func:`gpuanalogy.upsampling.refine_guided` at the
+    size :func:`gpuanalogy.sizes.guided_refinement_shape` gives."""
+    shape = guided_refinement_shape(layout.full.shape[:2], config)
+    if shape is None:
         return backend.to_numpy(refine(backend.asarray(output),
                                        backend.asarray(_to_uint8(layout.full))))
     return refine_guided(output, layout.full, shape, backend=backend)

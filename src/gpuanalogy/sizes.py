@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from .config import AnalogyConfig
 from .errors import DeviceMemoryError
 from .memory import available_bytes, in_words
-from .refinement import direct_solve_bytes, wls_solve_bytes
+from .wls_system import direct_solve_bytes, wls_solve_bytes
 from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
 from .upsampling import STRIP_PIXELS
 
-__all__ = ["working_shape", "refinement_shape", "MemoryNeed", "memory_needed", "check_memory"]
+__all__ = ["working_shape", "refinement_shape", "guided_refinement_shape", "MemoryNeed", "memory_needed", "check_memory"]
 
 Shape = tuple[int, int]
 
@@ -71,6 +71,16 @@ def refinement_shape(shape: Shape, config: AnalogyConfig) -> Shape:
     return (shape[0], shape[1]) if best[0] * best[1] >= shape[0] * shape[1] else best
 
 
+def guided_refinement_shape(shape: Shape, config: AnalogyConfig) -> Shape | None:
+    """Where the photo refinement of an input of ``shape`` is solved before the guided
+    upsampling carries it up (:func:`refinement_shape`), or None when it is solved over the
+    input's own pixels: with ``refine_upsample="wls"``, or for an input no larger than that."""
+    if config.refine_upsample == "wls":
+        return None
+    reduced = refinement_shape(shape, config)
+    return None if reduced == (shape[0], shape[1]) else reduced
+
+
 @dataclass(frozen=True)
 class MemoryNeed:
     """The estimated peak host memory of a run, in bytes, and its largest parts."""
@@ -94,10 +104,11 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
     refinement = 0
     if config.refine and on_host:   # on a GPU, the refinement's arrays are device memory
         for h, w in shapes:
-            wh, ww = refinement_shape((h, w), config)
-            if config.refine_upsample == "wls" or (wh, ww) == (h, w):
+            reduced = guided_refinement_shape((h, w), config)
+            if reduced is None:
                 part = wls_solve_bytes(h, w) + _REFINE_BYTES_PER_PIXEL * h * w
             else:
+                wh, ww = reduced
                 part = (direct_solve_bytes(wh, ww) + _REFINE_BYTES_PER_PIXEL * wh * ww
                         + _STRIP_BYTES_PER_PIXEL * min(STRIP_PIXELS, h * w)
                         + _COLUMN_BYTES_PER_PIXEL * wh * w)

@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend
-from .checks import patch_half
+from .box_filter import UPPER_TRIANGLE, box_mean, inverse_symmetric3
+from .checks import check_warp
 from .errors import InputError
 
 __all__ = ["align", "warp", "vote", "upsample_nnf"]
@@ -79,16 +80,15 @@ def align(structure: Any, source: Any, nnf: Any, *, backend: Backend, radius: fl
     # The structure's side of the model is the same for every offset.
     mean_i = box_mean(image, window, xp)
     var_i = (box_mean(image * image, window, xp) - mean_i * mean_i).sum(axis=0)
-    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))   # upper triangle of cov(S)
 
     def cost(field: Any) -> Any:
         s = _bilinear(source, field[..., 0], field[..., 1], xp)               # 3 x H x W
         moments = box_mean(xp.concatenate(
-            [s, xp.stack([s[a] * s[b] for a, b in pairs]),
+            [s, xp.stack([s[a] * s[b] for a, b in UPPER_TRIANGLE]),
              (image[:, None] * s[None, :]).reshape((9,) + s.shape[1:])]), window, xp)
         mean_s = moments[:3]
         cov_s = {ab: moments[3 + k] - mean_s[ab[0]] * mean_s[ab[1]] + eps * (ab[0] == ab[1])
-                 for k, ab in enumerate(pairs)}
+                 for k, ab in enumerate(UPPER_TRIANGLE)}
         cross = moments[9:].reshape((3, 3) + s.shape[1:]) - mean_i[:, None] * mean_s[None, :]
         inverse = inverse_symmetric3(cov_s)
         # tr(cross inverse cross^T), written out: 3 x 3 matrices per pixel are too small
@@ -110,35 +110,15 @@ def align(structure: Any, source: Any, nnf: Any, *, backend: Backend, radius: fl
 
 
 def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
-    """Average voting through a sub-pixel field: ``gpuanalogy.nnf.warp`` with bilinear samples.
+    """Average voting through a sub-pixel field: :func:`gpuanalogy.nnf.warp` (the same
+    arguments, checks and result) with bilinear samples, for an (H_A, W_A, 2) float ``nnf``.
 
     ``out(p) = mean of source(nnf(p + d) - d)`` over the patch offsets ``d`` with ``p + d`` in
     A and ``nnf(p + d) - d`` in B (``d = 0`` always counts). A field of whole numbers gives what
     ``gpuanalogy.nnf.warp`` gives.
-
-    Parameters
-    ----------
-    source : array, shape (H_B, W_B, C)
-    nnf : array, shape (H_A, W_A, 2), float
-        Values must lie in B.
-    patch_size : int
-        Odd voting patch side.
-    backend : Backend
-
-    Returns
-    -------
-    array, shape (H_A, W_A, C), float32
     """
-    xp = backend.xp
-    half = patch_half(patch_size)
-    if source.ndim != 3 or nnf.ndim != 3 or nnf.shape[2] != 2:
-        raise InputError("warp needs source (H, W, C) and nnf (H, W, 2).")
-    nnf = xp.asarray(nnf, dtype=xp.float32)
-    hb, wb = source.shape[:2]
-    if not (bool((nnf >= 0).all()) and float(nnf[..., 0].max()) <= hb - 1
-            and float(nnf[..., 1].max()) <= wb - 1):
-        raise InputError(f"nnf points outside B, whose size is {(hb, wb)}.")
-    return vote(source, nnf, half, backend)
+    nnf = backend.xp.asarray(nnf, dtype=backend.xp.float32)
+    return vote(source, nnf, check_warp(source, nnf, patch_size), backend)
 
 
 def vote(source: Any, nnf: Any, half: int, backend: Backend) -> Any:
@@ -211,43 +191,6 @@ def _bilinear(image: Any, rows: Any, cols: Any, xp: Any) -> Any:
     top = image[:, r0, c0] * (1 - fc) + image[:, r0, c1] * fc
     bottom = image[:, r1, c0] * (1 - fc) + image[:, r1, c1] * fc
     return top * (1 - fr) + bottom * fr
-
-
-def inverse_symmetric3(m: dict) -> list[list[Any]]:
-    """Inverse of per-pixel symmetric 3 x 3 matrices given by their upper triangle.
-
-    ``m[(a, b)]`` for a <= b are arrays of one shape; the result is nested lists [a][b] of
-    arrays, by the adjugate (positive definite input: the ridge keeps the determinant > 0).
-    """
-    a, b, c, d, e, f = (m[k] for k in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)))
-    co_a, co_b, co_c = d * f - e * e, c * e - b * f, b * e - c * d
-    co_d, co_e, co_f = a * f - c * c, b * c - a * e, a * d - b * b
-    scale = 1 / (a * co_a + b * co_b + c * co_c)
-    return [[co_a * scale, co_b * scale, co_c * scale],
-            [co_b * scale, co_d * scale, co_e * scale],
-            [co_c * scale, co_e * scale, co_f * scale]]
-
-
-def box_mean(x: Any, half: int, xp: Any) -> Any:
-    """Mean of ``x`` (..., H, W) over the (2 half + 1)^2 window, clipped at the borders.
-
-    Sums of shifted slices rather than differences of running sums, so float32 keeps its
-    precision (a running sum along a 700-pixel row would not).
-    """
-    for axis in (-2, -1):
-        n = x.shape[axis]
-
-        def part(start: int | None, stop: int | None) -> tuple:
-            return (Ellipsis, slice(start, stop)) + (slice(None),) * (-1 - axis)
-
-        total = x.copy()
-        for k in range(1, min(half, n - 1) + 1):
-            total[part(k, None)] += x[part(None, -k)]
-            total[part(None, -k)] += x[part(k, None)]
-        index = xp.arange(n)
-        count = xp.minimum(index + half + 1, n) - xp.maximum(index - half, 0)
-        x = total / count.reshape((n,) + (1,) * (-1 - axis)).astype(x.dtype)
-    return x
 
 
 def _check_pair(structure: Any, source: Any, nnf: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +50,26 @@ class Clock:
 
 
 class StepReporter:
-    """Counts stages and reports them to an optional progress callback."""
+    """Reports a run's stages, as its plan lists them, to an optional progress callback.
 
-    def __init__(self, callback: Callable[[Progress], None] | None, total: int) -> None:
-        self.callback, self.total, self.done = callback, total, 0
+    ``stages`` is the plan: every (stage, level) the run reports, in order; its length is the
+    total the displays show. A stage reported out of the plan is a bug of the package
+    (``ValueError``), so the plan and the reports cannot drift apart.
+    """
+
+    def __init__(self, callback: Callable[[Progress], None] | None,
+                 stages: Sequence[tuple[str, int]]) -> None:
+        self.callback, self.stages, self.done = callback, tuple(stages), 0
+
+    @property
+    def total(self) -> int:
+        return len(self.stages)
 
     def __call__(self, stage: str, level: int) -> None:
+        planned = self.stages[self.done] if self.done < self.total else None
+        if planned != (stage, level):
+            raise ValueError(f"stage {stage!r} at level {level} reported where the plan has "
+                             f"{planned} (step {self.done + 1} of {self.stages})")
         if self.callback is not None:
             self.callback(Progress(stage, level, self.done, self.total))
         self.done += 1

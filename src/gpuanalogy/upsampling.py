@@ -30,18 +30,16 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
+from .box_filter import UPPER_TRIANGLE, box_mean, inverse_symmetric3
 from .errors import InputError
 from .images import resize_image
 from .refinement import edge_weights, grey_guide, refine
-from .subpixel import box_mean, inverse_symmetric3
 
 __all__ = ["fit_colour_change", "apply_colour_change", "upsample_colour_change", "refine_guided",
            "coarse_weights"]
 
 #: Pixels per strip when the coefficients are applied: bounds the memory of that step.
 STRIP_PIXELS = 1 << 20
-
-_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # upper triangle of a 3 x 3 covariance
 
 
 def fit_colour_change(structure: Any, target: Any, *, backend: Backend, radius: int = 2,
@@ -81,10 +79,10 @@ def fit_colour_change(structure: Any, target: Any, *, backend: Backend, radius: 
     d = xp.moveaxis(xp.asarray(target, dtype=xp.float64), -1, 0) - s
     mean_s, mean_d = box_mean(s, radius, xp), box_mean(d, radius, xp)
     moments = box_mean(xp.concatenate(
-        [xp.stack([s[a] * s[b] for a, b in _PAIRS]),
+        [xp.stack([s[a] * s[b] for a, b in UPPER_TRIANGLE]),
          (s[:, None] * d[None, :]).reshape((9,) + s.shape[1:])]), radius, xp)
     cov = {ab: moments[k] - mean_s[ab[0]] * mean_s[ab[1]] + eps * (ab[0] == ab[1])
-           for k, ab in enumerate(_PAIRS)}
+           for k, ab in enumerate(UPPER_TRIANGLE)}
     cross = moments[6:].reshape((3, 3) + s.shape[1:]) - mean_s[:, None] * mean_d[None, :]
     inverse = inverse_symmetric3(cov)
     matrix = [[sum(inverse[k][j] * cross[j, c] for j in range(3)) for k in range(3)]

@@ -34,13 +34,14 @@ from .backend import Backend, DeviceName
 from .checks import to_float_image
 from .config import AnalogyConfig, VideoConfig
 from .deconvolution import Deconvolved
-from .errors import InputError
+from .errors import InputError, printable
 from .fields import Field
 from .levels import (
-    LEVELS, LevelSolver, LevelStep, Pyramids, coarse_to_fine, initial_fields, pyramid)
+    LEVELS, LevelOutput, LevelSolver, Pyramids, coarse_to_fine, initial_fields, pyramid)
 from .motion import carry_field, carry_map, carry_positions, estimate_motion, motion_from_flow
 from .nnf import nnf_energy
-from .pipeline import AnalogyResult, model_for, render, total_steps, working_images
+from .features import network_for
+from .pipeline import AnalogyResult, render, run_stages, working_images
 from .sizes import check_memory
 from .timing import Clock, Progress, StepReporter
 
@@ -78,7 +79,8 @@ class _FrameState:
 
 
 class _WarmSolver(LevelSolver):
-    """The level step started from the previous frame's work, keeping its own for the next.
+    """The level step started from the previous frame's work, keeping its own for the next
+    (it overrides :data:`gpuanalogy.levels.LevelSolver.OVERRIDE_POINTS`).
 
     ``fields`` (level -> carried A->B' and B'->A fields) replace the starts the loop hands
     down, and a searched match replaces the carried one only where its patch energy is below
@@ -94,8 +96,8 @@ class _WarmSolver(LevelSolver):
         self.warm_iterations, self.keep_margin = warm_iterations, keep_margin
         self.solved: dict[tuple[int, str], Any] = {}
 
-    def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
-        return super().__call__(level, *self.fields.get(level, (start_ab, start_ba)))
+    def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
+        return self.fields.get(level, (start_ab, start_ba))
 
     def search(self, level: int, nnf_ab: Field, nnf_ba: Field,
                maps: tuple[Any, Any, Any, Any] | None = None) -> tuple[Field, Field]:
@@ -115,7 +117,7 @@ class _WarmSolver(LevelSolver):
         better = after < xp.float32(1.0 - self.keep_margin) * before
         return Field(xp.where(better[..., None], found.values, carried.values), found.shape_b)
 
-    def deconvolution_problem(self, level: int, output: Any) -> tuple[Any, Any]:
+    def deconvolution_problem(self, level: int, output: LevelOutput) -> tuple[Any, Any]:
         x0, target = super().deconvolution_problem(level, output)
         return self.starts.get((level, output.name), x0), target
 
@@ -138,19 +140,22 @@ class Clip:
     config : AnalogyConfig, optional
         The settings of every frame (the official defaults when omitted).
     video : VideoConfig, optional
+    name : str
+        What messages call the exemplar (its file, say).
     model, backend :
         As for :func:`gpuanalogy.analogy`.
     """
 
     def __init__(self, b_prime: Any, config: AnalogyConfig | None = None, *,
-                 video: VideoConfig | None = None, model: Any = None,
+                 video: VideoConfig | None = None, name: str = "b_prime", model: Any = None,
                  backend: Backend | DeviceName | None = None) -> None:
         self.config = config or AnalogyConfig()
         self.video = video or VideoConfig()
-        self.model = model_for(model, backend if backend is not None else self.config.device,
-                               self.config)
+        self.model = network_for(model, backend if backend is not None else self.config.device,
+                                 self.config.weights)
         self.backend: Backend = self.model.backend
-        self.b_prime = working_images("b_prime", to_float_image(b_prime, name="b_prime"),
+        self.name = printable(str(name))
+        self.b_prime = working_images(self.name, to_float_image(b_prime, name=self.name),
                                       self.config)
         self.bp_pyramid = pyramid(self.model, self.backend.asarray(self.b_prime.work))
         self.previous: _FrameState | None = None
@@ -177,7 +182,7 @@ class Clip:
                              f"clip's frame size {w}x{h}")
         if not self.memory_checked:
             check_memory((a_in.shape[:2], self.b_prime.full.shape[:2]), self.config,
-                         on_host=self.backend.on_host, names=(name, "b_prime"))
+                         on_host=self.backend.on_host, names=(name, self.name))
             self.memory_checked = True
         warm = self.previous is not None
         with self.backend.out_of_memory_as_error(f"{name}, {a_in.shape[1]}x{a_in.shape[0]}"):
@@ -209,7 +214,7 @@ class Clip:
                on_progress: Callable[[Progress], None] | None) -> AnalogyResult:
         config, backend, previous = self.config, self.backend, self.previous
         clock = Clock(backend)
-        report = StepReporter(on_progress, total=total_steps(config, extra=previous is not None))
+        report = StepReporter(on_progress, run_stages(config, motion=previous is not None))
         a = working_images(name, a_in, config)
         report("features", 5)
         with clock("features"):
@@ -233,8 +238,8 @@ class Clip:
                              for (level, output), x in previous.variables.items()}
             solver_config = config.replace(patchmatch_iterations=min(
                 self.video.patchmatch_iterations, config.patchmatch_iterations))
-        solver = _WarmSolver(self.model, pyramids, solver_config, clock=clock, report=report,
-                             fields=starts, starts=variables,
+        solver = _WarmSolver(self.model, pyramids, solver_config, images=(a, self.b_prime),
+                             clock=clock, report=report, fields=starts, starts=variables,
                              warm_iterations=min(self.video.lbfgs_iterations,
                                                  config.lbfgs_iterations),
                              keep_margin=self.video.keep_margin)

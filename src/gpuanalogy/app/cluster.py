@@ -1,7 +1,7 @@
 """``gpuanalogy batch`` on a Dask cluster: ``--workers N``, ``--workers gpus``, ``--scheduler``.
 
 The client (this process) does everything that touches files: it reads the pairs, finds what is
-already complete (:func:`gpuanalogy.app.batch.plan`), reads each pair's two images and sends them;
+already complete (:func:`gpuanalogy.app.pair.plan`), reads each pair's two images and sends them;
 a worker computes the analogy with the network it keeps for every pair
 (:func:`compute_on_worker`) and sends the results back; the client writes each pair's folder by
 the protocol of :mod:`gpuanalogy.app.resume`. No file system is shared, and a killed client
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import threading
 import time
 import uuid
 from collections import deque
@@ -35,9 +34,10 @@ import numpy as np
 from ..backend import default_threads
 from ..config import AnalogyConfig
 from ..errors import GpuAnalogyError, InputError
+from ..features import load_network
 from ..files import check_output_dir
 from . import pair as pair_module
-from .batch import PairResult, load_network, pair_outcome, plan, read_inputs, write_into_place
+from .pair import PairResult, pair_outcome, plan, read_inputs, write_into_place
 from .pairs import Pair
 from .progress import BatchProgress
 from .resume import exclusive
@@ -45,8 +45,7 @@ from .resume import exclusive
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["open_client", "local_cluster", "run_batch_on", "worker_network",
-           "compute_on_worker", "WorkerResult"]
+__all__ = ["open_client", "local_cluster", "run_batch_on", "compute_on_worker", "WorkerResult"]
 
 
 @contextlib.contextmanager
@@ -139,10 +138,7 @@ def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathL
     distributed = _import("distributed", "dask[distributed]", "distributed")
     out = check_output_dir(outdir)
     with exclusive(out):
-        results = plan(pairs, out, save_levels)
-        progress = progress or BatchProgress(len(pairs))
-        progress.total = len(pairs)
-        progress.to_run = sum(r.status == "pending" for r in results)
+        results, progress = plan(pairs, out, save_levels, progress)
         waiting = deque(i for i, r in enumerate(results) if r.status == "pending")
         for index, result in enumerate(results):
             if result.status == "skipped":
@@ -226,28 +222,16 @@ class WorkerResult:
 
 def compute_on_worker(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
                       names: tuple[str, str], save_levels: bool) -> WorkerResult:
-    """One pair on a worker, with the network this process keeps (:func:`worker_network`)."""
+    """One pair on a worker, with the network this process keeps
+    (:func:`gpuanalogy.features.load_network`)."""
     sent = WorkerResult()
     start = time.perf_counter()
     try:
         sent.pair = pair_module.compute_pair(a, b_prime, config, names=names,
-                                             model=worker_network(config),
+                                             model=load_network(config.weights, config.device),
                                              save_levels=save_levels,
                                              on_notice=sent.notices.append)
     except GpuAnalogyError as error:
         sent.error = error
     sent.seconds = time.perf_counter() - start
     return sent
-
-
-_NETWORKS: dict[tuple[Any, str], Any] = {}
-_NETWORKS_LOCK = threading.Lock()
-
-
-def worker_network(config: AnalogyConfig) -> Any:
-    """The network for ``config``'s weights and device, loaded once per process."""
-    key = (config.weights, config.device)
-    with _NETWORKS_LOCK:
-        if key not in _NETWORKS:
-            _NETWORKS[key] = load_network(config)
-        return _NETWORKS[key]

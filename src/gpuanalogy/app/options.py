@@ -1,11 +1,14 @@
 """The one table of options: argparse flags, batch CSV columns and AnalogyConfig fields.
 
 Every setting of the method the command line offers is one :class:`Option` in :data:`OPTIONS`.
-From the table come the flags of ``run``, ``batch`` and ``demo`` (:func:`add_options`), the
-per-pair CSV columns of a batch (:func:`csv_overrides`), the mapping onto
-:class:`gpuanalogy.config.AnalogyConfig` (:func:`config_from_options`) and the key a batch
-resumes on (:func:`result_key`). The README lists every option; a test checks it. The flags
-that say where a batch runs are no settings and come apart (:func:`add_cluster_options`).
+From the table come the flags of ``run``, ``batch``, ``video`` and ``demo`` (:func:`add_options`),
+the per-pair CSV columns of a batch (:func:`csv_overrides`), the mapping onto
+:class:`gpuanalogy.config.AnalogyConfig` (:func:`config_from_options`) and the key a batch and a
+video resume on (:func:`result_key`). The ``video`` command's own settings, how a frame reuses
+the previous frame's work, are :data:`VIDEO_OPTIONS`, mapped onto
+:class:`gpuanalogy.config.VideoConfig` (:func:`video_config_from_options`). The README lists
+every option; a test checks it. The flags that say where a batch runs are no settings and come
+apart (:func:`add_cluster_options`).
 """
 from __future__ import annotations
 

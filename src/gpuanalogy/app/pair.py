@@ -1,16 +1,21 @@
-"""One pair from images in memory to a complete output folder, as ``run``, ``demo`` and ``batch``
-do it, and the peak memory it took.
+"""One pair: from images in memory to a complete output folder, as every command does it.
 
-:func:`run_pair` is :func:`compute_pair` then :func:`write_pair`; a batch on a cluster computes
-on a worker and writes on the client.
+:func:`run_pair` is :func:`compute_pair` then :func:`write_pair` (``run`` and ``demo``); a batch
+on a cluster computes on a worker and writes on the client. The steps a batch takes around each
+pair, in process (:mod:`gpuanalogy.app.batch`) or on a cluster (:mod:`gpuanalogy.app.cluster`),
+are here too: :func:`plan` what is left to compute, :func:`read_inputs`, :func:`write_into_place`
+by the protocol of :mod:`gpuanalogy.app.resume`, and :func:`pair_outcome` to record a failure
+as a :class:`PairResult`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +23,18 @@ from typing import Any
 import numpy as np
 
 from ..config import AnalogyConfig
-from ..errors import DeviceMemoryError
+from ..errors import GpuAnalogyError, InputError, error_reason, printable
+from ..images import read_image
+from ..memory import PeakMemory
 from ..outputs import versions, write_result
 from ..levels import LevelStep
 from ..pipeline import AnalogyResult, Progress, SizeNotice, analogy, level_preview
+from .pairs import Pair
+from .progress import BatchProgress
+from .resume import PARTIAL, move_into_place, remove_leftovers, remove_tree, up_to_date
+
+__all__ = ["run_pair", "ComputedPair", "compute_pair", "write_pair", "PairResult", "plan",
+           "read_inputs", "write_into_place", "pair_outcome"]
 
 
 def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
@@ -68,28 +81,20 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     print on stderr at once). The memory check's refusal names the input files too.
     """
     def notice(message: Warning | str, *_: Any, **__: Any) -> None:
-        text = str(message)
-        for generic, given in zip(("a", "b_prime"), names):
-            if text.startswith(f"{generic}: "):
-                text = f"{given}: {text[len(generic) + 2:]}"
-        (on_notice or _print_notice)(text)
+        (on_notice or _print_notice)(str(message))
 
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def preview(step: LevelStep) -> None:
-        levels[step.level] = level_preview(step, a, b_prime, config)
+        levels[step.level] = level_preview(step, config)
 
     peak = PeakMemory()
     with peak, warnings.catch_warnings():
         warnings.simplefilter("always", SizeNotice)
-        warnings.showwarning = notice  # notices print at once, naming the input files
+        warnings.showwarning = notice  # notices print at once
         start = time.perf_counter()
-        try:
-            result = analogy(a, b_prime, config, model=model, on_progress=on_progress,
-                             on_level=preview if save_levels else None)
-        except DeviceMemoryError as error:
-            raise DeviceMemoryError(_with_file_names(str(error), (a, b_prime), names)
-                                    ) from error
+        result = analogy(a, b_prime, config, names=names, model=model, on_progress=on_progress,
+                         on_level=preview if save_levels else None)
         wall = time.perf_counter() - start
     extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
@@ -105,49 +110,111 @@ def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
                         extra=computed.extra, levels=computed.levels)
 
 
-def _with_file_names(message: str, images: tuple[np.ndarray, np.ndarray],
-                     names: tuple[str, str]) -> str:
-    """``message`` with the inputs named as files: the memory check calls them "a" and
-    "b_prime" (``gpuanalogy.sizes.check_memory``)."""
-    def inputs(labels: tuple[str, str]) -> str:
-        return " and ".join(f"{label} {x.shape[1]}x{x.shape[0]}"
-                            for label, x in zip(labels, images))
-
-    return message.replace(inputs(("a", "b_prime")), inputs(names), 1)
-
-
 def _print_notice(text: str) -> None:
     print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
 
 
-class PeakMemory:
-    """Peak resident memory of this process during a ``with`` block, in MiB.
+@dataclass
+class PairResult:
+    """What happened to one pair: status ``ok``, ``skipped``, ``failed`` or ``pending``."""
 
-    On Linux the kernel's high-water mark is reset at entry (``/proc/self/clear_refs``) and read
-    at exit, so the figure belongs to the block alone; elsewhere it is the process's peak so far.
+    pair: Pair
+    status: str = "pending"
+    seconds: float = 0.0
+    error: str | None = None
+    bad_input: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.pair.name, "a": os.fspath(self.pair.a),
+                "b_prime": os.fspath(self.pair.b_prime), "line": self.pair.line,
+                "status": self.status, "seconds": round(self.seconds, 3), "error": self.error,
+                "bad_input": self.bad_input, "warnings": self.warnings}
+
+
+def plan(pairs: Sequence[Pair], out: Path, save_levels: bool,
+         progress: BatchProgress | None = None) -> tuple[list[PairResult], BatchProgress]:
+    """Clear what a killed batch left in ``out`` and mark the pairs already complete there.
+
+    Call it holding :func:`gpuanalogy.app.resume.exclusive`. The pairs to compute stay
+    ``pending``, each with a warning when an outdated folder of it is to be replaced. Returns
+    the results and ``progress`` (by default a display on stderr) told how many pairs there are
+    and how many to compute.
     """
+    remove_leftovers(out)
+    results = [PairResult(pair) for pair in pairs]
+    for result in results:
+        done, why = up_to_date(out / result.pair.name, result.pair, save_levels)
+        if done:
+            result.status = "skipped"
+        elif why != "not computed yet":
+            result.warnings.append(f"computed again: {why}")
+    progress = progress or BatchProgress(len(pairs))
+    progress.total = len(pairs)
+    progress.to_run = sum(r.status == "pending" for r in results)
+    return results, progress
 
-    megabytes: float = 0.0
 
-    def __enter__(self) -> "PeakMemory":
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-        return self
+def read_inputs(result: PairResult, progress: BatchProgress) -> tuple[np.ndarray, np.ndarray]:
+    """A pair's two images; their decoding warnings go to ``result`` and ``progress``.
 
-    def __exit__(self, *exc: object) -> None:
-        self.megabytes = round(_peak_rss_bytes() / 2**20, 1)
+    Also shows the warnings :func:`plan` gave the pair.
+    """
+    for note in result.warnings:
+        progress.notice(f"{result.pair.name}: {note}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = read_image(result.pair.a)
+        b_prime = read_image(result.pair.b_prime)
+    for warning in caught:
+        text = " ".join(str(warning.message).split())
+        result.warnings.append(text)
+        progress.notice(f"warning: {text}")
+    return a, b_prime
 
 
-def _peak_rss_bytes() -> int:
+def write_into_place(out: Path, name: str, write: Callable[[Path], None]) -> None:
+    """``write(folder)`` into ``.<name>.partial``, then rename it to ``out/<name>``.
+
+    Whatever happens, no ``.partial`` folder is left behind.
+    """
+    final = out / name
+    partial = out / f".{name}{PARTIAL}"
+    remove_tree(partial)
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource  # noqa: PLC0415
+        partial.mkdir()
+        write(partial)
+        move_into_place(partial, final)
+    finally:
+        remove_tree(partial)
 
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+@contextlib.contextmanager
+def pair_outcome(result: PairResult, out: Path, progress: BatchProgress, debug: bool
+                 ) -> Iterator[None]:
+    """Record a failure of the block working on ``result``'s pair: status ``failed`` with a
+    one-line reason (``bad_input`` for an InputError); add the block's seconds either way.
+
+    Errors stop here, so one pair's failure never loses the others.
+    """
+    start = time.perf_counter()
+    try:
+        yield
+    except (GpuAnalogyError, OSError) as error:
+        result.status = "failed"
+        result.bad_input = isinstance(error, InputError)
+        result.error = error_reason(error)
+        if isinstance(error, OSError):
+            final = out / result.pair.name
+            result.error = f"cannot write {printable(os.fspath(final))}: {result.error}"
+        if debug:
+            progress.clear()
+            traceback.print_exc()
+    except Exception as error:  # noqa: BLE001 - one pair's bug must not lose the others
+        result.status = "failed"
+        result.error = (f"internal error: {type(error).__name__}: {error_reason(error)} "
+                        f"(rerun with --debug for the traceback)")
+        if debug:
+            progress.clear()
+            traceback.print_exc()
+    result.seconds += time.perf_counter() - start

@@ -90,7 +90,7 @@ class BatchProgress:
                    f"{count} in flight | ETA {self._eta()}")
 
     def end_pair(self, result: Any) -> None:
-        """A finished :class:`gpuanalogy.app.batch.PairResult`: one line that stays."""
+        """A finished :class:`gpuanalogy.app.pair.PairResult`: one line that stays."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         if result.status == "ok":
             self.durations.append(result.seconds)

@@ -10,15 +10,13 @@ the same inputs with the same settings (:func:`up_to_date`), removes what a kill
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError, printable
-from ..files import TEMP_FILE, fsync_folder
-from ..outputs import is_complete
+from ..files import TEMP_FILE, as_json, fsync_folder
+from ..outputs import complete_record
 from .options import result_key
 from .pairs import Pair
 
@@ -33,21 +31,18 @@ def up_to_date(folder: str | os.PathLike[str], pair: Pair, save_levels: bool = F
                ) -> tuple[bool, str]:
     """Whether ``folder`` holds this pair's complete result, and if not, why not.
 
-    Complete means :func:`gpuanalogy.outputs.is_complete`, made from the same input files
+    Complete means :func:`gpuanalogy.outputs.complete_record`, made from the same input files
     with the same settings (compared by :func:`gpuanalogy.app.options.result_key`, which
     leaves out the device) and with the per-level images when ``save_levels``.
     """
     path = Path(folder)
     if not path.exists():
         return False, "not computed yet"
-    if not is_complete(path):
+    record = complete_record(path / "run.json")
+    if record is None:
         return False, "its folder is incomplete"
-    try:
-        record = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False, "its run.json is unreadable"
     if record.get("config") is None or \
-            result_key(record["config"]) != _as_json(result_key(pair.config)):
+            result_key(record["config"]) != as_json(result_key(pair.config)):
         return False, "its outputs were made with other settings"
     recorded = record.get("inputs") or {}
     for key, wanted in zip(("a", "b_prime"), pair.inputs):
@@ -56,10 +51,6 @@ def up_to_date(folder: str | os.PathLike[str], pair: Pair, save_levels: bool = F
     if save_levels and not any(name.startswith("level") for name in record.get("files", [])):
         return False, "its outputs lack the per-level images"
     return True, "complete"
-
-
-def _as_json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
 
 
 def move_into_place(partial: Path, final: Path) -> None:

@@ -21,7 +21,6 @@ read is reported by name and the others are still computed; the exit status is t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,13 @@ import numpy as np
 from ..config import AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
-from ..files import check_output_dir, write_json
+from ..files import as_json, check_output_dir, read_json, write_json
 from ..images import read_image, write_image
-from ..outputs import versions, write_field
+from ..outputs import complete_record, versions, write_field
 from ..visualize import make_sheet, nnf_to_color
-from .batch import load_network
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
-from .pair import PeakMemory
+from ..memory import PeakMemory
 from .progress import BatchProgress
 from .resume import exclusive, remove_leftovers
 
@@ -67,10 +65,11 @@ def command(args: argparse.Namespace) -> int:
         for folder in (out / "frames", out / "fields"):
             folder.mkdir(exist_ok=True)
             remove_leftovers(folder)
-        return _run(source, b_prime, out, key, config, video, debug=args.debug)
+        return _run(source, (b_prime, os.fspath(args.b_prime)), out, key, config, video,
+                    debug=args.debug)
 
 
-def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any],
+def _run(source: FrameSource, exemplar: tuple[np.ndarray, str], out: Path, key: dict[str, Any],
          config: AnalogyConfig, video: VideoConfig, *, debug: bool) -> int:
     from ..video import Clip  # noqa: PLC0415 - loads the method only once the inputs are read
 
@@ -78,8 +77,8 @@ def _run(source: FrameSource, b_prime: np.ndarray, out: Path, key: dict[str, Any
     first = next((f.index for f in frames if not frame_complete(out, f, key)), len(frames))
     progress = BatchProgress(len(frames), to_run=len(frames) - first, unit="frame",
                              skip_first=first == 0)
-    clip = Clip(b_prime, config, video=video, model=load_network(config)) \
-        if first < len(frames) else None
+    b_prime, name = exemplar
+    clip = Clip(b_prime, config, video=video, name=name) if first < len(frames) else None
     records: list[dict[str, Any]] = []
     shown = {0, len(frames) // 2, len(frames) - 1}
     inputs: dict[int, np.ndarray] = {}
@@ -143,23 +142,23 @@ def _compute(clip: Any, frame: Frame, image: np.ndarray, source: FrameSource, ou
               "files": files, "warm": done.warm, "seconds": round(done.seconds, 3),
               "stages": {k: round(v, 3) for k, v in analogy.timings.items()},
               "peak_memory_mb": peak.megabytes, "device": analogy.device}
-    write_json(out / "fields" / f"{frame.name}.json", record)
+    write_json(_record_path(out, frame), record)
     result.status, result.seconds = "ok", done.seconds
     return record
 
 
 def frame_complete(out: Path, frame: Frame, key: dict[str, Any]) -> bool:
     """Whether ``out`` holds this frame, made from the same inputs with the same settings."""
-    record = _read_record(out, frame)
-    return (record.get("status") == "ok" and record.get("key") == json.loads(json.dumps(key))
-            and all((out / name).is_file() for name in record.get("files", [])))
+    record = complete_record(_record_path(out, frame), out)
+    return record is not None and record.get("status") == "ok" and record.get("key") == as_json(key)
 
 
 def _read_record(out: Path, frame: Frame) -> dict[str, Any]:
-    try:
-        return json.loads((out / "fields" / f"{frame.name}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return read_json(_record_path(out, frame)) or {}
+
+
+def _record_path(out: Path, frame: Frame) -> Path:
+    return out / "fields" / f"{frame.name}.json"
 
 
 def _saved_fields(out: Path, frame: Frame) -> tuple[np.ndarray, np.ndarray]:

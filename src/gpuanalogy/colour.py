@@ -27,12 +27,11 @@ from typing import Literal
 
 import numpy as np
 
+from .config import TRANSFERS
 from .errors import InputError
 
-__all__ = ["TRANSFERS", "srgb_to_lab", "lab_to_srgb", "fit_chroma", "transfer"]
+__all__ = ["srgb_to_lab", "lab_to_srgb", "fit_chroma", "transfer"]
 
-#: The ``transfer`` settings (``AnalogyConfig.transfer``).
-TRANSFERS = ("all", "colour", "texture")
 Transfer = Literal["all", "colour", "texture"]
 
 #: Linear sRGB to CIE XYZ (D65): the sRGB primaries and white point (IEC 61966-2-1).

@@ -20,6 +20,7 @@ from . import subpixel
 from .backend import Backend, cpu_backend
 from .checks import to_host
 from .errors import InputError
+from .flo import field_from_flow, read_flo
 from .regions import Labels
 
 __all__ = ["Field", "field_file_arrays", "read_field"]
@@ -91,10 +92,10 @@ def field_file_arrays(work: Field, shape_a_full: tuple[int, int],
 def read_field(path: str | os.PathLike[str]) -> np.ndarray:
     """A field file of an output folder at the input size: ``(H_A, W_A, 2) float32``.
 
-    ``nnf_*.npy`` (``field_format`` "float32" or "float16") is read as it is; ``nnf_*.npz``
-    ("working": the working-size field and the sizes it goes to) is brought to the input size
-    by the rule the run used (:meth:`Field.upsampled`, on the CPU), which gives the field the
-    run voted with.
+    ``nnf_*.npy`` (``field_format`` "float32" or "float16") is read as it is; ``nnf_*.flo``
+    ("flo") as the matches its displacements point to; ``nnf_*.npz`` ("working": the
+    working-size field and the sizes it goes to) is brought to the input size by the rule the
+    run used (:meth:`Field.upsampled`, on the CPU), which gives the field the run voted with.
 
     Raises
     ------
@@ -102,6 +103,8 @@ def read_field(path: str | os.PathLike[str]) -> np.ndarray:
         A missing file, or one that is not a field file.
     """
     name = os.fspath(path)
+    if name.endswith(".flo"):
+        return field_from_flow(read_flo(name))
     try:
         if not name.endswith(".npz"):
             return np.load(name, allow_pickle=False).astype(np.float32)

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from .fields import field_file_arrays
+from .flo import flow_from_field, write_flo
 from .files import check_output_dir, read_json, write_json, write_npy, write_npz
 from .images import write_image
 from .config import AnalogyConfig
@@ -97,6 +98,9 @@ def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_fo
     """Write field ``side`` (0: A -> B', 1: B' -> A) of ``result`` as ``field_format`` says
     (``AnalogyConfig.field_format``); returns the file's name."""
     fields = (result.nnf_ab, result.nnf_ba)
+    if field_format == "flo":
+        write_flo(out / f"{name}.flo", flow_from_field(fields[side]))
+        return f"{name}.flo"
     if field_format != "working":
         write_npy(out / f"{name}.npy", fields[side].astype(field_format))
         return f"{name}.npy"

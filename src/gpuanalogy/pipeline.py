@@ -32,6 +32,7 @@ import numpy as np
 from . import subpixel
 from .backend import Backend, DeviceName
 from .checks import to_float_image
+from .colour import transfer
 from .config import AnalogyConfig
 from .errors import printable
 from .features import network_for
@@ -266,6 +267,16 @@ def _outputs(a: Images, bp: Images, nnf_ab: Field, nnf_ba: Field, config: Analog
         with clock("refinement"):
             result.a_prime_refined = _refined(a_prime, a, config, backend)
             result.b_refined = _refined(b, bp, config, backend)
+
+    # Last, colour or texture only (config.transfer): against each output's structure image.
+    if config.transfer != "all":
+        with clock("transfer"):
+            for name, structure in (("a_prime", a), ("b", bp)):
+                for attribute in (name, f"{name}_refined"):
+                    output = getattr(result, attribute)
+                    if output is not None:
+                        setattr(result, attribute, transfer(_to_uint8(structure.full), output,
+                                                            config.transfer))
     return result
 
 

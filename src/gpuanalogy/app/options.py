@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import (
-    FIELD_FORMATS, MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, UPSAMPLES, AnalogyConfig,
-    VideoConfig)
+    FIELD_FORMATS, MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, TRANSFERS, UPSAMPLES,
+    AnalogyConfig, VideoConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -97,8 +97,13 @@ OPTIONS: tuple[Option, ...] = (
            "voting (for two photographs of one scene)"),
     Option("field_format", "field_format", str,
            "field files: float32 at the input size (default, exact), float16 (half the bytes), "
-           "or the working-size field and its sizes (working, .npz; exact, much smaller)",
+           "the working-size field and its sizes (working, .npz; exact, much smaller), or "
+           "Middlebury optical flow (flo: the displacement x then y, for flow tools)",
            FIELD_FORMATS),
+    Option("transfer", "transfer", str,
+           "what the outputs take from the other image: everything (all, default), its colours "
+           "on the structure image's own lightness (colour), or its texture in the structure "
+           "image's own colours (texture); a split in CIELAB", TRANSFERS),
     Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
            ("auto", "cpu", "cuda"), csv=False, changes_images=False),
     Option("weights", "weights", str,

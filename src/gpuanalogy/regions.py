@@ -76,22 +76,26 @@ def _label_text(key: int, colours: bool) -> str:
     return f"#{key:06x}" if colours else str(key)
 
 
-def pair_labels(keys_a: np.ndarray, keys_b: np.ndarray, names: tuple[str, str], *,
-                colours: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+def pair_labels(keys_a: np.ndarray, keys_b: np.ndarray | list[np.ndarray],
+                names: tuple[str, ...], *, colours: bool = False
+                ) -> tuple[np.ndarray, Any, int]:
     """Both sides' keys numbered 1..K in one numbering (0 stays unlabelled).
 
     Parameters
     ----------
-    keys_a, keys_b : ndarray, shape (H, W), int64
-        :func:`label_keys` of each side.
-    names : (str, str)
-        The two label images, for messages.
+    keys_a : ndarray, shape (H, W), int64
+        :func:`label_keys` of A's label image.
+    keys_b : ndarray, shape (H, W), int64, or list of them
+        Those of B''s, or of each exemplar's (a label of A must be in one of them at least).
+    names : tuple of str
+        The label images, A's first, for messages.
     colours : bool
         Whether the keys are colours (messages then write them ``#rrggbb``).
 
     Returns
     -------
-    ids_a, ids_b : ndarray, shape (H, W), int32
+    ids_a : ndarray, shape (H, W), int32
+    ids_b : ndarray, shape (H, W), int32, or list of them (as ``keys_b``)
     count : int
         K, the number of labels besides 0.
 
@@ -100,20 +104,27 @@ def pair_labels(keys_a: np.ndarray, keys_b: np.ndarray, names: tuple[str, str], 
     InputError
         A label present on one side only (it could match nothing); the message names it.
     """
-    found_a, found_b = np.unique(keys_a), np.unique(keys_b)
-    for here, there, (name, other) in ((found_a, found_b, names), (found_b, found_a, names[::-1])):
+    several = isinstance(keys_b, list)
+    sides = [keys_a, *(keys_b if several else [keys_b])]
+    found = [np.unique(keys) for keys in sides]
+    others = " or ".join(names[1:])
+    for index, here in enumerate(found):
+        there = np.concatenate(found[1:]) if index == 0 else found[0]
         lonely = np.setdiff1d(here[here != 0], there)
         if lonely.size:
             shown = ", ".join(_label_text(int(k), colours) for k in lonely[:5])
-            raise InputError(f"{name}: label {shown} is not in {other}; a labelled region "
-                             f"needs a region of its label on the other side (0 or black "
-                             f"matches freely)")
-    keys = np.union1d(found_a, found_b)
+            raise InputError(f"{names[index]}: label {shown} is not in "
+                             f"{others if index == 0 else names[0]}; a labelled region needs "
+                             f"a region of its label on the other side (0 or black matches "
+                             f"freely)")
+    keys = np.unique(np.concatenate(found))
     keys = keys[keys != 0]
-    ids_a, ids_b = (np.searchsorted(keys, k).astype(np.int32) + 1 for k in (keys_a, keys_b))
-    ids_a[keys_a == 0] = 0
-    ids_b[keys_b == 0] = 0
-    return ids_a, ids_b, int(keys.size)
+    ids = []
+    for side in sides:
+        numbered = np.searchsorted(keys, side).astype(np.int32) + 1
+        numbered[side == 0] = 0
+        ids.append(numbered)
+    return ids[0], (ids[1:] if several else ids[1]), int(keys.size)
 
 
 def _block_starts(size: int, new: int) -> np.ndarray:

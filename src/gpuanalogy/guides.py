@@ -151,8 +151,7 @@ def guides_for(regions: tuple[Any, Any] | None, shapes: list[tuple[Shape, Shape]
     if regions is None:
         return Guides.of(0, None, None, exemplars)
     labels_a, labels_b = regions
-    several = len(shapes) > 2
-    labels_b = list(labels_b) if several else [labels_b]
+    labels_b = list(labels_b) if isinstance(labels_b, (list, tuple)) else [labels_b]
     if len(labels_b) != len(shapes) - 1:
         raise InputError(f"regions: {len(labels_b)} label images for the exemplars, but "
                          f"{len(shapes) - 1} exemplars")

@@ -1,0 +1,222 @@
+"""Guided analogies measured: region masks and several exemplars on known answers, colour or
+texture only, and what masks and exemplars cost.
+
+    python benchmarks/guided.py quality [--size 200] [--lbfgs-iters 100] [--out out/guided]
+    python benchmarks/guided.py cost [--size 200] [--lbfgs-iters 100] [--exemplars 1,2,3]
+
+Known answers (photos shipped by scikit-image, re-toned and warped as in known_answer.py):
+
+* **masks**: X is a photo's half; A = [X | X]; B' = [retone_1(T(X)) | retone_0(X)], T a small
+  similarity warp. By the labels (left | right on both sides) A's left half belongs to B''s
+  left half, although B''s right half holds an unwarped copy of it: the wrong match is the
+  more similar. The true A' is [retone_1(X) | retone_0(X)] and the true field T on the left,
+  the identity on the right. A match is correct when it lies in the right half of B' and
+  within 3 px of the true position.
+* **exemplars**: A = [P1's left half | P2's right half] of two photos; B'_1 = retone_1(T_1(P1)),
+  B'_2 = retone_2(T_2(P2)). The true A' is [retone_1(P1) | retone_2(P2)] on those halves and
+  the true exemplar index 0 on the left, 1 on the right. A' with both exemplars against each
+  exemplar alone.
+* **transfer**: the masks case's A' (with masks) made "colour" and "texture" by
+  ``gpuanalogy.colour.transfer``, exactly as ``--transfer`` does after the method: L* of the
+  colour output against A's, a*b* of the texture output against A's.
+
+``quality`` writes the side-by-side pictures (regions.png, exemplars.png, transfer.png) into
+``--out``. ``cost`` times, under the benchmark lock, the masks case without and with masks and
+the exemplars case with 1, 2 and 3 exemplars (the third a re-toned third photo), with the peak
+resident memory of each run and the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from skimage import data
+from skimage.transform import resize
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _table import bench_lock  # noqa: E402
+from known_answer import Similarity, retone, to_u8, warp_image  # noqa: E402
+
+from gpuanalogy import AnalogyConfig, analogy  # noqa: E402
+from gpuanalogy.colour import srgb_to_lab, transfer  # noqa: E402
+from gpuanalogy.features import load_network  # noqa: E402
+from gpuanalogy.images import write_image  # noqa: E402
+from gpuanalogy.memory import PeakMemory  # noqa: E402
+from gpuanalogy.visualize import make_sheet  # noqa: E402
+
+
+def photo(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A scikit-image photo, centre-cropped to the aspect of ``shape`` and resized, float."""
+    image = getattr(data, name)()
+    h, w = image.shape[:2]
+    aspect = shape[1] / shape[0]
+    ch, cw = (h, int(h * aspect)) if w >= h * aspect else (int(w / aspect), w)
+    crop = image[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+    return resize(crop, shape, order=3, anti_aliasing=True).astype(np.float64)
+
+
+def grid(shape: tuple[int, int]) -> np.ndarray:
+    return np.stack(np.mgrid[0:shape[0], 0:shape[1]], axis=-1).astype(np.float64)
+
+
+def masks_case(size: int):
+    half = size // 2
+    x = photo("chelsea", (size, half))
+    t = Similarity(4.0, 1.05, (2.0, -2.0), (size / 2, half / 2))
+    a = np.concatenate([x, x], axis=1)
+    b_prime = np.concatenate([retone(warp_image(x, t), 1), retone(x, 0)], axis=1)
+    truth = np.concatenate([retone(x, 1), retone(x, 0)], axis=1)
+    field = grid((size, size))
+    field[:, :half] = t.forward(grid((size, half)).reshape(-1, 2)).reshape(size, half, 2)
+    valid = np.ones((size, size), bool)
+    valid[:, :half] = np.all((field[:, :half] >= 0) & (field[:, :half] <= [size - 1, half - 1]),
+                             axis=-1)
+    labels = np.where(np.arange(size) < half, 1, 2)[None].repeat(size, 0).astype(np.int32)
+    return a, b_prime, truth, field, valid, labels
+
+
+def exemplars_case(size: int, third: bool = False):
+    half = size // 2
+    p1, p2 = photo("coffee", (size, size)), photo("astronaut", (size, size))
+    t1 = Similarity(3.0, 1.04, (3.0, 2.0), (size / 2, size / 2))
+    t2 = Similarity(-3.0, 0.97, (-2.0, 3.0), (size / 2, size / 2))
+    a = np.concatenate([p1[:, :half], p2[:, half:]], axis=1)
+    exemplars = [retone(warp_image(p1, t1), 1), retone(warp_image(p2, t2), 2)]
+    if third:
+        exemplars.append(retone(photo("rocket", (size, size)), 0))
+    truth = np.concatenate([retone(p1, 1)[:, :half], retone(p2, 2)[:, half:]], axis=1)
+    index = np.where(np.arange(size) < half, 0, 1)[None].repeat(size, 0)
+    return a, exemplars, truth, index
+
+
+def psnr(x: np.ndarray, truth: np.ndarray, where: np.ndarray | None = None) -> float:
+    error = (to_u8(x).astype(np.float64) - to_u8(truth)) ** 2
+    error = error if where is None else error[where]
+    return float(10 * np.log10(255.0 ** 2 / error.mean()))
+
+
+def quality(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = args.size
+    print(f"guided analogies, known answers: {size} px, L-BFGS {config.lbfgs_iterations}, "
+          f"device {model.backend.name}", flush=True)
+
+    # Region masks.
+    a, b_prime, truth, field, valid, labels = masks_case(size)
+    runs = {}
+    for masked in (False, True):
+        start = time.perf_counter()
+        result = analogy(a.astype(np.float32), b_prime.astype(np.float32), config, model=model,
+                         regions=(labels, labels) if masked else None)
+        seconds = time.perf_counter() - start
+        found = result.nnf_ab
+        region = (found[..., 1] >= size // 2) == (labels == 2)
+        close = np.linalg.norm(found - field, axis=-1) <= 3
+        runs[masked] = result
+        print(f"masks {'on ' if masked else 'off'}: correct matches "
+              f"{100 * np.mean((region & close)[valid]):.1f} % (right half "
+              f"{100 * region.mean():.1f} %), A' PSNR {psnr(result.a_prime, truth):.2f} dB "
+              f"(valid {psnr(result.a_prime, truth, valid):.2f}), {seconds:.0f} s", flush=True)
+    grey = lambda ids: np.repeat((ids * 100).astype(np.uint8)[..., None], 3, -1)  # noqa: E731
+    write_image(out / "regions.png", make_sheet([
+        [("A", to_u8(a)), ("B'", to_u8(b_prime)), ("labels of A and B'", grey(labels)),
+         ("true A'", to_u8(truth))],
+        [("A' without masks", runs[False].a_prime), ("A' with masks", runs[True].a_prime)]]))
+
+    # Colour or texture only, on the masked A'.
+    a_u8, made = to_u8(a), runs[True].a_prime
+    colour, texture = transfer(a_u8, made, "colour"), transfer(a_u8, made, "texture")
+    lab = {name: srgb_to_lab(image / np.float32(255)) for name, image in
+           (("a", a_u8), ("all", made), ("colour", colour), ("texture", texture))}
+    l_psnr = 10 * np.log10(100.0 ** 2 / np.mean((lab["colour"][..., 0] - lab["a"][..., 0]) ** 2))
+    l_all = 10 * np.log10(100.0 ** 2 / np.mean((lab["all"][..., 0] - lab["a"][..., 0]) ** 2))
+    chroma = np.abs(lab["texture"][..., 1:] - lab["a"][..., 1:])
+    chroma_all = np.abs(lab["all"][..., 1:] - lab["a"][..., 1:])
+    print(f"transfer: colour L* PSNR against A {l_psnr:.1f} dB (all: {l_all:.1f} dB); texture "
+          f"a*b* against A mean {chroma.mean():.2f} / 99th pct "
+          f"{np.percentile(chroma, 99):.2f} (all: mean {chroma_all.mean():.2f}); "
+          f"texture L* against A' all "
+          f"{10 * np.log10(1e4 / np.mean((lab['texture'][..., 0] - lab['all'][..., 0]) ** 2)):.1f}"
+          f" dB", flush=True)
+    write_image(out / "transfer.png", make_sheet([
+        [("A", a_u8), ("B'", to_u8(b_prime)), ("A' (all)", made),
+         ("A' colour: A's lightness", colour), ("A' texture: A's colours", texture)]]))
+
+    # Several exemplars.
+    a, exemplars, truth, index = exemplars_case(size)
+    inputs = [e.astype(np.float32) for e in exemplars]
+    scores = {}
+    for name, given in (("both", inputs), ("B'1 only", inputs[:1]), ("B'2 only", inputs[1:])):
+        start = time.perf_counter()
+        result = analogy(a.astype(np.float32), given, config, model=model)
+        seconds = time.perf_counter() - start
+        scores[name] = (psnr(result.a_prime, truth), result)
+        right = ("" if len(given) == 1 else
+                 f", exemplar index right on {100 * np.mean(result.exemplar_ab == index):.1f} %")
+        print(f"exemplars {name}: A' PSNR {scores[name][0]:.2f} dB{right}, {seconds:.0f} s",
+              flush=True)
+    both = scores["both"][1]
+    palette = np.array([[230, 25, 75], [60, 180, 75]], np.uint8)
+    write_image(out / "exemplars.png", make_sheet([
+        [("A", to_u8(a)), ("B'1", to_u8(exemplars[0])), ("B'2", to_u8(exemplars[1])),
+         ("true A'", to_u8(truth))],
+        [("A' from both", both.a_prime), ("exemplar of each match (red 1, green 2)",
+                                          palette[both.exemplar_ab]),
+         ("A' from B'1 only", scores["B'1 only"][1].a_prime),
+         ("A' from B'2 only", scores["B'2 only"][1].a_prime)]]))
+    print(f"pictures in {out}", flush=True)
+
+
+def cost(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
+    size = args.size
+    a, b_prime, _, _, _, labels = masks_case(size)
+    ea, exemplars, _, _ = exemplars_case(size, third=True)
+    cases = [("masks off", a, b_prime, None), ("masks on", a, b_prime, (labels, labels))]
+    cases += [(f"{k} exemplar{'s' if k > 1 else ''}", ea,
+               exemplars[0] if k == 1 else exemplars[:k], None)
+              for k in (int(n) for n in args.exemplars.split(","))]
+    with bench_lock("guided.py cost"):
+        load = os.getloadavg()
+        print(f"guided analogies, cost: {size} px inputs, L-BFGS {config.lbfgs_iterations}, "
+              f"device {model.backend.name}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+              flush=True)
+        print(f"{'case':14s} {'seconds':>8s} {'patchmatch':>10s} {'deconv':>8s} "
+              f"{'output':>7s} {'peak MiB':>9s}", flush=True)
+        for name, x, y, regions in cases:
+            peak = PeakMemory()
+            with peak:
+                start = time.perf_counter()
+                result = analogy(x.astype(np.float32), y if not isinstance(y, list)
+                                 else [e.astype(np.float32) for e in y], config, model=model,
+                                 regions=regions)
+                seconds = time.perf_counter() - start
+            t = result.timings
+            print(f"{name:14s} {seconds:8.1f} {t.get('patchmatch', 0):10.1f} "
+                  f"{t.get('deconvolution', 0):8.1f} {t.get('output', 0):7.1f} "
+                  f"{peak.megabytes:9.0f}", flush=True)
+        load = os.getloadavg()
+        print(f"load after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=("quality", "cost"))
+    parser.add_argument("--size", type=int, default=200)
+    parser.add_argument("--lbfgs-iters", type=int, default=100)
+    parser.add_argument("--exemplars", default="1,2,3")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="out/guided")
+    args = parser.parse_args()
+    config = AnalogyConfig(lbfgs_iterations=args.lbfgs_iters, device=args.device)
+    model = load_network(None, args.device)
+    (quality if args.part == "quality" else cost)(args, config, model)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -172,6 +172,37 @@ def quality(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
     print(f"pictures in {out}", flush=True)
 
 
+def kernel_cost(side: int, repeat: int = 3) -> None:
+    """PatchMatch (10 iterations, 5 x 5 patches, radius 4, like relu1_1) and the vote on
+    random unit features of ``side`` x ``side`` x 64, without and with labels (two halves each
+    side, swapped): the kernels' own cost of the masks, median of ``repeat`` runs."""
+    from gpuanalogy.backend import cpu_backend  # noqa: PLC0415
+    from gpuanalogy.nnf import random_nnf, warp  # noqa: PLC0415
+    from gpuanalogy.patchmatch import normalize_features, patchmatch  # noqa: PLC0415
+    from gpuanalogy.regions import search_labels  # noqa: PLC0415
+
+    cpu = cpu_backend()
+    rng = np.random.default_rng(0)
+    maps = [normalize_features(rng.standard_normal((64, side, side)).astype(np.float32), cpu)
+            for _ in range(4)]
+    ids = np.where(np.arange(side) < side // 2, 1, 2)[None].repeat(side, 0).astype(np.int32)
+    labelled = search_labels(ids, 3 - ids, 2, cpu)
+    start = random_nnf((side, side), (side, side), 0, cpu)
+    for name, labels in (("no labels", None), ("labels", labelled)):
+        times = {"patchmatch": [], "vote": []}
+        for _ in range(repeat + 1):    # the first compiles or loads the kernels
+            begin = time.perf_counter()
+            found, _ = patchmatch(*maps, start, patch_size=5, radius=4, iterations=10, seed=0,
+                                  labels=labels, backend=cpu)
+            middle = time.perf_counter()
+            warp(maps[2], found, patch_size=5, backend=cpu, labels=labels)
+            times["patchmatch"].append(middle - begin)
+            times["vote"].append(time.perf_counter() - middle)
+        print(f"kernels {side}x{side}x64, {name}: patchmatch "
+              f"{np.median(times['patchmatch'][1:]):.3f} s, vote "
+              f"{np.median(times['vote'][1:]):.4f} s", flush=True)
+
+
 def cost(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
     size = args.size
     a, b_prime, _, _, _, labels = masks_case(size)
@@ -185,6 +216,7 @@ def cost(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
         print(f"guided analogies, cost: {size} px inputs, L-BFGS {config.lbfgs_iterations}, "
               f"device {model.backend.name}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
               flush=True)
+        kernel_cost(224)
         print(f"{'case':14s} {'seconds':>8s} {'patchmatch':>10s} {'deconv':>8s} "
               f"{'output':>7s} {'peak MiB':>9s}", flush=True)
         for name, x, y, regions in cases:

@@ -278,6 +278,18 @@ def test_pixel_limit(tmp_path, monkeypatch):
     assert_one_line_error(excinfo, str(path), "40x40", "1,600 pixels", "MAX_PIXELS")
 
 
+def test_a_callers_lower_pixel_limit_is_checked_the_same_way(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 40)).save(path)
+    with pytest.raises(InputError) as excinfo:
+        read_image(path, name="big.png", max_pixels=1000)
+    assert_one_line_error(excinfo, "big.png", "1,600 pixels", "limit of 1,000 (max_pixels)")
+    assert read_image(path, max_pixels=1600).shape == (40, 40, 3)
+    monkeypatch.setattr(checks, "MAX_PIXELS", 1000)   # never above the library's own limit
+    with pytest.raises(InputError, match="limit of 1,000"):
+        read_image(path, max_pixels=5000)
+
+
 def test_pillow_decompression_bomb_error_is_an_input_error(tmp_path, monkeypatch):
     path = tmp_path / "bomb2.png"
     Image.new("RGB", (40, 40)).save(path)

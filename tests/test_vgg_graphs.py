@@ -25,8 +25,9 @@ CONV_CHANNELS = (
 def random_weights(*, divide: int = 1, seed: int = 0, ceil_pool: bool = True,
                    torchvision: bool = False):
     """VGG19Weights with He-initialised random kernels; channel counts divided by ``divide``."""
-    from gpuanalogy.weights import (  # noqa: PLC0415 - the module under test does not need it
-        CAFFE_PREPROCESS, TORCHVISION_PREPROCESS, VGG19Weights)
+    from gpuanalogy.preprocess import (  # noqa: PLC0415 - the module under test does not need it
+        CAFFE_PREPROCESS, TORCHVISION_PREPROCESS)
+    from gpuanalogy.weights import VGG19Weights  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     convs = {}

@@ -68,28 +68,36 @@ def video_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "gpuanalogy", "video", *args, *QUICK]
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
+def kill_then_rerun(tmp_path: Path, ready: str, kept: tuple[str, ...],
+                    *extra: str) -> tuple[Path, dict]:
+    """Five frames; the run SIGKILLed once frame ``ready``'s record exists, then run again:
+    the frames ``kept`` are reported skipped and left untouched, and all five are written.
+    Returns the output folder and its run.json."""
     write_clip(tmp_path / "clip", 5)
-    args = [str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")), "-o",
-            str(tmp_path / "out")]
     out = tmp_path / "out"
+    args = [str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")), "-o", str(out), *extra]
     kill_when(video_command(*args), tmp_path / "first.log",
-              (out / "fields" / "f001.json").exists,
+              (out / "fields" / f"{ready}.json").exists,
               seconds=900, too_long="the first frames took too long")  # CI can be busy
-    kept = {name: snapshot(out, name) for name in ("f000", "f001")}
+    snapshots = {name: snapshot(out, name) for name in kept}
     assert not (out / "fields" / "f004.json").exists()
 
     rerun = subprocess.run(video_command(*args), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
-    assert "f000: skipped" in rerun.stderr and "f001: skipped" in rerun.stderr
-    for name, files in kept.items():
+    for name, files in snapshots.items():
+        assert f"{name}: skipped" in rerun.stderr
         assert snapshot(out, name) == files, f"{name} was recomputed"
     names = [f"f{t:03d}" for t in range(5)]
     assert sorted(p.stem for p in (out / "frames").iterdir()) == names
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]   # no temporary files
     run = json.loads((out / "run.json").read_text())
     assert [f["name"] for f in run["frames"]] == names and run["frames_done"] == 5
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]   # no temporary files
+    return out, run
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_loses_at_most_the_frame_in_flight(tmp_path):
+    kill_then_rerun(tmp_path, "f001", ("f000", "f001"))
 
 
 @pytest.mark.slow
@@ -118,3 +126,20 @@ def test_a_folder_without_frames_and_an_unknown_file_are_refused_in_one_line(tmp
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
     with pytest.raises(InputError, match="broken.mp4: cannot read the video"):
         open_clip(tmp_path / "broken.mp4")
+
+
+@pytest.mark.slow
+def test_keyframes_every_n_and_a_killed_run_keeps_its_keyframes(tmp_path):
+    """--keyframes 2 on five frames: whole analogies at f000, f002, f004 only, the others
+    synthesised; killed once the second keyframe is written, a rerun reads both keyframes back
+    (their files untouched, reported as skipped) and writes the rest."""
+    out, run = kill_then_rerun(tmp_path, "f002", ("f000", "f002"), "--keyframes", "2")
+    assert run["finished"] and run["keyframes"] == ["f000", "f002", "f004"]
+    assert run["seconds_per_propagated_frame"] > 0 and run["seconds_per_keyframe"] > 0
+    frames = {f["name"]: f for f in run["frames"]}
+    assert frames["f001"]["sources"] == ["f000", "f002"] and not frames["f001"]["keyframe"]
+    assert frames["f003"]["sources"] == ["f002", "f004"] and frames["f004"]["keyframe"]
+    assert 0 <= frames["f003"]["unexplained"] <= 1
+    assert np.load(out / "fields" / "f003.nnf_ab.npy").shape == (48, 48, 2)
+    assert not (out / "fields" / "f003.nnf_ba.npy").exists()
+    assert (out / "sheet.png").is_file()

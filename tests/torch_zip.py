@@ -1,13 +1,16 @@
 """A writer for torch's zip checkpoint layout, so tests build checkpoints without torch.
 
 It emits protocol-2 pickle opcodes by hand and names only the globals the package's restricted
-reader (:func:`gpuanalogy.checkpoint.load_torch_checkpoint`) admits.
+reader (:func:`gpuanalogy.checkpoint.load_torch_checkpoint`) admits. It writes the zip itself,
+byte by byte, so that hostile files can be made too: entries that state a size they do not
+have, and zip bombs (:func:`zero_bomb`).
 """
 from __future__ import annotations
 
+import functools
 import os
 import struct
-import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,24 +102,97 @@ class PickleWriter:
             raise TypeError(f"cannot write {type(obj).__name__} into a checkpoint")
 
 
-def write_zip_checkpoint(path: str | os.PathLike, obj: Any, storages: dict[str, np.ndarray]) -> None:
-    """Write ``obj`` (nested dicts/tuples/ints/strs/TensorRef) and flat ``storages`` as a zip."""
+@dataclass(frozen=True)
+class Entry:
+    """A zip entry as the archive holds it: ``raw`` (compressed by ``method``, 0 stored or 8
+    deflated) and what the archive's directory states: ``crc`` and ``size`` (uncompressed)."""
+
+    raw: bytes
+    method: int
+    crc: int
+    size: int
+
+
+def stored(data: bytes) -> Entry:
+    return Entry(data, 0, zlib.crc32(data), len(data))
+
+
+def deflated(data: bytes) -> Entry:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return Entry(packer.compress(data) + packer.flush(), 8, zlib.crc32(data), len(data))
+
+
+@functools.lru_cache(maxsize=16)
+def zero_bomb(nbytes: int, *, prefix: bytes = b"", stated: int | None = None,
+              block: int = 1 << 20) -> Entry:
+    """A deflated entry that inflates to ``prefix`` and ``nbytes`` zero bytes (a multiple of
+    ``block``) from about ``nbytes / 1000`` bytes, its size stated as ``stated`` (default: the
+    truth), its CRC that of the first ``stated`` bytes.
+
+    Each block is compressed after a full flush, so its compressed form repeats byte for byte.
+    Cached: the CRC of gigabytes takes a second.
+    """
+    assert nbytes % block == 0
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = packer.compress(prefix) + packer.flush(zlib.Z_FULL_FLUSH)
+    one = packer.compress(bytes(block)) + packer.flush(zlib.Z_FULL_FLUSH)
+    raw = head + one * (nbytes // block) + packer.flush()
+    stated = len(prefix) + nbytes if stated is None else stated
+    crc, zeros = zlib.crc32(prefix[:stated]), bytes(1 << 24)
+    for start in range(len(prefix), stated, len(zeros)):
+        crc = zlib.crc32(zeros[: min(len(zeros), stated - start)], crc)
+    return Entry(raw, 8, crc, stated)
+
+
+def write_zip(path: str | os.PathLike, entries: dict[str, Entry]) -> None:
+    """A zip archive of ``entries`` written byte by byte, so that an entry may state a size or
+    CRC its data does not have (``zipfile`` cannot write such a file)."""
+    body, directory = bytearray(), bytearray()
+    for name, entry in entries.items():
+        raw_name = name.encode()
+        fields = struct.pack("<HHHHHIIIHH", 20, 0, entry.method, 0, 33, entry.crc,
+                             len(entry.raw), entry.size, len(raw_name), 0)
+        directory += struct.pack("<IH", 0x02014B50, 20) + fields
+        directory += struct.pack("<HHHII", 0, 0, 0, 0, len(body)) + raw_name
+        body += struct.pack("<I", 0x04034B50) + fields + raw_name + entry.raw
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries),
+                      len(directory), len(body), 0)
+    Path(path).write_bytes(bytes(body + directory + end))
+
+
+def checkpoint_pickle(obj: Any, storages: dict[str, np.ndarray],
+                      numels: dict[str, int] | None = None) -> bytes:
+    """The data.pkl of ``obj`` over ``storages`` (their element counts as ``numels`` says,
+    default their true sizes)."""
     names: dict[str, str] = {}
     for key, flat in storages.items():
         code = flat.dtype.str[1:]
         if code not in _DTYPE_STORAGES or flat.ndim != 1:
             raise TypeError(f"storage {key}: cannot write a {flat.ndim}-D {flat.dtype} storage")
         names[key] = _DTYPE_STORAGES[code]
-    writer = PickleWriter(names, {key: flat.size for key, flat in storages.items()})
+    writer = PickleWriter(names, {key: flat.size for key, flat in storages.items()} | (numels or {}))
     writer.dump(obj)
-    writer.out += b"."
+    return bytes(writer.out + b".")
+
+
+def write_zip_checkpoint(path: str | os.PathLike, obj: Any, storages: dict[str, np.ndarray], *,
+                         numels: dict[str, int] | None = None,
+                         entries: dict[str, Entry] | None = None,
+                         data_pkl: Entry | None = None) -> None:
+    """Write ``obj`` (nested dicts/tuples/ints/strs/TensorRef) and flat ``storages`` as a zip.
+
+    For hostile files: ``numels`` overrides the element counts the pickle declares, ``entries``
+    replaces storages' zip entries (by key) and ``data_pkl`` the pickle's entry.
+    """
     archive = Path(path).stem or "archive"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(f"{archive}/data.pkl", bytes(writer.out))
-        zf.writestr(f"{archive}/byteorder", "little")
-        for key, flat in storages.items():
-            zf.writestr(f"{archive}/data/{key}", flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes())
-        zf.writestr(f"{archive}/version", "3\n")
+    pickled = checkpoint_pickle(obj, storages, numels)
+    files = {f"{archive}/data.pkl": data_pkl or stored(pickled),
+             f"{archive}/byteorder": stored(b"little")}
+    for key, flat in storages.items():
+        little = flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
+        files[f"{archive}/data/{key}"] = (entries or {}).get(key) or stored(little)
+    files[f"{archive}/version"] = stored(b"3\n")
+    write_zip(path, files)
 
 
 def save_torch_checkpoint(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> None:

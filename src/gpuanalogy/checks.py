@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, error_reason, printable
+from .errors import InputError, Notice, error_reason, printable
 
 __all__ = ["MIN_SIDE", "MAX_PIXELS", "to_host", "to_float_image", "check_size", "patch_half",
            "shape2", "check_nnf", "check_warp"]
@@ -65,7 +65,8 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         uint8 (0..255), uint16 (0..65535) or float16/32/64 in [0, 1]. NumPy arrays, CuPy
         arrays (copied to the host), DLPack and ``__array__`` producers are accepted.
         Greyscale is repeated into three channels; a fourth channel is alpha and is
-        composited over white (with a :class:`UserWarning` if anything was transparent).
+        composited over white (with a :class:`~gpuanalogy.errors.Notice` if anything was
+        transparent).
     name : str
         What to call the array in messages.
 
@@ -123,24 +124,27 @@ def to_float_image(array: Any, *, name: str = "image") -> np.ndarray:
         alpha = values[:, :, 3:4]
         rgb = values[:, :, :3]
         if alpha.min(initial=1.0) < 1.0:
-            warnings.warn(f"{label}: alpha channel composited over white", UserWarning, stacklevel=2)
+            warnings.warn(f"{label}: alpha channel composited over white", Notice, stacklevel=2)
             rgb = np.clip(rgb * alpha + (1.0 - alpha), 0.0, 1.0)
         return np.ascontiguousarray(rgb, dtype=np.float32)
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
 def check_size(label: str, width: int, height: int, *,
-               shape: tuple[int, ...] | None = None) -> None:
+               shape: tuple[int, ...] | None = None, max_pixels: int | None = None) -> None:
     """Refuse an image with a side shorter than :data:`MIN_SIDE` or more than
     :data:`MAX_PIXELS` pixels: arrays given to the API, and files before they are decoded.
-    ``shape``, an array's, is named in the message."""
+    ``shape``, an array's, is named in the message; ``max_pixels`` is a lower limit of the
+    caller's (a server's)."""
     size = f"{width}x{height} pixels" + ("" if shape is None else f" (shape {shape})")
     if min(width, height) < MIN_SIDE:
         raise InputError(f"{label}: {size} is too small; both sides need at least {MIN_SIDE} "
                          f"pixels")
-    if width * height > MAX_PIXELS:
+    limit, name = ((MAX_PIXELS, "MAX_PIXELS") if max_pixels is None
+                   else (min(max_pixels, MAX_PIXELS), "max_pixels"))
+    if width * height > limit:
         raise InputError(f"{label}: {width}x{height} is {width * height:,} pixels, more than the "
-                         f"limit of {MAX_PIXELS:,} (MAX_PIXELS); downscale the image first")
+                         f"limit of {limit:,} ({name}); downscale the image first")
 
 
 def _check_float_values(data: np.ndarray, label: str) -> None:

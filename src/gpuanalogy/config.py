@@ -16,6 +16,11 @@ OPTIMIZERS = ("lbfgs", "scipy")
 #: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
 UPSAMPLES = ("cubic", "nnf", "patchmatch")
 
+#: How ``gpuanalogy video`` brings a frame's outputs to the frame size unless ``--upsample`` is
+#: given: "patchmatch" (the style presets' own) re-searches every frame's fields at the frame size
+#: on its own and flickers more (docs/performance.md, "Video by keyframes").
+VIDEO_UPSAMPLE = "cubic"
+
 #: How the field files are written (``AnalogyConfig.field_format``).
 FIELD_FORMATS = ("float32", "float16", "working", "flo")
 
@@ -206,6 +211,67 @@ class AnalogyConfig:
         return data
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """Which frames are keyframes.
+
+    Attributes
+    ----------
+    every : int or None
+        A keyframe every ``every`` frames (0, every, 2 every, ...).
+    listed : tuple of int
+        These frames (0-based), and frame 0.
+    auto : bool
+        Place keyframes by the propagated frames' unexplained share.
+    threshold : float
+        ``auto``: the unexplained share past which a frame becomes a keyframe.
+    longest : int
+        ``auto``: at most this many frames from one keyframe to the next.
+    """
+
+    every: int | None = None
+    listed: tuple[int, ...] = ()
+    auto: bool = False
+    threshold: float = 0.03
+    longest: int = 48
+
+    def __post_init__(self) -> None:
+        from .errors import InputError  # noqa: PLC0415
+
+        if (self.every is not None and self.every < 1) or any(i < 0 for i in self.listed) \
+                or not 0 < self.threshold < 1 or self.longest < 1:
+            raise InputError("keyframes: N must be at least 1, frames non-negative, the "
+                             "threshold in (0, 1) and the longest interval at least 1.")
+
+    @classmethod
+    def parse(cls, text: str, **kwargs: Any) -> "Schedule | None":
+        """``"all"`` (None: every frame a whole analogy, today's mode), ``"auto"``, ``"N"``
+        (a keyframe every N frames) or ``"i,j,..."`` (these frames, 0-based)."""
+        from .errors import InputError  # noqa: PLC0415
+
+        text = text.strip().lower()
+        if text == "all":
+            return None
+        if text == "auto":
+            return cls(auto=True, **kwargs)
+        try:
+            numbers = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            numbers = ()
+        if not numbers:
+            raise InputError(f"--keyframes {text!r} is not understood. Try all, auto, a number "
+                             f"N (a keyframe every N frames) or a list of frames like 0,12,30.")
+        if "," in text:
+            return cls(listed=tuple(sorted(set(numbers))), **kwargs)
+        return cls(every=numbers[0], **kwargs)
+
+    def planned(self, index: int) -> bool:
+        """Whether frame ``index`` is a keyframe before anything is measured."""
+        if index == 0 or index in self.listed:
+            return True
+        return self.every is not None and index % self.every == 0
+
+
 #: Where the motion between frames comes from: our PatchMatch on the frames' features, or
 #: nowhere (fields and solutions carried in place, for a still camera).
 MOTIONS = ("patchmatch", "none")
@@ -233,6 +299,14 @@ class VideoConfig:
     motion_radius, motion_iterations : int
         The motion search's window at every level (in that level's pixels) and its PatchMatch
         iterations per level.
+    keyframes : str
+        Which frames are whole analogies (:meth:`Schedule.parse`): ``"all"`` (every frame,
+        each started from the one before), ``"auto"``, ``"N"`` (every N-th) or ``"i,j,..."``;
+        the others are synthesised from their neighbouring keyframes
+        (:mod:`gpuanalogy.keyframes`).
+    keyframe_threshold : float
+        ``auto``: the share of a frame its keyframe cannot explain past which it becomes a
+        keyframe (:func:`gpuanalogy.propagation.unexplained`).
     """
 
     patchmatch_iterations: int = 2
@@ -241,6 +315,8 @@ class VideoConfig:
     motion: Literal["patchmatch", "none"] = "patchmatch"
     motion_radius: int = 4
     motion_iterations: int = 4
+    keyframes: str = "all"
+    keyframe_threshold: float = Schedule.threshold
 
     def __post_init__(self) -> None:
         from .errors import InputError  # noqa: PLC0415
@@ -256,6 +332,11 @@ class VideoConfig:
                              f"in [0, 1).")
         if self.motion_radius < 1 or self.motion_iterations < 1:
             raise InputError("motion_radius and motion_iterations must be at least 1.")
+        self.schedule()
+
+    def schedule(self) -> Schedule | None:
+        """The keyframes as a :class:`Schedule`; None for ``"all"``."""
+        return Schedule.parse(self.keyframes, threshold=self.keyframe_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

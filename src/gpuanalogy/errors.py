@@ -36,6 +36,20 @@ class NumericalError(GpuAnalogyError, ArithmeticError):
     """A computation produced NaN or infinity (the message names the stage and level)."""
 
 
+class ClusterError(GpuAnalogyError):
+    """The Dask cluster a batch is sent to cannot be reached or used (the message names its
+    address and what failed)."""
+
+
+class Notice(UserWarning):
+    """Something the user should know that is no error: an input read with a change (its alpha
+    composited, an animation's first frame), an input processed below its size.
+
+    The library warns with it (``warnings.warn(text, Notice)``); the command line prints each
+    as one plain line, ``gpuanalogy: notice: <text>``, never with a source path.
+    """
+
+
 def printable(text: str) -> str:
     """``text`` made safe for a one-line message: line breaks and control characters escaped."""
     return "".join(

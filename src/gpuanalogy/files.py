@@ -23,7 +23,8 @@ from .checks import to_host
 from .errors import InputError, error_reason, printable
 
 __all__ = ["TEMP_FILE", "atomic_path", "write_bytes", "write_json", "read_json", "as_json",
-           "write_npy", "write_npz", "check_output_dir", "fsync_folder", "sha256_file"]
+           "write_npy", "write_npz", "check_output_dir", "output_folder", "fsync_folder",
+           "sha256_file"]
 
 #: Names of :func:`atomic_path`'s temporary files.
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
@@ -195,6 +196,44 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         probe.unlink()
     return folder
 
+
+
+@contextlib.contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """:func:`check_output_dir` for a block that writes there: if the block fails (an error, an
+    interruption) having written nothing, the folders created here are removed again.
+
+    Only folders this call created go, and only while they hold no file (empty sub-folders
+    made by the block go with them), so a folder the user had, or any output, stays.
+    """
+    folder = Path(os.fspath(path))
+    created = None   # the outermost folder that did not exist yet
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        created = candidate
+    out = check_output_dir(folder)
+    try:
+        yield out
+    except BaseException:
+        if created is not None:
+            _remove_empty_tree(created)
+        raise
+
+
+def _remove_empty_tree(top: Path) -> None:
+    """Remove ``top`` if it and its sub-folders hold no file (nothing happens otherwise)."""
+    if not top.is_dir() or top.is_symlink():
+        return
+    for _root, _dirs, files in os.walk(top):
+        if files:
+            return
+    for root, dirs, _files in os.walk(top, topdown=False):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(top)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -1,7 +1,7 @@
 """Images in and out: decoding any file Pillow reads to RGB, encoding PNG/JPEG, resizing.
 
 Notices that do not stop the run (an alpha channel dropped, an animation reduced to its
-first frame) go through :mod:`warnings` as :class:`UserWarning`, with the same
+first frame) go through :mod:`warnings` as :class:`~gpuanalogy.errors.Notice`, with the same
 "``NAME: what happened``" shape as the errors, so callers can silence or log them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checks import check_size, to_host
-from .errors import InputError, error_reason, printable
+from .errors import InputError, Notice, error_reason, printable
 from .files import atomic_path
 
 __all__ = ["read_image", "read_labels", "write_image", "resize_image"]
@@ -24,7 +24,8 @@ __all__ = ["read_image", "read_labels", "write_image", "resize_image"]
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError)
 
 
-def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, name: str | None = None,
+               max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     Parameters
@@ -33,6 +34,9 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
         Any file Pillow can decode (PNG, JPEG, TIFF, BMP, GIF, WebP, ...).
     name : str, optional
         What to call the image in messages; defaults to `path` as given.
+    max_pixels : int, optional
+        A lower pixel limit than :data:`gpuanalogy.checks.MAX_PIXELS` (a server's), checked in
+        the same way: on the header's size, before any pixel data is decoded.
 
     Returns
     -------
@@ -42,8 +46,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     Notes
     -----
     - Transparent images (RGBA, LA, PA, palettes with transparency) are composited over
-      white, with a :class:`UserWarning` "``NAME: alpha channel composited over white``"
-      when any pixel is not fully opaque.
+      white, with a :class:`~gpuanalogy.errors.Notice` "``NAME: alpha channel composited
+      over white``" when any pixel is not fully opaque.
     - Greyscale is repeated into three channels; 1-bit becomes 0 / 255.
     - 16-bit greyscale is scaled to 8 bits (65535 -> 255, rounding), not clipped; 16-bit
       RGB(A) is reduced to 8 bits by Pillow's decoder (high byte). Mode "I"
@@ -58,8 +62,8 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     ------
     InputError
         The file is missing, a directory, unreadable, not an image, truncated or corrupt,
-        larger than :data:`gpuanalogy.checks.MAX_PIXELS`, or has a side shorter than
-        :data:`gpuanalogy.checks.MIN_SIDE` (:func:`gpuanalogy.checks.check_size`).
+        larger than :data:`gpuanalogy.checks.MAX_PIXELS` (or ``max_pixels``), or has a side
+        shorter than :data:`gpuanalogy.checks.MIN_SIDE` (:func:`gpuanalogy.checks.check_size`).
 
     Examples
     --------
@@ -70,7 +74,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None) -> np.n
     >>> read_image(os.path.join(folder, "a.png")).shape
     (50, 40, 3)
     """
-    return _pil_to_rgb(*_decoded(path, name))
+    return _pil_to_rgb(*_decoded(path, name, max_pixels))
 
 
 def read_labels(path: str | os.PathLike[str], *, name: str | None = None) -> np.ndarray:
@@ -115,9 +119,10 @@ def read_labels(path: str | os.PathLike[str], *, name: str | None = None) -> np.
     return np.where(rgba[..., 3:] == 0, 0, rgba[..., :3]).astype(np.uint8)
 
 
-def _decoded(path: str | os.PathLike[str], name: str | None) -> tuple[Image.Image, str]:
+def _decoded(path: str | os.PathLike[str], name: str | None, max_pixels: int | None = None
+             ) -> tuple[Image.Image, str]:
     """An image file decoded and upright (EXIF orientation applied), with its name for
-    messages; every refusal of :func:`read_image` is made here."""
+    messages; every refusal of :func:`read_image` is made here (``max_pixels`` as there)."""
     file = Path(os.fspath(path))
     label = printable(name if name is not None else os.fspath(path))
 
@@ -144,9 +149,10 @@ def _decoded(path: str | os.PathLike[str], name: str | None) -> tuple[Image.Imag
                 raise InputError(f"{label}: cannot read image header: {error_reason(error)}") from error
 
         with image:
-            check_size(label, *image.size)
+            check_size(label, *image.size, max_pixels=max_pixels)
             if getattr(image, "is_animated", False):
-                warnings.warn(f"{label}: animated image, using its first frame", UserWarning, stacklevel=2)
+                warnings.warn(f"{label}: animated image, using its first frame", Notice,
+                              stacklevel=2)
             try:
                 image.load()  # force the full decode here, where damage can be reported
                 upright = ImageOps.exif_transpose(image)
@@ -156,8 +162,6 @@ def _decoded(path: str | os.PathLike[str], name: str | None) -> tuple[Image.Imag
                 ) from error
             except Image.DecompressionBombError as error:
                 raise _too_large(label, error) from error
-
-
     return upright, label
 
 
@@ -215,7 +219,7 @@ def _composite_uint8(rgba: np.ndarray, label: str) -> np.ndarray:
     alpha = rgba[:, :, 3]
     if alpha.min(initial=255) == 255:
         return np.ascontiguousarray(rgba[:, :, :3])
-    warnings.warn(f"{label}: alpha channel composited over white", UserWarning, stacklevel=3)
+    warnings.warn(f"{label}: alpha channel composited over white", Notice, stacklevel=3)
     a = alpha[:, :, None].astype(np.float32) / 255.0
     rgb = rgba[:, :, :3].astype(np.float32) * a + 255.0 * (1.0 - a)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)

@@ -33,7 +33,7 @@ from . import subpixel
 from .backend import Backend, DeviceName
 from .checks import to_float_image
 from .config import AnalogyConfig
-from .errors import printable
+from .errors import Notice, printable
 from .exemplars import (
     atlas_images, atlas_pyramid, check_exemplars, exemplar_start, locate, split_field)
 from .features import network_for
@@ -52,7 +52,7 @@ __all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape"
            "Images", "working_images", "run_stages", "output_stages", "render"]
 
 
-class SizeNotice(UserWarning):
+class SizeNotice(Notice):
     """An input is processed below its own size (the size rule or ``ratio``)."""
 
 

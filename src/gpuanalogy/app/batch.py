@@ -30,13 +30,14 @@ from .. import __version__
 from ..config import AnalogyConfig
 from ..errors import EXIT_ERROR
 from ..features import load_network
-from ..files import check_output_dir, write_json
+from ..files import check_output_dir, output_folder, write_json
 from . import pair as pair_module
-from .cluster import open_client, run_batch_on
+from .client import open_client
+from .cluster import run_batch_on
 from .options import config_from_options
 from .pair import PairResult, pair_outcome, plan, read_inputs, write_into_place
 from .pairs import SUMMARY, Pair, pairs_from_argument
-from .progress import BatchProgress
+from .progress import BatchProgress, print_notice
 from .resume import exclusive
 
 __all__ = ["run_pairs", "summary_table", "command"]
@@ -140,44 +141,40 @@ def command(args: argparse.Namespace) -> int:
 
     ``args`` is the parsed command line: ``pairs``, ``b_folder``, ``output``, the settings
     options, ``save_levels``, ``debug`` and where to run (``workers``, ``scheduler``,
-    ``scheduler_file``: all None in process; :mod:`gpuanalogy.app.cluster`).
+    ``scheduler_file``: all None in process; ``connect_timeout``; :mod:`gpuanalogy.app.client`).
     """
     started = time.perf_counter()
     options = vars(args)
     config_from_options(options)   # refuses a bad command-line value before anything else
-    progress_stream = sys.stderr
-
-    def notice(text: str) -> None:
-        print(f"gpuanalogy: {text}", file=progress_stream, flush=True)
-
     pairs = pairs_from_argument(args.pairs, args.b_folder,
                                 lambda preset: config_from_options(options, preset=preset),
-                                on_notice=notice)
+                                on_notice=print_notice)
+    with output_folder(args.output) as out:   # gone again if the batch fails having written nothing
 
-    out = check_output_dir(args.output)
+        def write_summary(results: list[PairResult], finished: bool = False) -> None:
+            counts = {status: sum(r.status == status for r in results)
+                      for status in ("ok", "skipped", "failed", "pending")}
+            write_json(out / SUMMARY, {
+                "gpuanalogy": __version__,
+                "pairs": os.fspath(args.pairs),
+                "b_folder": None if args.b_folder is None else os.fspath(args.b_folder),
+                "output": os.fspath(out),
+                "finished": finished,
+                "seconds": round(time.perf_counter() - started, 3),
+                "counts": counts,
+                "results": [r.to_dict() for r in results],
+            })
 
-    def write_summary(results: list[PairResult], finished: bool = False) -> None:
-        counts = {status: sum(r.status == status for r in results)
-                  for status in ("ok", "skipped", "failed", "pending")}
-        write_json(out / SUMMARY, {
-            "gpuanalogy": __version__,
-            "pairs": os.fspath(args.pairs),
-            "b_folder": None if args.b_folder is None else os.fspath(args.b_folder),
-            "output": os.fspath(out),
-            "finished": finished,
-            "seconds": round(time.perf_counter() - started, 3),
-            "counts": counts,
-            "results": [r.to_dict() for r in results],
-        })
-
-    if args.workers is None and args.scheduler is None and args.scheduler_file is None:
-        results = run_pairs(pairs, out, save_levels=args.save_levels, on_update=write_summary,
-                            debug=args.debug)
-    else:
-        with open_client(workers=args.workers, scheduler=args.scheduler,
-                         scheduler_file=args.scheduler_file, on_notice=notice) as client:
-            results = run_batch_on(client, pairs, out, save_levels=args.save_levels,
-                                   on_update=write_summary, debug=args.debug)
+        if args.workers is None and args.scheduler is None and args.scheduler_file is None:
+            results = run_pairs(pairs, out, save_levels=args.save_levels,
+                                on_update=write_summary, debug=args.debug)
+        else:
+            with open_client(workers=args.workers, scheduler=args.scheduler,
+                             scheduler_file=args.scheduler_file,
+                             connect_timeout=args.connect_timeout,
+                             on_notice=print_notice) as client:
+                results = run_batch_on(client, pairs, out, save_levels=args.save_levels,
+                                       on_update=write_summary, debug=args.debug)
     write_summary(results, finished=True)
     failed = [r for r in results if r.status == "failed"]
     print(summary_table(results))

@@ -1,4 +1,4 @@
-"""``gpuanalogy batch`` on a Dask cluster: ``--workers N``, ``--workers gpus``, ``--scheduler``.
+"""``gpuanalogy batch`` on a Dask cluster, through the client :mod:`gpuanalogy.app.client` opens.
 
 The client (this process) does everything that touches files: it reads the pairs, finds what is
 already complete (:func:`gpuanalogy.app.pair.plan`), reads each pair's two images and sends them;
@@ -18,25 +18,23 @@ pair makes the scheduler give the pair to another worker (up to Dask's
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backend import default_threads
 from ..config import AnalogyConfig
-from ..errors import GpuAnalogyError, InputError
+from ..errors import GpuAnalogyError
 from ..features import load_network
 from ..files import check_output_dir
 from . import pair as pair_module
+from .client import import_extra
 from .pair import PairResult, pair_outcome, plan, read_inputs, write_into_place
 from .pairs import Pair
 from .progress import BatchProgress
@@ -45,59 +43,7 @@ from .resume import exclusive
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["open_client", "local_cluster", "run_batch_on", "compute_on_worker", "WorkerResult"]
-
-
-@contextlib.contextmanager
-def open_client(*, workers: int | str | None = None, scheduler: str | None = None,
-                scheduler_file: str | None = None,
-                on_notice: Callable[[str], None] = print) -> Iterator["Client"]:
-    """A Dask client on the cluster the options name, closed (with a cluster it started) at the
-    end. ``on_notice`` receives the line with the dashboard's address."""
-    distributed = _import("distributed", "dask[distributed]", "distributed")
-    if workers == "gpus":
-        dask_cuda = _import("dask_cuda", "dask-cuda", "cuda")
-        cluster: Any = dask_cuda.LocalCUDACluster()
-    elif workers is not None:
-        cluster = local_cluster(int(workers))
-    else:
-        cluster = None
-    with contextlib.ExitStack() as stack:
-        if cluster is not None:
-            stack.enter_context(cluster)
-        client = stack.enter_context(
-            distributed.Client(cluster if cluster is not None else scheduler,
-                               scheduler_file=scheduler_file))
-        on_notice(f"Dask scheduler {client.scheduler_info()['address']}, dashboard: "
-                  f"{_dashboard(client)}")
-        yield client
-
-
-def local_cluster(workers: int, **options: Any) -> Any:
-    """A ``distributed.LocalCluster`` of ``workers`` processes sharing this machine's cores.
-
-    Each worker computes one pair at a time (one Dask thread) with ``cores // workers`` threads
-    of its own (ONNX Runtime's and Numba's), so the pairs never fight over the cores.
-    ``options`` go to LocalCluster.
-    """
-    distributed = _import("distributed", "dask[distributed]", "distributed")
-    threads = str(max(default_threads() // workers, 1))
-    return distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True,
-        env={"GPUANALOGY_THREADS": threads, "NUMBA_NUM_THREADS": threads}, **options)
-
-
-def _import(module: str, package: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise InputError(f"this needs {package}: pip install 'gpuanalogy[{extra}]'") from None
-
-
-def _dashboard(client: "Client") -> str:
-    if "dashboard" not in client.scheduler_info().get("services", {}):
-        return "none"
-    return client.dashboard_link
+__all__ = ["run_batch_on", "compute_on_worker", "WorkerResult"]
 
 
 def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathLike[str], *,
@@ -135,7 +81,7 @@ def run_batch_on(client: "Client", pairs: Sequence[Pair], outdir: str | os.PathL
     >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
     ...     results = run_batch_on(client, read_pairs_csv("pairs.csv"), "out")
     """
-    distributed = _import("distributed", "dask[distributed]", "distributed")
+    distributed = import_extra("distributed", "dask[distributed]", "distributed")
     out = check_output_dir(outdir)
     with exclusive(out):
         results, progress = plan(pairs, out, save_levels, progress)
@@ -193,7 +139,7 @@ def _write(result: PairResult, future: Any, a: np.ndarray, b_prime: np.ndarray, 
         sent: WorkerResult = future.result()
         result.seconds += sent.seconds
         for text in sent.notices:
-            progress.notice(f"gpuanalogy: {text}")
+            progress.show_notice(text)
         if sent.error is not None:
             raise sent.error
         write_into_place(out, result.pair.name, lambda partial: pair_module.write_pair(

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import AnalogyConfig
 from ..errors import InputError
-from ..files import check_output_dir
+from ..files import output_folder
 from .options import config_from_options
 from .pair import run_pair
 from .progress import ProgressPrinter, print_written
@@ -34,11 +34,11 @@ def demo_pair() -> tuple[np.ndarray, np.ndarray, tuple[str, str]]:
 def command(args: argparse.Namespace) -> int:
     printer = ProgressPrinter()
     config = config_from_options(vars(args), base=DEMO_CONFIG)
-    check_output_dir(args.output)
-    a, b_prime, names = demo_pair()
-    print(f"gpuanalogy demo: A = {names[0]}, B' = {names[1]}; preset photo2style, "
-          f"ratio {config.ratio} (the official setting for faces)", file=sys.stderr)
-    record = run_pair(a, b_prime, args.output, config, names=names,
-                      save_levels=args.save_levels, on_progress=printer)
+    with output_folder(args.output):
+        a, b_prime, names = demo_pair()
+        print(f"gpuanalogy demo: A = {names[0]}, B' = {names[1]}; preset photo2style, "
+              f"ratio {config.ratio} (the official setting for faces)", file=sys.stderr)
+        record = run_pair(a, b_prime, args.output, config, names=names,
+                          save_levels=args.save_levels, on_progress=printer)
     print_written(args.output, record, printer.elapsed())
     return 0

@@ -7,13 +7,15 @@ the per-pair CSV columns of a batch (:func:`csv_overrides`), the mapping onto
 video resume on (:func:`result_key`). The ``video`` command's own settings, how a frame reuses
 the previous frame's work, are :data:`VIDEO_OPTIONS`, mapped onto
 :class:`gpuanalogy.config.VideoConfig` (:func:`video_config_from_options`). The README lists
-every option; a test checks it. The flags that say where a batch runs are no settings and come
-apart (:func:`add_cluster_options`).
+every option; a test checks it. The flags that say where a batch runs are no settings: they are
+rows of their own table, :data:`CLUSTER_OPTIONS` with :data:`CONNECT_TIMEOUT`
+(:func:`add_cluster_options`).
 """
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
            "csv_header_name", "csv_overrides", "result_key", "add_cluster_options",
+           "CLUSTER_OPTIONS", "CONNECT_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT",
            "VIDEO_OPTIONS", "video_config_from_options"]
 
 
@@ -38,9 +41,10 @@ class Option:
         ``--lbfgs-iters``.
     field : str or None
         The :class:`AnalogyConfig` field it sets; None for ``preset``, which chooses the
-        settings the others override.
-    type : type
-        ``int``, ``float``, ``str`` or ``bool`` (a bool gives ``--name`` and ``--no-name``).
+        settings the others override, and for the flags that say where a batch runs.
+    type : type or callable
+        ``int``, ``float``, ``str`` or ``bool`` (a bool gives ``--name`` and ``--no-name``), or
+        a function that parses the text of a flag that is no CSV column.
     help : str
     choices : tuple
         The values argparse accepts (empty: any value of ``type``).
@@ -62,7 +66,7 @@ class Option:
 
     name: str
     field: str | None
-    type: type
+    type: Callable[[str], Any]
     help: str
     choices: tuple[Any, ...] = ()
     csv: bool = True
@@ -223,23 +227,6 @@ def _parse(option: Option, text: str, where: str) -> Any:
     return text
 
 
-def add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``batch`` that choose where it runs (:mod:`gpuanalogy.app.cluster`).
-
-    They are not settings of the analogy, so not in :data:`OPTIONS`: no CSV column, no config
-    field, no part of the resume key. Without them the batch runs in this process.
-    """
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--workers", metavar="N|gpus", type=_workers,
-                       help="run on a Dask cluster of N worker processes on this machine, or "
-                            "one worker per GPU (gpus, needs dask-cuda)")
-    group.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on the Dask cluster at ADDRESS (tcp://host:8786, tls://...)")
-    group.add_argument("--scheduler-file", metavar="FILE",
-                       help="run on the Dask cluster described by FILE (dask scheduler "
-                            "--scheduler-file)")
-
-
 def _workers(text: str) -> int | str:
     if text == "gpus":
         return text
@@ -247,6 +234,38 @@ def _workers(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers (1, 2, ...) "
                                          f"or 'gpus'")
     return int(text)
+
+
+#: Seconds ``batch`` waits for a Dask scheduler to answer before it gives up.
+DEFAULT_CONNECT_TIMEOUT = 30.0
+
+#: The flags of ``batch`` that choose where it runs (:mod:`gpuanalogy.app.client`), at most
+#: one of them; without any the batch runs in this process. Like the video settings they are
+#: no settings of the analogy: no CSV column, no config field, no part of the resume key.
+CLUSTER_OPTIONS: tuple[Option, ...] = (
+    Option("workers", None, _workers,
+           "run on a Dask cluster of N worker processes on this machine (at most what its "
+           "cores and memory hold), or one worker per GPU (gpus, needs dask-cuda)",
+           csv=False, changes_images=False, metavar="N|gpus"),
+    Option("scheduler", None, str,
+           "run on the Dask cluster at ADDRESS (tcp://host:8786, tls://...)",
+           csv=False, changes_images=False, metavar="ADDRESS"),
+    Option("scheduler_file", None, str,
+           "run on the Dask cluster described by FILE (dask scheduler --scheduler-file)",
+           csv=False, changes_images=False, metavar="FILE"),
+)
+CONNECT_TIMEOUT = Option(
+    "connect_timeout", None, float,
+    f"with --scheduler or --scheduler-file: seconds to wait for the scheduler to answer "
+    f"(default {DEFAULT_CONNECT_TIMEOUT:g})", csv=False, changes_images=False,
+    metavar="SECONDS")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``batch`` that choose where it runs: :data:`CLUSTER_OPTIONS`, exclusive,
+    and :data:`CONNECT_TIMEOUT`."""
+    add_options(parser.add_mutually_exclusive_group(), CLUSTER_OPTIONS)  # type: ignore[arg-type]
+    add_options(parser, (CONNECT_TIMEOUT,))
 
 
 #: The settings of ``gpuanalogy video`` for the frames after the first (fields of
@@ -272,6 +291,14 @@ VIDEO_OPTIONS: tuple[Option, ...] = (
     Option("motion_iters", "motion_iterations", int,
            f"the motion search's PatchMatch iterations per level ({_VIDEO.motion_iterations})",
            csv=False),
+    Option("keyframes", "keyframes", str,
+           "which frames are whole analogies, the others synthesised from their neighbouring "
+           "keyframes: all (every frame, the default), auto (where the keyframe before stops "
+           "explaining the frame), N (every N-th) or a list of frames i,j,... (from 0)",
+           csv=False, metavar="all|auto|N|LIST"),
+    Option("keyframe_threshold", "keyframe_threshold", float,
+           "--keyframes auto: the share of a frame its keyframe cannot explain past which it "
+           f"becomes a keyframe ({_VIDEO.keyframe_threshold})", csv=False),
 )
 
 

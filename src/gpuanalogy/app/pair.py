@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 import traceback
 import warnings
@@ -28,9 +27,9 @@ from ..images import read_image, read_labels
 from ..memory import PeakMemory
 from ..outputs import versions, write_result
 from ..levels import LevelStep
-from ..pipeline import AnalogyResult, Progress, SizeNotice, analogy, level_preview
+from ..pipeline import AnalogyResult, Progress, analogy, level_preview
 from .pairs import Pair
-from .progress import BatchProgress
+from .progress import BatchProgress, print_notice, showing_notices
 from .resume import PARTIAL, move_into_place, remove_leftovers, remove_tree, up_to_date
 
 __all__ = ["run_pair", "Regions", "read_regions", "ComputedPair", "compute_pair", "write_pair",
@@ -108,28 +107,31 @@ def compute_pair(a: np.ndarray, b_prime: Any, config: AnalogyConfig, *,
                  names: tuple[str, ...] = ("a", "b_prime"), regions: Regions | None = None,
                  model: Any = None, save_levels: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
-                 on_notice: Callable[[str], None] | None = None) -> ComputedPair:
+                 on_notice: Callable[[str], None] | None = None,
+                 on_level: Callable[[int, np.ndarray, np.ndarray], None] | None = None
+                 ) -> ComputedPair:
     """The analogy of one pair, with what run.json records about the run.
 
-    ``on_notice`` receives the size rule's notices, naming the input files (by default they
-    print on stderr at once). The memory check's refusal names the input files too.
+    ``on_notice`` receives the method's notices (the size rule's), naming the input files; by
+    default they print on stderr at once, one line each. The memory check's refusal names the
+    input files too. ``on_level(level, a_prime, b)`` receives each level's previews (uint8,
+    input sizes) as the loop finishes it (``gpuanalogy.pipeline.level_preview``).
     """
-    def notice(message: Warning | str, *_: Any, **__: Any) -> None:
-        (on_notice or _print_notice)(str(message))
-
     levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def preview(step: LevelStep) -> None:
-        levels[step.level] = level_preview(step, config)
+        images = level_preview(step, config)
+        if save_levels:
+            levels[step.level] = images
+        if on_level is not None:
+            on_level(step.level, *images)
 
     peak = PeakMemory()
-    with peak, warnings.catch_warnings():
-        warnings.simplefilter("always", SizeNotice)
-        warnings.showwarning = notice  # notices print at once
+    with peak, showing_notices(on_notice or print_notice):
         start = time.perf_counter()
         result = analogy(a, b_prime, config, names=names, model=model, on_progress=on_progress,
                          regions=None if regions is None else regions.labels,
-                         on_level=preview if save_levels else None)
+                         on_level=preview if save_levels or on_level else None)
         wall = time.perf_counter() - start
     inputs: dict[str, Any] = {"a": str(names[0]), "b_prime": [str(n) for n in names[1:]]
                               if isinstance(b_prime, list) else str(names[1])}
@@ -147,10 +149,6 @@ def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
     """Write a computed pair's folder (run.json last); returns the run.json record."""
     return write_result(outdir, computed.result, a=a, b_prime=b_prime, config=config,
                         extra=computed.extra, levels=computed.levels)
-
-
-def _print_notice(text: str) -> None:
-    print(f"gpuanalogy: {text}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -204,7 +202,7 @@ def read_inputs(result: PairResult, progress: BatchProgress
     Also shows the warnings :func:`plan` gave the pair.
     """
     for note in result.warnings:
-        progress.notice(f"{result.pair.name}: {note}")
+        progress.show_notice(f"{result.pair.name}: {note}")
     pair = result.pair
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -214,7 +212,7 @@ def read_inputs(result: PairResult, progress: BatchProgress
     for warning in caught:
         text = " ".join(str(warning.message).split())
         result.warnings.append(text)
-        progress.notice(f"warning: {text}")
+        progress.show_notice(text)
     return a, exemplars if pair.others else exemplars[0], regions
 
 

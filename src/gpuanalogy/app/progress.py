@@ -1,18 +1,53 @@
-"""Progress on stderr: one line per stage for ``run``, a status line with an ETA for ``batch``."""
+"""Progress on stderr: one line per stage for ``run``, a status line with an ETA for ``batch``;
+and notices, one plain line each (``gpuanalogy: notice: ...``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from ..errors import Notice
 
 if TYPE_CHECKING:
     from ..pipeline import Progress
 
-__all__ = ["ProgressPrinter", "BatchProgress", "format_duration", "print_written"]
+__all__ = ["ProgressPrinter", "BatchProgress", "format_duration", "print_written",
+           "notice_line", "print_notice", "showing_notices"]
+
+
+def notice_line(text: str) -> str:
+    """How the command line shows a notice: ``gpuanalogy: notice: <text>`` on one line."""
+    return "gpuanalogy: notice: " + " ".join(text.split())
+
+
+def print_notice(text: str) -> None:
+    print(notice_line(text), file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def showing_notices(show: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, every :class:`~gpuanalogy.errors.Notice` the library warns with goes to
+    ``show(text)`` as it happens (each time, never de-duplicated), with no source path; other
+    warnings print as Python prints them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Notice)
+        original = warnings.showwarning
+
+        def route(message: Warning | str, category: type[Warning], *args: Any,
+                  **kwargs: Any) -> None:
+            if issubclass(category, Notice):
+                show(str(message))
+            else:
+                original(message, category, *args, **kwargs)
+
+        warnings.showwarning = route
+        yield
 
 
 class ProgressPrinter:
@@ -109,6 +144,10 @@ class BatchProgress:
         self.clear()
         self.stream.write(text + "\n")
         self.stream.flush()
+
+    def show_notice(self, text: str) -> None:
+        """A notice (:func:`notice_line`), above the status line."""
+        self.notice(notice_line(text))
 
     def clear(self) -> None:
         """Take the status line off the terminal, before other output."""

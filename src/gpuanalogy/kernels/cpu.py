@@ -4,8 +4,15 @@ Each kernel runs ``prange`` over rows and, for every pixel, the body one CUDA th
 ``kernels.cuda``. :data:`KERNELS` offers them through the API of ``kernels._api``. The bodies
 and their helpers are inlined into the loops (``inline="always"``): a call costs more than the
 patch distance of a few channels (docs/performance.md, "coarse to fine").
+
+A grid of fewer than :data:`SERIAL_PIXELS` pixels runs the same loop compiled without
+``parallel``: starting and joining the threads of a parallel loop costs more than such a grid's
+work, and far more when other processes hold the cores (docs/performance.md, "Video by
+keyframes"). Every pixel is computed alike either way, so the results are the same.
 """
 from __future__ import annotations
+
+import types
 
 import numba
 import numpy as np
@@ -82,9 +89,27 @@ _LOOPS = {"init": _init_loop, "propagate": _propagate_loop, "random_search": _ra
           "energy": _energy_loop, "random_nnf": _random_nnf_loop, "upsample": _upsample_loop,
           "warp": _warp_loop}
 
+#: Grids with fewer pixels than this run the serial loops.
+SERIAL_PIXELS = 1 << 14
+
+
+def _serial(loop):
+    """``loop``'s Python function compiled without ``parallel`` (``prange`` is then ``range``),
+    under its own name so that Numba's cache keeps the two apart."""
+    function = loop.py_func
+    twin = types.FunctionType(function.__code__, function.__globals__,
+                              function.__name__ + "_serial", function.__defaults__,
+                              function.__closure__)
+    twin.__qualname__ = function.__qualname__ + "_serial"
+    return numba.njit(cache=True, fastmath=False)(twin)
+
+
+_SERIAL_LOOPS = {name: _serial(loop) for name, loop in _LOOPS.items()}
+
 
 def _launch(kernel: str, grid: tuple[int, int], *arguments) -> None:
-    _LOOPS[kernel](*arguments)
+    loops = _SERIAL_LOOPS if grid[0] * grid[1] < SERIAL_PIXELS else _LOOPS
+    loops[kernel](*arguments)
 
 
 def _empty(like, shape, dtype):

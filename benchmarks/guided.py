@@ -2,7 +2,9 @@
 texture only, and what masks and exemplars cost.
 
     python benchmarks/guided.py quality [--size 200] [--lbfgs-iters 100] [--out out/guided]
+    python benchmarks/guided.py transfer [--size 200] [--lbfgs-iters 100] [--out out/guided]
     python benchmarks/guided.py cost [--size 200] [--lbfgs-iters 100] [--exemplars 1,2,3]
+    python benchmarks/guided.py memory [--size 200] [--lbfgs-iters 5] [--exemplars 1,2,3]
 
 Known answers (photos shipped by scikit-image, re-toned and warped as in known_answer.py):
 
@@ -16,19 +18,26 @@ Known answers (photos shipped by scikit-image, re-toned and warped as in known_a
   B'_2 = retone_2(T_2(P2)). The true A' is [retone_1(P1) | retone_2(P2)] on those halves and
   the true exemplar index 0 on the left, 1 on the right. A' with both exemplars against each
   exemplar alone.
-* **transfer**: the masks case's A' (with masks) made "colour" and "texture" by
-  ``gpuanalogy.colour.transfer``, exactly as ``--transfer`` does after the method: L* of the
-  colour output against A's, a*b* of the texture output against A's.
+* **transfer**: an A' made "colour" and "texture" by ``gpuanalogy.colour.transfer``, exactly
+  as ``--transfer`` does after the method: L* of the colour output against A's, a*b* of the
+  texture output against A's. Two A': the masks case's (with masks; B' re-toned, so its
+  texture is A's own) and an **engraving** case, where B' is the photo warped and drawn as
+  blue-ink hatching on cream paper (:func:`engraving`): a texture that lives in the lightness,
+  so "colour" (A's lightness) drops the strokes and "texture" keeps them in A's colours.
 
-``quality`` writes the side-by-side pictures (regions.png, exemplars.png, transfer.png) into
-``--out``. ``cost`` times, under the benchmark lock, the masks case without and with masks and
+``quality`` writes the side-by-side pictures regions.png and exemplars.png, ``transfer``
+transfer.png, into ``--out``. ``cost`` times, under the benchmark lock, the masks case without and with masks and
 the exemplars case with 1, 2 and 3 exemplars (the third a re-toned third photo), with the peak
-resident memory of each run and the machine's load.
+resident memory of each run and the machine's load. ``memory`` runs the exemplars case once per
+number of exemplars, each in a fresh process (``peak``), and prints its peak resident memory
+against the memory check's estimate (``sizes.memory_needed``); not a timing.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +55,7 @@ from gpuanalogy.colour import srgb_to_lab, transfer  # noqa: E402
 from gpuanalogy.features import load_network  # noqa: E402
 from gpuanalogy.images import write_image  # noqa: E402
 from gpuanalogy.memory import PeakMemory  # noqa: E402
+from gpuanalogy.sizes import memory_needed  # noqa: E402
 from gpuanalogy.visualize import make_sheet  # noqa: E402
 
 
@@ -93,6 +103,18 @@ def exemplars_case(size: int, third: bool = False):
     return a, exemplars, truth, index
 
 
+def engraving(image: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3 in [0, 1]) drawn as blue-ink diagonal hatching on cream paper: the
+    strokes (a 6-pixel period) thicken where the image is dark."""
+    h, w = image.shape[:2]
+    light = image @ np.array([0.299, 0.587, 0.114])
+    y, x = np.mgrid[0:h, 0:w]
+    distance = np.abs(((x + y) % 6) / 6.0 - 0.5) * 2      # 0 on a stroke's centre line
+    ink = np.clip(((1.0 - light) ** 2 * 0.9 + 0.03 - distance) * 4, 0, 1)[..., None]
+    paper, blue = np.array([0.96, 0.92, 0.80]), np.array([0.10, 0.16, 0.45])
+    return paper * (1 - ink) + blue * ink
+
+
 def psnr(x: np.ndarray, truth: np.ndarray, where: np.ndarray | None = None) -> float:
     error = (to_u8(x).astype(np.float64) - to_u8(truth)) ** 2
     error = error if where is None else error[where]
@@ -128,25 +150,6 @@ def quality(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
          ("true A'", to_u8(truth))],
         [("A' without masks", runs[False].a_prime), ("A' with masks", runs[True].a_prime)]]))
 
-    # Colour or texture only, on the masked A'.
-    a_u8, made = to_u8(a), runs[True].a_prime
-    colour, texture = transfer(a_u8, made, "colour"), transfer(a_u8, made, "texture")
-    lab = {name: srgb_to_lab(image / np.float32(255)) for name, image in
-           (("a", a_u8), ("all", made), ("colour", colour), ("texture", texture))}
-    l_psnr = 10 * np.log10(100.0 ** 2 / np.mean((lab["colour"][..., 0] - lab["a"][..., 0]) ** 2))
-    l_all = 10 * np.log10(100.0 ** 2 / np.mean((lab["all"][..., 0] - lab["a"][..., 0]) ** 2))
-    chroma = np.abs(lab["texture"][..., 1:] - lab["a"][..., 1:])
-    chroma_all = np.abs(lab["all"][..., 1:] - lab["a"][..., 1:])
-    print(f"transfer: colour L* PSNR against A {l_psnr:.1f} dB (all: {l_all:.1f} dB); texture "
-          f"a*b* against A mean {chroma.mean():.2f} / 99th pct "
-          f"{np.percentile(chroma, 99):.2f} (all: mean {chroma_all.mean():.2f}); "
-          f"texture L* against A' all "
-          f"{10 * np.log10(1e4 / np.mean((lab['texture'][..., 0] - lab['all'][..., 0]) ** 2)):.1f}"
-          f" dB", flush=True)
-    write_image(out / "transfer.png", make_sheet([
-        [("A", a_u8), ("B'", to_u8(b_prime)), ("A' (all)", made),
-         ("A' colour: A's lightness", colour), ("A' texture: A's colours", texture)]]))
-
     # Several exemplars.
     a, exemplars, truth, index = exemplars_case(size)
     inputs = [e.astype(np.float32) for e in exemplars]
@@ -169,6 +172,45 @@ def quality(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
                                           palette[both.exemplar_ab]),
          ("A' from B'1 only", scores["B'1 only"][1].a_prime),
          ("A' from B'2 only", scores["B'2 only"][1].a_prime)]]))
+    print(f"pictures in {out}", flush=True)
+
+
+def transfer_quality(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
+    """Colour or texture only (``--transfer``) on the masks case's A' and the engraving's."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = args.size
+    a, b_prime, _, _, _, labels = masks_case(size)
+    x = photo("chelsea", (size, size))
+    etched = engraving(warp_image(x, Similarity(3.0, 1.03, (2.0, -1.0), (size / 2, size / 2))))
+    rows = []
+    for name, (a, b_prime, regions) in {
+            "re-toned": (a, b_prime, (labels, labels)),
+            "engraving": (x, etched, None)}.items():
+        start = time.perf_counter()
+        made = analogy(a.astype(np.float32), b_prime.astype(np.float32), config, model=model,
+                       regions=regions).a_prime
+        seconds = time.perf_counter() - start
+        a_u8 = to_u8(a)
+        colour, texture = transfer(a_u8, made, "colour"), transfer(a_u8, made, "texture")
+        lab = {key: srgb_to_lab(image / np.float32(255)) for key, image in
+               (("a", a_u8), ("all", made), ("colour", colour), ("texture", texture))}
+
+        def l_psnr(x: str, y: str) -> float:
+            return float(10 * np.log10(100.0 ** 2 / np.mean((lab[x][..., 0]
+                                                              - lab[y][..., 0]) ** 2)))
+
+        chroma = np.abs(lab["texture"][..., 1:] - lab["a"][..., 1:])
+        chroma_all = np.abs(lab["all"][..., 1:] - lab["a"][..., 1:])
+        print(f"transfer, {name}: colour L* PSNR against A {l_psnr('colour', 'a'):.1f} dB "
+              f"(all: {l_psnr('all', 'a'):.1f} dB); texture a*b* against A mean "
+              f"{chroma.mean():.2f} / 99th pct {np.percentile(chroma, 99):.2f} (all: mean "
+              f"{chroma_all.mean():.2f}); texture L* against A' all "
+              f"{l_psnr('texture', 'all'):.1f} dB; {seconds:.0f} s", flush=True)
+        rows.append([(f"A ({name})", a_u8), ("B'", to_u8(b_prime)), ("A' (all)", made),
+                     ("A' colour: A's lightness", colour),
+                     ("A' texture: A's colours", texture)])
+    write_image(out / "transfer.png", make_sheet(rows))
     print(f"pictures in {out}", flush=True)
 
 
@@ -235,18 +277,47 @@ def cost(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
         print(f"load after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
 
+def peak(args: argparse.Namespace, config: AnalogyConfig, model) -> None:
+    """One run of the exemplars case with ``--exemplars`` (one number) exemplars in this
+    process: its peak resident memory (the process's, model included) and the estimate."""
+    k = int(args.exemplars)
+    a, exemplars, _, _ = exemplars_case(args.size, third=True)
+    given = [e.astype(np.float32) for e in exemplars[:k]]
+    need = memory_needed((a.shape[:2], *[g.shape[:2] for g in given]), config).total / 2**20
+    analogy(a.astype(np.float32), given if k > 1 else given[0], config, model=model)
+    used = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.size} px, {k} exemplar{'s' if k > 1 else ''}: peak {used:,.0f} MiB, estimate "
+          f"{need:,.0f} MiB ({100 * (need / used - 1):+.0f} %)", flush=True)
+
+
+def memory(args: argparse.Namespace) -> None:
+    """:func:`peak` for each number of ``--exemplars``, each in a fresh process."""
+    print(f"guided analogies, memory: {args.size} px, L-BFGS {args.lbfgs_iters}, load "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    for k in args.exemplars.split(","):
+        subprocess.run([sys.executable, __file__, "peak", "--size", str(args.size),
+                        "--lbfgs-iters", str(args.lbfgs_iters), "--iters", str(args.iters),
+                        "--exemplars", k, "--device", args.device], check=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("quality", "cost"))
+    parser.add_argument("part", choices=("quality", "transfer", "cost", "memory", "peak"))
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--exemplars", default="1,2,3")
+    parser.add_argument("--iters", type=int, default=10, help="PatchMatch iterations")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="out/guided")
     args = parser.parse_args()
-    config = AnalogyConfig(lbfgs_iterations=args.lbfgs_iters, device=args.device)
+    if args.part == "memory":
+        memory(args)
+        return 0
+    config = AnalogyConfig(lbfgs_iterations=args.lbfgs_iters,
+                           patchmatch_iterations=args.iters, device=args.device)
     model = load_network(None, args.device)
-    (quality if args.part == "quality" else cost)(args, config, model)
+    parts = {"quality": quality, "transfer": transfer_quality, "cost": cost, "peak": peak}
+    parts[args.part](args, config, model)
     return 0
 
 

@@ -48,11 +48,24 @@ def test_label_files_read_as_their_values(tmp_path):
     rgba[0, 0, 3] = 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
     assert read_labels(tmp_path / "t.png")[:2, :2, 0].tolist() == [[200, 0], [0, 0]]
-    np.save(tmp_path / "n.npy", np.arange(6).reshape(2, 3))
-    assert read_labels(tmp_path / "n.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
-    np.save(tmp_path / "f.npy", np.zeros((2, 3), np.float32))
+    np.save(tmp_path / "n.npy", np.arange(32 * 33).reshape(32, 33))
+    np.testing.assert_array_equal(read_labels(tmp_path / "n.npy"),
+                                  np.arange(32 * 33).reshape(32, 33))
+    np.save(tmp_path / "f.npy", np.zeros((32, 33), np.float32))
     with pytest.raises(InputError, match=r"f\.npy: labels are"):
         read_labels(tmp_path / "f.npy")
+    with pytest.raises(InputError, match=r"n\.npy: 33x32 is 1,056 pixels, more than the "
+                                         r"limit of 1,000 \(max_pixels\)"):
+        read_labels(tmp_path / "n.npy", max_pixels=1000)
+    # a header declaring 40,000 x 40,000 int64 (12.8 GB) over a few bytes: refused from the
+    # header, before any data is allocated or read
+    huge = tmp_path / "huge.npy"
+    with open(huge, "wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": "<i8", "fortran_order": False, "shape": (40_000, 40_000)})
+        stream.write(b"\0" * 64)
+    with pytest.raises(InputError, match=r"huge\.npy: 40000x40000 is 1,600,000,000 pixels"):
+        read_labels(huge)
 
 
 def test_region_files_come_in_pairs_and_one_per_exemplar(tmp_path):

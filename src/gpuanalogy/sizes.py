@@ -44,9 +44,12 @@ _COLUMN_BYTES_PER_PIXEL = 48        # its coefficients at the full width and the
 _TEXTURE_BYTES_PER_PIXEL = 28
 _TEXTURE_STRIP_BYTES_PER_PIXEL = 60
 # Several exemplars: each exemplar's own pyramid (levels 0..5: 3 + 64 + 128/4 + 256/16 + 512/64
-# + 512/256 float32 a working pixel) is held while the atlas is assembled from it, and the
-# atlas of the input-size images (float32 RGB) is kept for the outputs.
-_PYRAMID_BYTES_PER_PIXEL = 500
+# + 512/256 float32 a working pixel, 500 bytes) is held while the atlas is assembled from it,
+# and the atlas of the input-size images (float32 RGB) is kept for the outputs. The per-pixel
+# working figure over A and the atlas left 174-607 MiB of the measured peaks of 2 and 3
+# exemplars unexplained, 2.2-3.7 KB an exemplar pixel (fresh processes, 200 and 320 px:
+# docs/performance.md); each exemplar pixel counts 4,400 bytes, pyramid included.
+_EXEMPLAR_BYTES_PER_PIXEL = 4_400
 _ATLAS_IMAGE_BYTES_PER_PIXEL = 12
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest
 
@@ -118,7 +121,7 @@ def memory_needed(shapes: tuple[Shape, ...], config: AnalogyConfig, *,
         atlases = [Atlas.side_by_side(list(grid[1:]), ATLAS_BORDER, ATLAS_ALIGN).shape
                    for grid in (works, shapes)]
         work_pixels = works[0][0] * works[0][1] + atlases[0][0] * atlases[0][1]
-        extra = (_PYRAMID_BYTES_PER_PIXEL * sum(h * w for h, w in works[1:])
+        extra = (_EXEMPLAR_BYTES_PER_PIXEL * sum(h * w for h, w in works[1:])
                  + _ATLAS_IMAGE_BYTES_PER_PIXEL * atlases[1][0] * atlases[1][1])
     working = PROCESS_BYTES + extra + (_WORK_BYTES_PER_PIXEL * work_pixels if on_host else 0)
     refinement = 0

@@ -61,9 +61,13 @@ class Regions:
 
 
 def read_regions(regions_a: str | os.PathLike | None,
-                 regions_b: Sequence[str | os.PathLike], exemplars: int) -> Regions | None:
+                 regions_b: Sequence[str | os.PathLike], exemplars: int, *,
+                 names: tuple[str, Sequence[str]] | None = None,
+                 max_pixels: int | None = None) -> Regions | None:
     """The region masks of A and of each of ``exemplars`` exemplars, read from their files
-    (:func:`gpuanalogy.images.read_labels`); None when no file is given.
+    (:func:`gpuanalogy.images.read_labels`, with ``max_pixels``); None when no file is given.
+    ``names`` (A's, then the exemplars') are what the files are called in messages and
+    run.json, by default their paths (a server names its uploads).
 
     Raises
     ------
@@ -79,9 +83,11 @@ def read_regions(regions_a: str | os.PathLike | None,
     if len(regions_b) != exemplars:
         raise InputError(f"--regions-b names {len(regions_b)} label images for {exemplars} "
                          f"exemplars; give one per exemplar, in their order")
-    labels_b = [read_labels(path) for path in regions_b]
-    files = (os.fspath(regions_a), tuple(os.fspath(path) for path in regions_b))
-    return Regions((read_labels(regions_a), labels_b if exemplars > 1 else labels_b[0]), files)
+    name_a, names_b = names or (os.fspath(regions_a), [os.fspath(p) for p in regions_b])
+    labels_b = [read_labels(path, name=name, max_pixels=max_pixels)
+                for path, name in zip(regions_b, names_b)]
+    return Regions((read_labels(regions_a, name=name_a, max_pixels=max_pixels),
+                    labels_b if exemplars > 1 else labels_b[0]), (name_a, tuple(names_b)))
 
 
 @dataclass

@@ -209,7 +209,8 @@ class FakeMethod:
         self.fail_on = fail_on
         self.models: list[object] = []
 
-    def __call__(self, a, b_prime, outdir, config, *, names, model, save_levels, on_progress):
+    def __call__(self, a, b_prime, outdir, config, *, names, model, save_levels, on_progress,
+                 regions=None):
         self.calls.append(Path(names[0]).name)
         self.models.append(model)
         on_progress(Progress("features", 5, 0, 2))

@@ -106,6 +106,43 @@ def test_patchmatch_equal(gpu, channels, patch_size, radius):
         np.testing.assert_array_equal(e_gpu, e_cpu)
 
 
+def _labelled(rng, shape_a, shape_b, backend):
+    """Labels 0..2 on A, 1..2 and a wall column on B, on ``backend``."""
+    from gpuanalogy.regions import WALL, search_labels
+
+    ids_a = rng.integers(0, 3, shape_a).astype(np.int32)
+    ids_b = np.where(np.arange(shape_b[1]) < shape_b[1] // 2, 1, 2)[None].repeat(shape_b[0], 0)
+    ids_b[:, shape_b[1] // 2] = WALL
+    return search_labels(ids_a, ids_b.astype(np.int32), 2, backend)
+
+
+def test_masked_patchmatch_and_vote_equal(gpu):
+    """Region labels (start field repaired, forbidden candidates skipped, draws among allowed
+    pixels, the masked vote): the same field and the same votes on both backends."""
+    from gpuanalogy.regions import forbidden_share
+
+    rng = np.random.default_rng(11)
+    maps = [features(rng, 8, 9, 5), features(rng, 8, 9, 5),
+            features(rng, 7, 10, 5), features(rng, 7, 10, 5)]
+    start = random_nnf((8, 9), (7, 10), 0, CPU)
+    kwargs = dict(patch_size=3, radius=3, iterations=2, seed=4)
+    labels_cpu = _labelled(np.random.default_rng(1), (8, 9), (7, 10), CPU)
+    labels_gpu = _labelled(np.random.default_rng(1), (8, 9), (7, 10), gpu)
+    nnf_cpu, e_cpu = patchmatch(*maps, start, backend=CPU, labels=labels_cpu, **kwargs)
+    nnf_gpu, e_gpu = patchmatch(*(gpu.asarray(m) for m in maps), gpu.asarray(start),
+                                backend=gpu, labels=labels_gpu, **kwargs)
+    assert forbidden_share(nnf_cpu, labels_cpu, CPU) == 0.0
+    assert forbidden_share(gpu.to_numpy(nnf_gpu), labels_cpu, CPU) == 0.0
+    source = rng.random((7, 10, 3)).astype(np.float32)
+    want = warp(source, nnf_cpu, patch_size=3, backend=CPU, labels=labels_cpu)
+    got = warp(gpu.asarray(source), gpu.asarray(nnf_cpu), patch_size=3, backend=gpu,
+               labels=labels_gpu)
+    np.testing.assert_allclose(gpu.to_numpy(got), want, rtol=1e-6, atol=1e-6)
+    if SIMULATED:
+        np.testing.assert_array_equal(gpu.to_numpy(nnf_gpu), nnf_cpu)
+        np.testing.assert_array_equal(gpu.to_numpy(e_gpu), e_cpu)
+
+
 def test_guided_synthesis_matches_the_cpu(gpu):
     """The keyframe synthesis (PatchMatch over stacked guides, then the vote) on both."""
     from gpuanalogy.synthesis import Guide, SynthesisSettings, positions, synthesize

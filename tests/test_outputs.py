@@ -60,3 +60,14 @@ def test_fields_refined_at_the_input_size_have_no_working_size_form(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a field")
     with pytest.raises(InputError, match="bad.npz: not a field file"):
         read_field(tmp_path / "bad.npz")
+
+
+def test_flo_files_hold_the_displacement_and_read_back_as_the_field(tmp_path):
+    from gpuanalogy.flo import read_flo
+
+    out, result, record = folder(tmp_path, "flo")
+    assert {"nnf_ab.flo", "nnf_ba.flo"} <= set(record["files"])
+    np.testing.assert_array_equal(read_field(out / "nnf_ab.flo"), result.nnf_ab)
+    np.testing.assert_array_equal(read_field(out / "nnf_ba.flo"), result.nnf_ba)
+    flow = read_flo(out / "nnf_ab.flo")
+    np.testing.assert_array_equal(flow[..., 0], result.nnf_ab[..., 1] - np.arange(320))

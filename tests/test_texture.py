@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from gpuanalogy import AnalogyConfig, pipeline
+from gpuanalogy import AnalogyConfig, pipeline, voting
 from gpuanalogy.backend import Backend, cpu_backend
 from gpuanalogy.errors import InputError
 from gpuanalogy.fields import Field
@@ -56,7 +56,7 @@ def test_full_resolution_style_output_keeps_more_texture_than_the_cubic_one(rati
     nnf_ab, nnf_ba = working_fields(work, 256 / work[0], seed=1)
     a_prime, field = pipeline.vote_output(b_prime, a, nnf_ab, config, CPU)
     b, _ = pipeline.vote_output(a, b_prime, nnf_ba, config, CPU)
-    textured_a_prime, refined = pipeline._textured(
+    textured_a_prime, refined = voting.textured(
         b_prime, a, field, a_prime, b, config.replace(upsample="patchmatch"), CPU)
     assert refined.shape == (256, 256, 2) and textured_a_prime.shape == (256, 256, 3)
     assert high_frequency(textured_a_prime) > 3 * high_frequency(a_prime)

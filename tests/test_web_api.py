@@ -8,7 +8,9 @@ import time
 import zipfile
 import zlib
 
+import numpy as np
 import pytest
+from PIL import Image
 
 httpx = pytest.importorskip("httpx", reason="httpx is missing: pip install -e '.[test]'")
 pytest.importorskip("starlette", reason="the web extra is missing: pip install -e '.[web]'")
@@ -58,10 +60,19 @@ def wait(client, job_id, seconds=300):
 
 def test_the_options_are_the_tables_per_pair_settings(client):
     document = client.get("/api/options").json()
-    assert [o["name"] for o in document["options"]] == [o.name for o in OPTIONS if o.csv]
+    assert [o["name"] for o in document["options"]] == [o.name for o in OPTIONS
+                                                         if o.csv and not o.inputs]
+    assert {"transfer", "field_format"} <= {o["name"] for o in document["options"]}
+    assert "flo" in next(o for o in document["options"]
+                         if o["name"] == "field_format")["choices"]
+    files = {f["name"]: (f["multiple"], f["required"]) for f in document["files"]}
+    assert files == {"a": (False, True), "b_prime": (True, True), "regions_a": (False, False),
+                     "regions_b": (True, False)}
+    assert [f for f in files if f not in ("a", "b_prime")] == [o.name for o in OPTIONS
+                                                                if o.inputs]
     assert document["presets"]["style2photo"]["refine"] is True
     assert document["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS,
-                                  "max_queued": 8, "keep_seconds": 3600.0}
+                                  "max_queued": 8, "keep_seconds": 3600.0, "max_exemplars": 8}
 
 
 def test_a_jobs_files_equal_runs_byte_for_byte(client, images, tmp_path):
@@ -101,6 +112,53 @@ def test_a_jobs_files_equal_runs_byte_for_byte(client, images, tmp_path):
         archive.read("run.json"))
     assert ours["config"] == record["config"] and ours["files"] == record["files"]
     assert ours["inputs"] == {"a": "a.png", "b_prime": "b.png"}
+
+
+def _labels(path, shape):
+    """Labels 1 | 2, left and right halves, as a greyscale PNG."""
+    ids = np.full(shape, 1, np.uint8)
+    ids[:, shape[1] // 2:] = 2
+    Image.fromarray(ids).save(path)
+    return path
+
+
+def test_two_exemplars_region_files_transfer_and_flo_as_run_makes_them(client, tmp_path):
+    """Several B' files, region masks, --transfer and .flo fields through the API: the
+    job's files equal ``run``'s byte for byte."""
+    a, b1, b2 = (picture(tmp_path / f"{n}.png", i) for i, n in enumerate(("a", "b1", "b2")))
+    ra, rb = _labels(tmp_path / "ra.png", (48, 64)), _labels(tmp_path / "rb.png", (48, 64))
+    files = [("a", (a.name, a.read_bytes())), ("b_prime", (b1.name, b1.read_bytes())),
+             ("b_prime", (b2.name, b2.read_bytes())), ("regions_a", (ra.name, ra.read_bytes())),
+             ("regions_b", (rb.name, rb.read_bytes())), ("regions_b", ("rb2.png", rb.read_bytes()))]
+    settings = {**QUICK, "transfer": "colour", "field_format": "flo"}
+    reply = client.post("/api/jobs", files=files, data=settings)
+    assert reply.status_code == 201, reply.text
+    job = wait(client, reply.json()["id"])
+    assert job["state"] == "done", job
+    assert job["names"] == {"a": "a.png", "b_prime": ["b1.png", "b2.png"],
+                            "regions_a": "ra.png", "regions_b": ["rb.png", "rb2.png"]}
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/jobs/{job['id']}/zip").content))
+    assert {"b_1.png", "b_2.png", "nnf_ab.flo", "nnf_ba_2.flo",
+            "nnf_ab_exemplar.npy"} <= set(archive.namelist())
+
+    out = tmp_path / "run"
+    assert main(["run", str(a), str(b1), str(b2), "-o", str(out), "--regions-a", str(ra),
+                 "--regions-b", str(rb), str(rb), "--transfer", "colour", "--field-format",
+                 "flo", *(f"--{k.replace('_', '-')}={v}" for k, v in QUICK.items()),
+                 "--device", "cpu"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(archive.namelist())
+    for name in written:
+        if name != "run.json":
+            assert archive.read(name) == (out / name).read_bytes(), name
+
+    too_few = client.post("/api/jobs", files=files[:-1], data=QUICK)
+    assert too_few.status_code == 400
+    assert too_few.json()["error"].startswith("--regions-b names 1 label images for 2")
+    as_text = client.post("/api/jobs", files=files[:3], data={**QUICK, "regions_a": "r.png"})
+    assert as_text.status_code == 400 and "takes files, not text" in as_text.json()["error"]
+    many = client.post("/api/jobs", files=files[:1] + files[1:2] * 9, data=QUICK)
+    assert many.status_code == 400 and "at most 8" in many.json()["error"]
 
 
 def test_an_upload_over_the_byte_limit_is_refused_as_it_comes(client, images):

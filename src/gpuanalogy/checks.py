@@ -204,3 +204,14 @@ def check_warp(source: Any, nnf: Any, patch_size: int) -> int:
         raise InputError(f"source has shape {tuple(source.shape)}; expected (H, W, C).")
     check_nnf(nnf, source.shape)
     return half
+
+
+def check_labels(labels: Any, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
+    """Region labels (``gpuanalogy.regions.Labels``) of a search or vote from A to B: None, or
+    label grids of A's shape (or empty: A unlabelled) and of B's."""
+    if labels is None:
+        return
+    shape_p, shape_q = tuple(labels.labels_p.shape), tuple(labels.labels_q.shape)
+    if shape_q != tuple(shape_b) or shape_p not in ((0, 0), tuple(shape_a)):
+        raise InputError(f"region labels of shapes {shape_p} and {shape_q} do not fit A "
+                         f"{tuple(shape_a)} and B {tuple(shape_b)}")

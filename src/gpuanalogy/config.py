@@ -34,7 +34,11 @@ VIDEO_UPSAMPLE = "cubic"
 VIDEO_OUTPUTS = "a_prime"
 
 #: How the field files are written (``AnalogyConfig.field_format``).
-FIELD_FORMATS = ("float32", "float16", "working")
+FIELD_FORMATS = ("float32", "float16", "working", "flo")
+
+#: What the outputs take from the exemplar (``AnalogyConfig.transfer``): everything, its colours
+#: only, or its texture only.
+TRANSFERS = ("all", "colour", "texture")
 
 #: How the photo refinement reaches an input above the working size: solved on the outputs reduced
 #: to the size-ruled size and carried up by the guided upsampling, or one WLS solve over every
@@ -124,13 +128,21 @@ class AnalogyConfig:
         3 KB a pixel at camera sizes; with pyamg installed, an input whose factorisation does
         not fit the free memory is solved by algebraic multigrid, ``gpuanalogy.multigrid``).
         An input no larger than the size-ruled size is refined at its own size either way.
-    field_format : {"float32", "float16", "working"}
+    field_format : {"float32", "float16", "working", "flo"}
         How ``gpuanalogy.outputs.write_result`` writes the fields: ``nnf_*.npy`` at the input
         sizes in float32 (exact), or in float16 (half the bytes; whole pixels stay exact up to
         2048, beyond that a coordinate is rounded to float16's spacing: 2 px up to 4096, 4 px
         up to 8192), or ``nnf_*.npz`` holding the working-size field and the sizes it is
         brought to (``gpuanalogy.fields.read_field`` rebuilds the input-size field exactly; not
-        with ``upsample="patchmatch"``, whose fields are refined at the input size).
+        with ``upsample="patchmatch"``, whose fields are refined at the input size), or
+        ``nnf_*.flo``: Middlebury optical-flow files (the displacement to the match, x then
+        y, float32; ``gpuanalogy.flo``), which flow tools read.
+    transfer : {"all", "colour", "texture"}
+        What the outputs take from the other image (``gpuanalogy.colour.transfer``, in CIELAB):
+        everything ("all", the method); its colours only ("colour": the structure image's own
+        lightness with the output's chroma); or its texture only ("texture": the output's
+        lightness with the structure image's chroma, the luminance-only transfer of style
+        transfer tools). Applied last, to every output (refined ones too).
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
         outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of
@@ -163,7 +175,8 @@ class AnalogyConfig:
     upsample: Literal["cubic", "nnf", "patchmatch"] = "cubic"
     refine: bool = False
     refine_upsample: Literal["guided", "wls"] = "guided"
-    field_format: Literal["float32", "float16", "working"] = "float32"
+    field_format: Literal["float32", "float16", "working", "flo"] = "float32"
+    transfer: Literal["all", "colour", "texture"] = "all"
     subpixel: bool = False
     seed: int = 0
     max_side: int = 700
@@ -192,6 +205,9 @@ class AnalogyConfig:
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")
+        if self.transfer not in TRANSFERS:
+            raise InputError(f"transfer={self.transfer!r} is not supported. Try one of: "
+                             f"{', '.join(TRANSFERS)}.")
         if self.refine_upsample not in REFINE_UPSAMPLES:
             raise InputError(f"refine_upsample={self.refine_upsample!r} is not supported. Try "
                              f"one of: {', '.join(REFINE_UPSAMPLES)}.")

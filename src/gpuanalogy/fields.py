@@ -11,15 +11,19 @@ do that for callers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from . import subpixel
+from .atlas import Atlas
+from .atlas import upsample as atlas_upsample
 from .backend import Backend, cpu_backend
 from .checks import to_host
 from .errors import InputError
+from .flo import field_from_flow, read_flo
+from .regions import Labels
 
 __all__ = ["Field", "field_file_arrays", "read_field"]
 
@@ -36,20 +40,35 @@ class Field:
         The size of B, whose pixels the values index.
     subpixel : bool
         Whether the values are fractional (aligned by ``gpuanalogy.subpixel.align``).
+    atlas : (Atlas, Atlas) or None
+        With several exemplars, B is their atlas and these its layouts at the working and the
+        input sizes (``gpuanalogy.atlas``): the field is then brought between grids exemplar
+        by exemplar.
     """
 
     values: Any
     shape_b: tuple[int, int]
     subpixel: bool = False
+    atlas: tuple[Atlas, Atlas] | None = None
 
     @property
     def shape_a(self) -> tuple[int, int]:
         return tuple(self.values.shape[:2])  # type: ignore[return-value]
 
+    def with_values(self, values: Any) -> "Field":
+        """A field with other values into the same B."""
+        return replace(self, values=values)
+
     def upsampled(self, shape_a: tuple[int, int], shape_b: tuple[int, int],
                   backend: Backend) -> "Field":
         """This field brought to A of ``shape_a`` and B of ``shape_b`` (the rule of
-        ``gpuanalogy.nnf.upsample_nnf``; without its rounding for a sub-pixel field)."""
+        ``gpuanalogy.nnf.upsample_nnf``; without its rounding for a sub-pixel field; exemplar
+        by exemplar into an atlas, whose ``shape_b`` is then a level's or the working size's)."""
+        if self.atlas is not None:
+            values = atlas_upsample(self.values, self._layout(self.shape_b),
+                                    self._layout(shape_b), tuple(shape_a),  # type: ignore[arg-type]
+                                    backend.xp)
+            return replace(self, values=values, shape_b=tuple(shape_b))
         if self.subpixel:
             values = subpixel.upsample_nnf(self.values, shape_a, shape_b, backend,
                                            shape_b_old=self.shape_b)
@@ -59,8 +78,18 @@ class Field:
                                                   shape_b_new=tuple(shape_b))
         return Field(values, tuple(shape_b), self.subpixel)  # type: ignore[arg-type]
 
-    def vote(self, source: Any, patch_size: int, backend: Backend) -> Any:
-        """Average voting: A's grid rebuilt from ``source`` (H_B, W_B, C) through the field.
+    def _layout(self, shape_b: tuple[int, int]) -> Atlas:
+        """The atlas's layout on a grid of ``shape_b``: the input size's, or the working
+        size's reduced to a level."""
+        work, full = self.atlas  # type: ignore[misc]
+        if tuple(shape_b) == full.shape and tuple(shape_b) != work.shape:
+            return full
+        return work.reduced(work.shape[1] // shape_b[1])
+
+    def vote(self, source: Any, patch_size: int, backend: Backend,
+             labels: Labels | None = None) -> Any:
+        """Average voting: A's grid rebuilt from ``source`` (H_B, W_B, C) through the field,
+        from the pixels ``labels`` allow (whole-pixel fields; see ``gpuanalogy.nnf.warp``).
 
         Returns an (H_A, W_A, C) float32 array on ``backend``.
         """
@@ -68,7 +97,7 @@ class Field:
             return subpixel.vote(source, self.values, patch_size // 2, backend)
         xp = backend.xp
         return backend.kernels.warp(xp.ascontiguousarray(source, dtype=xp.float32), self.values,
-                                    half=patch_size // 2)
+                                    half=patch_size // 2, labels=labels)
 
 
 def field_file_arrays(work: Field, shape_a_full: tuple[int, int],
@@ -88,10 +117,10 @@ def field_file_arrays(work: Field, shape_a_full: tuple[int, int],
 def read_field(path: str | os.PathLike[str]) -> np.ndarray:
     """A field file of an output folder at the input size: ``(H_A, W_A, 2) float32``.
 
-    ``nnf_*.npy`` (``field_format`` "float32" or "float16") is read as it is; ``nnf_*.npz``
-    ("working": the working-size field and the sizes it goes to) is brought to the input size
-    by the rule the run used (:meth:`Field.upsampled`, on the CPU), which gives the field the
-    run voted with.
+    ``nnf_*.npy`` (``field_format`` "float32" or "float16") is read as it is; ``nnf_*.flo``
+    ("flo") as the matches its displacements point to; ``nnf_*.npz`` ("working": the
+    working-size field and the sizes it goes to) is brought to the input size by the rule the
+    run used (:meth:`Field.upsampled`, on the CPU), which gives the field the run voted with.
 
     Raises
     ------
@@ -99,6 +128,8 @@ def read_field(path: str | os.PathLike[str]) -> np.ndarray:
         A missing file, or one that is not a field file.
     """
     name = os.fspath(path)
+    if name.endswith(".flo"):
+        return field_from_flow(read_flo(name))
     try:
         if not name.endswith(".npz"):
             return np.load(name, allow_pickle=False).astype(np.float32)

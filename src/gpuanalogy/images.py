@@ -18,7 +18,7 @@ from .checks import check_size, to_host
 from .errors import InputError, Notice, error_reason, printable
 from .files import atomic_path
 
-__all__ = ["read_image", "write_image", "resize_image"]
+__all__ = ["read_image", "read_labels", "write_image", "resize_image"]
 
 # Errors Pillow's decoders raise on damaged data (truncated streams, bad chunks, bad EXIF).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError)
@@ -74,6 +74,72 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None,
     >>> read_image(os.path.join(folder, "a.png")).shape
     (50, 40, 3)
     """
+    return _pil_to_rgb(*_decoded(path, name, max_pixels))
+
+
+def read_labels(path: str | os.PathLike[str], *, name: str | None = None,
+                max_pixels: int | None = None) -> np.ndarray:
+    """Read a label image of region masks (``gpuanalogy.regions``) as its values, unscaled.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An image file Pillow can decode, or a NumPy ``.npy`` file of such an array.
+    name : str, optional
+        What to call the file in messages; defaults to `path` as given.
+    max_pixels : int, optional
+        A lower pixel limit than :data:`gpuanalogy.checks.MAX_PIXELS`, as for
+        :func:`read_image`.
+
+    Returns
+    -------
+    ndarray, shape (H, W) of integers, or (H, W, 3) uint8
+        Greyscale and integer images (modes 1, L, I;16, I) as their integers, colour and
+        palette images as RGB colours; fully transparent pixels are 0 (black): unlabelled.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_image`, or a ``.npy`` file holding no such array.
+    """
+    label = printable(name if name is not None else os.fspath(path))
+    if os.fspath(path).endswith(".npy"):
+        return _read_label_array(path, label, max_pixels)
+    image, label = _decoded(path, name, max_pixels)
+    if image.mode in ("1", "L", "I") or image.mode.startswith("I;16"):
+        return np.array(image).astype(np.int64 if image.mode == "I" else np.int32)
+    if image.mode == "LA":
+        grey, alpha = np.array(image).transpose(2, 0, 1)
+        return np.where(alpha == 0, 0, grey).astype(np.int32)
+    rgba = np.array(image.convert("RGBA"), dtype=np.uint8)
+    return np.where(rgba[..., 3:] == 0, 0, rgba[..., :3]).astype(np.uint8)
+
+
+def _read_label_array(path: str | os.PathLike[str], label: str, max_pixels: int | None
+                      ) -> np.ndarray:
+    """A ``.npy`` label array, its header's shape and type checked (and its size, as an
+    image's) before any data is read."""
+    try:
+        with open(path, "rb") as stream:
+            major, _ = np.lib.format.read_magic(stream)
+            header = (np.lib.format.read_array_header_1_0 if major == 1
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = header(stream)
+            if not (len(shape) == 2 and dtype.kind in "iu"
+                    or len(shape) == 3 and shape[2] == 3 and dtype == np.uint8):
+                raise InputError(f"{label}: labels are (H, W) integers or (H, W, 3) uint8 "
+                                 f"colours; got {shape} {dtype}")
+            check_size(label, shape[1], shape[0], shape=shape, max_pixels=max_pixels)
+            stream.seek(0)
+            return np.load(stream, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{label}: cannot read labels: {error_reason(error)}") from error
+
+
+def _decoded(path: str | os.PathLike[str], name: str | None, max_pixels: int | None = None
+             ) -> tuple[Image.Image, str]:
+    """An image file decoded and upright (EXIF orientation applied), with its name for
+    messages; every refusal of :func:`read_image` is made here (``max_pixels`` as there)."""
     file = Path(os.fspath(path))
     label = printable(name if name is not None else os.fspath(path))
 
@@ -113,7 +179,7 @@ def read_image(path: str | os.PathLike[str], *, name: str | None = None,
                 ) from error
             except Image.DecompressionBombError as error:
                 raise _too_large(label, error) from error
-    return _pil_to_rgb(upright, label)
+    return upright, label
 
 
 def _too_large(label: str, error: Exception) -> InputError:

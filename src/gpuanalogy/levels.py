@@ -27,7 +27,9 @@ from .blending import alpha_for_level, blend, response_mask
 from .config import AnalogyConfig
 from .deconvolution import Deconvolved, DeconvolutionStats, deconvolve
 from .fields import Field
+from .guides import Guides
 from .patchmatch import normalize_features, patchmatch
+from .regions import Labels
 from .vgg_graphs import LEVEL_NAMES
 
 __all__ = ["LEVELS", "Images", "Pyramids", "Deconvolution", "LevelStep", "LevelOutput",
@@ -98,6 +100,8 @@ class LevelStep:
     deconvolutions : tuple of Deconvolution
         The deconvolutions of level L-1, A''s and B's (none at level 1; A''s alone with
         ``outputs="a_prime"``, where B's level is a warp).
+    guides : Guides or None
+        The region labels and the atlas of several exemplars the run obeys.
     """
 
     level: int
@@ -111,6 +115,7 @@ class LevelStep:
     next_ab: Field | None = None
     next_ba: Field | None = None
     deconvolutions: tuple[Deconvolution, ...] = ()
+    guides: Guides | None = None
 
 
 def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field,
@@ -181,7 +186,8 @@ class LevelSolver:
 
     ``clock(stage)`` is a context manager timing a stage; ``report(stage, level)`` announces
     one to the progress display (the stages of :func:`level_stages`); ``images`` (A and B')
-    are handed on in every :class:`LevelStep`.
+    are handed on in every :class:`LevelStep`. ``guides`` (region labels, the atlas of several
+    exemplars) constrain the searches and the warps of every level.
 
     A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
     overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
@@ -195,10 +201,10 @@ class LevelSolver:
 
     def __init__(self, model: Any, pyramids: Pyramids, config: AnalogyConfig, *,
                  images: tuple[Images, Images], clock: Callable[[str], Any],
-                 report: Callable[[str, int], None]) -> None:
+                 report: Callable[[str, int], None], guides: Guides | None = None) -> None:
         self.model, self.pyramids, self.config, self.images = model, pyramids, config, images
         self.backend: Backend = model.backend
-        self.clock, self.report = clock, report
+        self.clock, self.report, self.guides = clock, report, guides
 
     def __call__(self, level: int, start_ab: Field, start_ba: Field) -> LevelStep:
         start_ab, start_ba = self.start(level, start_ab, start_ba)
@@ -207,7 +213,7 @@ class LevelSolver:
             nnf_ab, nnf_ba = self.search(level, start_ab, start_ba)
         if level == 1:
             return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
-                             nnf_ab, nnf_ba)
+                             nnf_ab, nnf_ba, guides=self.guides)
         self.report("deconvolution", level)
         done = self.reconstruct(level, nnf_ab, nnf_ba)
         with self.clock("nnf upsampling"):
@@ -216,7 +222,7 @@ class LevelSolver:
             next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
                                        self.pyramids.shape("a", level - 1), self.backend)
         return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
-                         nnf_ab, nnf_ba, next_ab, next_ba, done)
+                         nnf_ab, nnf_ba, next_ab, next_ba, done, self.guides)
 
     def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
         """Override point: the fields the search at ``level`` starts from, given those the
@@ -234,10 +240,20 @@ class LevelSolver:
         options = dict(patch_size=config.patch_sizes[level - 1], radius=radius,
                        iterations=config.patchmatch_iterations, backend=backend)
         ab, _ = patchmatch(a, a_prime, b, b_prime, nnf_ab.values,
-                           seed=config.seed * 10 + level, **options)
+                           seed=config.seed * 10 + level, labels=self.labels(level, "ab"),
+                           **options)
         ba, _ = patchmatch(b_prime, b, a_prime, a, nnf_ba.values,
-                           seed=config.seed * 10 + level + 5, **options)
-        return Field(ab, nnf_ab.shape_b), Field(ba, nnf_ba.shape_b)
+                           seed=config.seed * 10 + level + 5, labels=self.labels(level, "ba"),
+                           **options)
+        return nnf_ab.with_values(ab), nnf_ba.with_values(ba)
+
+    def labels(self, level: int, direction: str) -> Labels | None:
+        """The region labels (and atlas walls) of a search or warp at ``level`` (0: the
+        working-size image), "ab" from A to B' or "ba" from B' to A; None: unconstrained."""
+        if self.guides is None:
+            return None
+        return self.guides.labels(direction, self.pyramids.shape("a", level),
+                                  self.pyramids.shape("b", level), self.backend)
 
     def matching_maps(self, level: int) -> tuple[Any, Any, Any, Any]:
         """A, A', B, B' at one level as the search compares them: (H, W, C) float32, each
@@ -260,7 +276,8 @@ class LevelSolver:
             with self.clock("warping"):
                 up = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
                                       self.pyramids.shape("a", level - 1), self.backend)
-                warped = self.warp_chw(p.a[level - 1], up, self.config.patch_sizes[level - 2])
+                warped = self.warp_chw(p.a[level - 1], up, self.config.patch_sizes[level - 2],
+                                       self.labels(level - 1, "ba"))
             with self.clock("blending"):
                 p.b[level - 1] = self.blend_with_own(level, p.b_prime, warped)
         with self.clock("warping"):
@@ -294,12 +311,15 @@ class LevelSolver:
         (``config.deconv_start``).
         """
         sizes, structure, appearance = self.config.patch_sizes, output.structure, output.appearance
-        target = self.warp_chw(appearance[level], output.nnf, sizes[level - 1])
+        direction = "ab" if output.name == "a_prime" else "ba"
+        target = self.warp_chw(appearance[level], output.nnf, sizes[level - 1],
+                               self.labels(level, direction))
         if self.config.deconv_start == "own":
             return structure[level - 2], target
         start = output.nnf.upsampled(structure[level - 2].shape[1:],
                                      appearance[level - 2].shape[1:], self.backend)
-        return self.warp_chw(appearance[level - 2], start, sizes[max(level - 2, 1) - 1]), target
+        return self.warp_chw(appearance[level - 2], start, sizes[max(level - 2, 1) - 1],
+                             self.labels(level - 2, direction)), target
 
     def blend_with_own(self, level: int, structure: dict, reconstruction: Any) -> Any:
         """Level L-1 of the analogy: the reconstruction, with structure^{L-1} kept where it
@@ -310,9 +330,11 @@ class LevelSolver:
         weight = xp.float32(alpha_for_level(config.blend, level - 1)) * mask
         return blend(own, reconstruction, weight)
 
-    def warp_chw(self, source: Any, nnf: Field, patch_size: int) -> Any:
-        """Average-voting warp of a C x H x W map (the kernels work on H x W x C)."""
+    def warp_chw(self, source: Any, nnf: Field, patch_size: int,
+                 labels: Labels | None = None) -> Any:
+        """Average-voting warp of a C x H x W map (the kernels work on H x W x C), from the
+        pixels ``labels`` allow."""
         xp = self.backend.xp
         hwc = xp.ascontiguousarray(source.transpose(1, 2, 0))
-        warped = nnf.vote(hwc, patch_size, self.backend)
+        warped = nnf.vote(hwc, patch_size, self.backend, labels)
         return xp.ascontiguousarray(warped.transpose(2, 0, 1))

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
-from gpuanalogy.checks import check_nnf, check_warp, patch_half, shape2
+from gpuanalogy.checks import check_labels, check_nnf, check_warp, patch_half, shape2
 from gpuanalogy.errors import InputError
+from gpuanalogy.regions import Labels
 
 __all__ = ["identity_nnf", "random_nnf", "upsample_nnf", "warp", "nnf_energy"]
 
@@ -90,11 +91,14 @@ def upsample_nnf(nnf: Any, shape_a_new: tuple[int, int], shape_b_new: tuple[int,
                                         shape_b_new=shape_b_new)
 
 
-def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
+def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend,
+         labels: Labels | None = None) -> Any:
     """Average voting: rebuild A's grid from ``source`` (on B's grid) through ``nnf``.
 
     ``out(p) = mean of source(nnf(p + d) - d)`` over the patch offsets ``d`` with ``p + d``
-    in A and ``nnf(p + d) - d`` in B (``d = 0`` always counts, so the mean is defined).
+    in A and ``nnf(p + d) - d`` in B (``d = 0`` always counts, so the mean is defined); with
+    ``labels`` (:func:`gpuanalogy.regions.search_labels`) only the ``nnf(p + d) - d`` that p
+    may match count besides ``d = 0``: no colour crosses from one region into another.
 
     Parameters
     ----------
@@ -118,7 +122,9 @@ def warp(source: Any, nnf: Any, *, patch_size: int, backend: Backend) -> Any:
     xp = backend.xp
     source = xp.ascontiguousarray(xp.asarray(source), dtype=xp.float32)
     nnf = xp.ascontiguousarray(xp.asarray(nnf), dtype=xp.int32)
-    return backend.kernels.warp(source, nnf, half=check_warp(source, nnf, patch_size))
+    check_labels(labels, nnf.shape[:2], source.shape[:2])
+    return backend.kernels.warp(source, nnf, half=check_warp(source, nnf, patch_size),
+                                labels=labels)
 
 
 def nnf_energy(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, patch_size: int,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from gpuanalogy.backend import Backend
-from gpuanalogy.checks import patch_half
+from gpuanalogy.checks import check_labels, patch_half
 from gpuanalogy.errors import InputError
+from gpuanalogy.regions import Labels
 
 __all__ = ["normalize_features", "patchmatch", "JUMP_STEPS"]
 
@@ -58,7 +59,8 @@ def _prepare(x: Any, xp: Any, dtype: Any) -> Any:
 
 def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_size: int,
                radius: int, iterations: int = 10, seed: int = 0,
-               jumps: tuple[int, ...] = JUMP_STEPS, backend: Backend) -> tuple[Any, Any]:
+               jumps: tuple[int, ...] = JUMP_STEPS, labels: Labels | None = None,
+               backend: Backend) -> tuple[Any, Any]:
     """Refine the NNF from A to B with PatchMatch.
 
     Minimises, for every pixel p of A, the mean patch energy of p -> q = nnf(p):
@@ -90,6 +92,11 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     jumps : tuple of int
         The propagation's jump steps, longest first (8, 4, 2, 1, the official ones); ``()``
         leaves only the random search.
+    labels : gpuanalogy.regions.Labels, optional
+        Region labels of A and B (:func:`gpuanalogy.regions.search_labels`): a labelled pixel
+        of A matches only pixels of its label, none matches a wall. The start field's
+        forbidden matches are replaced by draws among the allowed pixels, propagation skips
+        forbidden candidates and the random search draws among allowed pixels.
     backend : Backend
 
     Returns
@@ -114,6 +121,7 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     if tuple(nnf.shape) != (ha, wa, 2):
         raise InputError(f"nnf has shape {tuple(nnf.shape)}; expected {(ha, wa, 2)} for A.")
     half = patch_half(patch_size)
+    check_labels(labels, (ha, wa), (hb, wb))
     if iterations < 0 or radius < 0:
         raise InputError("iterations and radius must be non-negative.")
 
@@ -124,16 +132,17 @@ def patchmatch(a: Any, a_prime: Any, b: Any, b_prime: Any, nnf: Any, *, patch_si
     nnfs = [xp.empty((ha, wa, 2), dtype=xp.int32) for _ in range(2)]
     energies = [xp.empty((ha, wa), dtype=xp.float32) for _ in range(2)]
     kernels.pm_init(a, a_prime, b, b_prime, _prepare(nnf, xp, xp.int32), nnfs[0], energies[0],
-                    half=half)
+                    half=half, labels=labels, seed=seed)
     cur = 0
     for iteration in range(iterations):
         for step in steps:
             kernels.pm_propagate(a, a_prime, b, b_prime, nnfs[cur], energies[cur],
-                                 nnfs[1 - cur], energies[1 - cur], half=half, step=step)
+                                 nnfs[1 - cur], energies[1 - cur], half=half, step=step,
+                                 labels=labels)
             cur = 1 - cur
         if radius >= 1:
             kernels.pm_random_search(a, a_prime, b, b_prime, nnfs[cur], energies[cur],
                                      nnfs[1 - cur], energies[1 - cur], half=half, radius=radius,
-                                     seed=seed, iteration=iteration)
+                                     seed=seed, iteration=iteration, labels=labels)
             cur = 1 - cur
     return nnfs[cur], energies[cur]

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import AnalogyConfig
+from .atlas import Atlas
 from .errors import DeviceMemoryError
+from .guides import ATLAS_ALIGN, ATLAS_BORDER
 from .memory import available_bytes, in_words
 from .wls_system import direct_solve_bytes, wls_solve_bytes
 from .texture import STRIP_PIXELS as TEXTURE_STRIP_PIXELS
@@ -41,6 +43,14 @@ _COLUMN_BYTES_PER_PIXEL = 48        # its coefficients at the full width and the
 # and its two energies (8), rounded up.
 _TEXTURE_BYTES_PER_PIXEL = 28
 _TEXTURE_STRIP_BYTES_PER_PIXEL = 60
+# Several exemplars: each exemplar's own pyramid (levels 0..5: 3 + 64 + 128/4 + 256/16 + 512/64
+# + 512/256 float32 a working pixel, 500 bytes) is held while the atlas is assembled from it,
+# and the atlas of the input-size images (float32 RGB) is kept for the outputs. The per-pixel
+# working figure over A and the atlas left 174-607 MiB of the measured peaks of 2 and 3
+# exemplars unexplained, 2.2-3.7 KB an exemplar pixel (fresh processes, 200 and 320 px:
+# docs/performance.md); each exemplar pixel counts 4,400 bytes, pyramid included.
+_EXEMPLAR_BYTES_PER_PIXEL = 4_400
+_ATLAS_IMAGE_BYTES_PER_PIXEL = 12
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest
 
 
@@ -93,17 +103,27 @@ class MemoryNeed:
     refinement: int
 
 
-def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
+def memory_needed(shapes: tuple[Shape, ...], config: AnalogyConfig, *,
                   on_host: bool = True) -> MemoryNeed:
-    """About the peak host memory of an analogy of inputs of ``shapes`` ((H, W) of A and B').
+    """About the peak host memory of an analogy of inputs of ``shapes`` ((H, W) of A and B',
+    or of A and each of several exemplars).
 
     ``on_host``: whether the backend's arrays are host memory (the CPU); on a GPU the working
-    size's arrays and the refinement's conjugate gradients live in device memory.
+    size's arrays and the refinement's conjugate gradients live in device memory. Several
+    exemplars count with their atlas's walls (``gpuanalogy.guides``), their own pyramids and
+    the atlas of their input-size images.
     """
     works = [working_shape(shape, config) for shape in shapes]
     pixels = [h * w for h, w in shapes]
-    working = PROCESS_BYTES + (_WORK_BYTES_PER_PIXEL * sum(h * w for h, w in works)
-                             if on_host else 0)
+    work_pixels = sum(h * w for h, w in works)
+    extra = 0
+    if len(shapes) > 2:
+        atlases = [Atlas.side_by_side(list(grid[1:]), ATLAS_BORDER, ATLAS_ALIGN).shape
+                   for grid in (works, shapes)]
+        work_pixels = works[0][0] * works[0][1] + atlases[0][0] * atlases[0][1]
+        extra = (_EXEMPLAR_BYTES_PER_PIXEL * sum(h * w for h, w in works[1:])
+                 + _ATLAS_IMAGE_BYTES_PER_PIXEL * atlases[1][0] * atlases[1][1])
+    working = PROCESS_BYTES + extra + (_WORK_BYTES_PER_PIXEL * work_pixels if on_host else 0)
     refinement = 0
     if config.refine and on_host:   # on a GPU, the refinement's arrays are device memory
         for h, w in shapes:
@@ -124,8 +144,8 @@ def memory_needed(shapes: tuple[Shape, Shape], config: AnalogyConfig, *,
     return MemoryNeed(int(total), int(working), int(refinement))
 
 
-def check_memory(shapes: tuple[Shape, Shape], config: AnalogyConfig, *, on_host: bool = True,
-                 available: int | None = None, names: tuple[str, str] = ("a", "b_prime")
+def check_memory(shapes: tuple[Shape, ...], config: AnalogyConfig, *, on_host: bool = True,
+                 available: int | None = None, names: tuple[str, ...] = ("a", "b_prime")
                  ) -> MemoryNeed:
     """Refuse, before any work, a run that needs more host memory than is ``available``.
 
@@ -143,15 +163,17 @@ def check_memory(shapes: tuple[Shape, Shape], config: AnalogyConfig, *, on_host:
     if free is None or need.total <= free:
         return need
     inputs = " and ".join(f"{name} {w}x{h}" for name, (h, w) in zip(names, shapes))
+    if len(shapes) > 2:
+        inputs += f" ({len(shapes) - 1} exemplars)"
     raise DeviceMemoryError(f"{inputs} need about {in_words(need.total)} of memory but "
                             f"{in_words(free)} is free; try "
                             f"{_what_fits(shapes, config, on_host, free)}")
 
 
-def _what_fits(shapes: tuple[Shape, Shape], config: AnalogyConfig, on_host: bool,
+def _what_fits(shapes: tuple[Shape, ...], config: AnalogyConfig, on_host: bool,
                free: int) -> str:
     """The least change of settings or input size that fits in ``free`` bytes, in words."""
-    def fits(candidate_shapes: tuple[Shape, Shape], candidate: AnalogyConfig) -> bool:
+    def fits(candidate_shapes: tuple[Shape, ...], candidate: AnalogyConfig) -> bool:
         return memory_needed(candidate_shapes, candidate, on_host=on_host).total <= free
 
     also = ""

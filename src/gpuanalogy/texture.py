@@ -41,6 +41,11 @@ from .checks import patch_half
 from .errors import InputError
 from .fields import Field
 from .patchmatch import JUMP_STEPS, patchmatch
+from .regions import reduce_labels, search_labels
+
+#: Region labels for the search and the vote: (the layout's labels or None, the source's, K),
+#: host (H, W) int32 arrays at the input sizes (``gpuanalogy.guides.Guides.pair``).
+RegionIds = tuple[np.ndarray | None, np.ndarray, int]
 
 __all__ = ["refine_field", "search", "textured_vote", "grid_scale", "coarse_factor",
            "search_radius", "reduce_image", "reduce_field", "STRIP_PIXELS", "MAX_COARSE_FACTOR",
@@ -83,7 +88,8 @@ def coarse_factor(scale: float) -> int:
 
 def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
                  source: np.ndarray, source_estimate: np.ndarray, *, scale: float, seed: int = 0,
-                 backend: Backend, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+                 backend: Backend, strip_pixels: int = STRIP_PIXELS,
+                 labels: RegionIds | None = None) -> np.ndarray:
     """A field at the input size refined on image patches, coarse to fine (see the module).
 
     Parameters
@@ -104,6 +110,10 @@ def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndar
         Where the search runs.
     strip_pixels : int
         About how many pixels of A each strip holds.
+    labels : (ndarray or None, ndarray, int), optional
+        Region labels of the layout and the source images and their count: both passes keep
+        every match among the pixels they allow (the coarse pass with labels reduced by
+        majority).
 
     Returns
     -------
@@ -120,27 +130,30 @@ def refine_field(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndar
     if factor == 1:
         start = search(field, layout, layout_estimate, source, source_estimate,
                        patch_size=COARSE_PATCH_SIZE, radius=radius, seed=seed, backend=backend,
-                       strip_pixels=strip_pixels)
+                       strip_pixels=strip_pixels, labels=labels)
     else:
         small = [reduce_image(image, factor)
                  for image in (layout, layout_estimate, source, source_estimate)]
         shape_b = small[2].shape[:2]
         coarse = search(reduce_field(field, factor, shape_b), *small,
                         patch_size=COARSE_PATCH_SIZE, radius=radius, seed=seed, backend=backend,
-                        strip_pixels=strip_pixels)
+                        strip_pixels=strip_pixels,
+                        labels=None if labels is None else _reduce_labels(labels, small))
         start = backend.to_numpy(Field(backend.asarray(coarse), shape_b).upsampled(
             layout.shape[:2], source.shape[:2], backend).values)
     return search(start, layout, layout_estimate, source, source_estimate,
                   patch_size=FINE_PATCH_SIZE, radius=FINE_RADIUS, jumps=(),
-                  seed=seed + _FINE_STREAM, backend=backend, strip_pixels=strip_pixels)
+                  seed=seed + _FINE_STREAM, backend=backend, strip_pixels=strip_pixels,
+                  labels=labels)
 
 
 def search(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
            source: np.ndarray, source_estimate: np.ndarray, *, patch_size: int, radius: int,
            jumps: tuple[int, ...] = JUMP_STEPS, iterations: int = 1, seed: int = 0,
-           backend: Backend, strip_pixels: int = STRIP_PIXELS) -> np.ndarray:
+           backend: Backend, strip_pixels: int = STRIP_PIXELS,
+           labels: RegionIds | None = None) -> np.ndarray:
     """PatchMatch on image patches at one grid, in strips of A's rows: one pass of
-    :func:`refine_field` (see it for the images and the field).
+    :func:`refine_field` (see it for the images, the field and the labels).
 
     ``patch_size``, ``radius`` (in this grid's pixels), ``jumps`` and ``iterations`` are
     :func:`gpuanalogy.patchmatch.patchmatch`'s. Returns the (H_A, W_A, 2) int32 field on the
@@ -167,11 +180,14 @@ def search(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
         lo_b = max(int(part[..., 0].min()) - reach, 0)
         hi_b = min(int(part[..., 0].max()) + reach + 1, source_height)
         start = part - np.array([lo_b, 0], np.int32)
+        strip_labels = None if labels is None else search_labels(
+            None if labels[0] is None else labels[0][lo_a:hi_a], labels[1][lo_b:hi_b],
+            labels[2], backend)
         found, _ = patchmatch(
             _floats(layout[lo_a:hi_a], backend), _floats(layout_estimate[lo_a:hi_a], backend),
             _floats(source_estimate[lo_b:hi_b], backend), _floats(source[lo_b:hi_b], backend),
             backend.asarray(start), patch_size=patch_size, radius=radius, jumps=jumps,
-            iterations=iterations, seed=seed + strip, backend=backend)
+            iterations=iterations, seed=seed + strip, labels=strip_labels, backend=backend)
         kept = backend.to_numpy(found[top - lo_a:bottom - lo_a])
         out[top:bottom] = kept + np.array([lo_b, 0], np.int32)
     return out
@@ -179,12 +195,13 @@ def search(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
 
 def textured_vote(field: np.ndarray, layout: np.ndarray, layout_estimate: np.ndarray,
                   source: np.ndarray, source_estimate: np.ndarray, *, scale: float,
-                  vote_patch_size: int = 3, seed: int = 0, backend: Backend
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  vote_patch_size: int = 3, seed: int = 0, backend: Backend,
+                  labels: RegionIds | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The output on the layout's grid voted from ``source`` through the refined ``field``.
 
     :func:`refine_field` (see it for the arguments), then average voting of ``source``'s own
-    pixels through the result with ``vote_patch_size`` patches.
+    pixels through the result with ``vote_patch_size`` patches (from the pixels ``labels``
+    allow).
 
     Returns
     -------
@@ -193,10 +210,19 @@ def textured_vote(field: np.ndarray, layout: np.ndarray, layout_estimate: np.nda
     field : ndarray, shape (H_A, W_A, 2), int32, on the host
     """
     refined = refine_field(field, layout, layout_estimate, source, source_estimate,
-                           scale=scale, seed=seed, backend=backend)
+                           scale=scale, seed=seed, backend=backend, labels=labels)
     voted = Field(backend.asarray(refined), tuple(source.shape[:2])).vote(  # type: ignore[arg-type]
-        backend.asarray(source), vote_patch_size, backend)
+        backend.asarray(source), vote_patch_size, backend,
+        None if labels is None else search_labels(*labels, backend))
     return backend.to_numpy(voted), refined
+
+
+def _reduce_labels(labels: RegionIds, small: list[np.ndarray]) -> RegionIds:
+    """Labels brought to the coarse pass's grids (``small``: its layout, layout estimate,
+    source and source estimate images) by majority."""
+    ids_p, ids_q, count = labels
+    return (None if ids_p is None else reduce_labels(ids_p, small[0].shape[:2]),
+            reduce_labels(ids_q, small[2].shape[:2]), count)
 
 
 def _floats(image: np.ndarray, backend: Backend) -> Any:

@@ -112,12 +112,13 @@ def _run_one(result: PairResult, out: Path, model: Any, save_levels: bool,
     """Compute one pair into its folder; record the outcome."""
     pair = result.pair
     with pair_outcome(result, out, progress, debug):
-        a, b_prime = read_inputs(result, progress)
+        a, b_prime, regions = read_inputs(result, progress)
 
         def compute(partial: Path) -> None:
             progress.clear()  # run_pair may print a notice of its own
             pair_module.run_pair(a, b_prime, partial, pair.config, names=pair.inputs,
-                                 model=model, save_levels=save_levels, on_progress=progress.stage)
+                                 regions=regions, model=model, save_levels=save_levels,
+                                 on_progress=progress.stage)
 
         write_into_place(out, pair.name, compute)
         result.status = "ok"

@@ -124,9 +124,9 @@ def _send(client: "Client", result: PairResult, index: int, progress: BatchProgr
     failed (recorded in ``result``)."""
     progress.start_pair(index, result.pair.name)
     with pair_outcome(result, out, progress, debug):
-        a, b_prime = read_inputs(result, progress)
+        a, b_prime, regions = read_inputs(result, progress)
         future = client.submit(compute_on_worker, a, b_prime, result.pair.config,
-                               result.pair.inputs, save_levels, retries=retries,
+                               result.pair.inputs, save_levels, regions, retries=retries,
                                key=f"analogy-{result.pair.name}-{uuid.uuid4().hex[:8]}")
         return future, a, b_prime
     return None
@@ -166,14 +166,15 @@ class WorkerResult:
     seconds: float = 0.0
 
 
-def compute_on_worker(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig,
-                      names: tuple[str, str], save_levels: bool) -> WorkerResult:
+def compute_on_worker(a: np.ndarray, b_prime: Any, config: AnalogyConfig,
+                      names: tuple[str, ...], save_levels: bool,
+                      regions: pair_module.Regions | None = None) -> WorkerResult:
     """One pair on a worker, with the network this process keeps
     (:func:`gpuanalogy.features.load_network`)."""
     sent = WorkerResult()
     start = time.perf_counter()
     try:
-        sent.pair = pair_module.compute_pair(a, b_prime, config, names=names,
+        sent.pair = pair_module.compute_pair(a, b_prime, config, names=names, regions=regions,
                                              model=load_network(config.weights, config.device),
                                              save_levels=save_levels,
                                              on_notice=sent.notices.append)

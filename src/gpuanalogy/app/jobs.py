@@ -33,7 +33,7 @@ from PIL import Image
 
 from ..config import AnalogyConfig
 from ..errors import GpuAnalogyError, error_reason, printable
-from .pair import compute_pair, write_into_place, write_pair
+from .pair import Regions, compute_pair, write_into_place, write_pair
 
 __all__ = ["Job", "JobQueue", "JobCancelled", "QueueFull", "JobFinished", "FINISHED"]
 
@@ -61,15 +61,20 @@ class Job:
     ----------
     id : str
         Unguessable (16 hex digits); the only handle the HTTP API gives.
-    names : (str, str)
-        What A and B' are called in messages and run.json: the uploaded files' names.
+    names : tuple of str
+        What A and each B' are called in messages and run.json: the uploaded files' names.
     config : AnalogyConfig
     save_levels : bool
         Also write each level's A' and B into the output folder (they are previewed either way).
     folder : Path
         The job's own folder; the outputs go to ``folder / "out"``.
-    inputs : (ndarray, ndarray) or None
-        A and B', H x W x 3 uint8, until the job ends.
+    inputs : (ndarray, ndarray or list of ndarray) or None
+        A and B' (or several exemplars), H x W x 3 uint8, until the job ends.
+    regions : Regions or None
+        The region masks and their uploads' names (:func:`gpuanalogy.app.pair.read_regions`),
+        until the job ends.
+    region_names : (str, tuple of str) or None
+        The region uploads' names (A's, then one per exemplar), kept after the job ends.
     state : {"queued", "running", "done", "failed", "cancelled"}
     previews : dict
         Level -> {"a_prime": PNG bytes, "b": PNG bytes}, as the levels finish.
@@ -80,11 +85,13 @@ class Job:
     """
 
     id: str
-    names: tuple[str, str]
+    names: tuple[str, ...]
     config: AnalogyConfig
     save_levels: bool
     folder: Path
-    inputs: tuple[np.ndarray, np.ndarray] | None
+    inputs: tuple[np.ndarray, Any] | None
+    regions: Regions | None = None
+    region_names: tuple[str | None, tuple[str, ...]] | None = None
     state: str = "queued"
     error: str | None = None
     notices: list[str] = field(default_factory=list)
@@ -101,10 +108,20 @@ class Job:
     def out(self) -> Path:
         return self.folder / "out"
 
+    def named(self) -> dict[str, Any]:
+        """The inputs' names as run.json's ``inputs`` has them: ``b_prime`` a list for several
+        exemplars; ``regions_a`` and ``regions_b`` (a list) when masks were given."""
+        several = len(self.names) > 2
+        names: dict[str, Any] = {"a": self.names[0],
+                                 "b_prime": list(self.names[1:]) if several else self.names[1]}
+        if self.region_names is not None:
+            names.update(regions_a=self.region_names[0], regions_b=list(self.region_names[1]))
+        return names
+
     def summary(self, position: int | None = None) -> dict[str, Any]:
         """The job as the HTTP API shows it (``position``: its place in the queue, 0 = next)."""
         return {"id": self.id, "state": self.state, "position": position,
-                "names": {"a": self.names[0], "b_prime": self.names[1]},
+                "names": self.named(),
                 "settings": {k: v for k, v in self.config.to_dict().items()
                              if k != "weights"},
                 "save_levels": self.save_levels, "created": self.created,
@@ -177,17 +194,19 @@ class JobQueue:
                 raise QueueFull(f"{len(self._waiting)} jobs are waiting, the most this server "
                                 f"takes (--max-queue {self.max_queued}); try again later")
 
-    def submit(self, a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
-               names: tuple[str, str], save_levels: bool = False,
+    def submit(self, a: np.ndarray, b_prime: np.ndarray | list[np.ndarray],
+               config: AnalogyConfig, *, names: tuple[str, ...],
+               regions: Regions | None = None, save_levels: bool = False,
                notices: list[str] | None = None) -> Job:
-        """Queue the analogy of ``a`` and ``b_prime`` (H x W x 3 uint8); returns the job."""
+        """Queue the analogy of ``a`` and ``b_prime`` (H x W x 3 uint8, or a list of
+        exemplars) with any region masks; returns the job."""
         with self._lock:
             self.check_room()
             job_id = secrets.token_hex(8)
             folder = self.root / job_id
             folder.mkdir()
-            job = Job(job_id, names, config, save_levels, folder, (a, b_prime),
-                      notices=list(notices or []))
+            job = Job(job_id, names, config, save_levels, folder, (a, b_prime), regions,
+                      None if regions is None else regions.files, notices=list(notices or []))
             self._jobs[job_id] = job
             self._waiting.append(job)
             self._emit(job, "state", {"state": "queued", "position": len(self._waiting) - 1})
@@ -271,7 +290,8 @@ class JobQueue:
 
         record: dict[str, Any] = {}
         try:
-            computed = compute_pair(a, b_prime, job.config, names=job.names, model=self.model,
+            computed = compute_pair(a, b_prime, job.config, names=job.names,
+                                    regions=job.regions, model=self.model,
                                     save_levels=job.save_levels, on_progress=on_progress,
                                     on_notice=on_notice, on_level=on_level)
             if job.cancelling.is_set():
@@ -296,7 +316,7 @@ class JobQueue:
 
     def _finish(self, job: Job, state: str) -> None:
         """End ``job`` as ``state`` (holding the lock); only a done job keeps its folder."""
-        job.state, job.finished, job.inputs = state, time.time(), None
+        job.state, job.finished, job.inputs, job.regions = state, time.time(), None, None
         if state != "done":
             shutil.rmtree(job.folder, ignore_errors=True)
         data: dict[str, Any] = {"state": state, "position": None}

@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="one pair: A and B' in, A' and B out")
     run.add_argument("a", metavar="A", help="structure image A (A' keeps its layout)")
-    run.add_argument("b_prime", metavar="B'",
-                     help="appearance exemplar B' (its look goes to A'; its layout is B's)")
+    run.add_argument("b_prime", metavar="B'", nargs="+",
+                     help="appearance exemplar B' (its look goes to A'; its layout is B's); "
+                          "several exemplars give one search over all of them, and a B each")
     run.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
 
     batch = commands.add_parser("batch", help="many pairs from a CSV or two folders")
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--debug", action="store_true", help="show tracebacks")
 
     for command in (run, batch, demo, video):
-        add_options(command)
+        add_options(command, inputs=command in (run, batch))
         if command is not video:
             command.add_argument("--save-levels", action="store_true",
                                  help="also write each level's A' and B")

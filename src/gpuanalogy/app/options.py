@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import (
     FIELD_FORMATS, LBFGS_STOPS, MOTIONS, OPTIMIZERS, OUTPUTS, PRESETS, REFINE_UPSAMPLES,
-    UPSAMPLES, AnalogyConfig, VideoConfig)
+    TRANSFERS, UPSAMPLES, AnalogyConfig, VideoConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -56,6 +56,12 @@ class Option:
     aliases : tuple of str
         Other CSV header spellings.
     metavar : str or None
+    inputs : bool
+        Whether it names input files read beside the pair's images (region masks): no
+        config field, offered by the commands that read a pair (``run``, ``batch``); in a
+        CSV, paths relative to its folder, several separated by ``;``.
+    nargs : str or None
+        argparse's ``nargs`` for a flag taking several values ("+").
     """
 
     name: str
@@ -67,6 +73,8 @@ class Option:
     changes_images: bool = True
     aliases: tuple[str, ...] = ()
     metavar: str | None = None
+    inputs: bool = False
+    nargs: str | None = None
 
     @property
     def flag(self) -> str:
@@ -108,8 +116,20 @@ OPTIONS: tuple[Option, ...] = (
            "voting (for two photographs of one scene)"),
     Option("field_format", "field_format", str,
            "field files: float32 at the input size (default, exact), float16 (half the bytes), "
-           "or the working-size field and its sizes (working, .npz; exact, much smaller)",
+           "the working-size field and its sizes (working, .npz; exact, much smaller), or "
+           "Middlebury optical flow (flo: the displacement x then y, for flow tools)",
            FIELD_FORMATS),
+    Option("transfer", "transfer", str,
+           "what the outputs take from the other image: everything (all, default), its colours "
+           "on the structure image's own lightness (colour), or its texture in the structure "
+           "image's own colours (texture); a split in CIELAB", TRANSFERS),
+    Option("regions_a", None, str,
+           "region masks of A: a label image of A's size (colours, or integers in a greyscale "
+           "PNG or .npy); black / 0 matches freely", metavar="FILE", inputs=True),
+    Option("regions_b", None, str,
+           "region masks of B' (with several exemplars, one file per exemplar, in their "
+           "order): a match joins only pixels of one label; a label on one side only is an "
+           "error", metavar="FILE", inputs=True, nargs="+"),
     Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
            ("auto", "cpu", "cuda"), csv=False, changes_images=False),
     Option("weights", "weights", str,
@@ -124,10 +144,16 @@ _CSV_ALIASES = {"b'": "b_prime", "bprime": "b_prime",
 
 
 def add_options(parser: argparse.ArgumentParser,
-                table: tuple[Option, ...] = OPTIONS) -> None:
-    """Add every option of ``table`` to ``parser``; each defaults to None ("not given")."""
+                table: tuple[Option, ...] = OPTIONS, *, inputs: bool = True) -> None:
+    """Add every option of ``table`` to ``parser`` (those naming input files only with
+    ``inputs``); each defaults to None ("not given")."""
     for option in table:
-        if option.type is bool:
+        if option.inputs and not inputs:
+            continue
+        if option.inputs:
+            parser.add_argument(option.flag, dest=option.name, metavar=option.metavar,
+                                nargs=option.nargs, help=option.help)
+        elif option.type is bool:
             parser.add_argument(option.flag, dest=option.name, action="store_true",
                                 default=None, help=option.help)
             parser.add_argument(f"--no-{option.flag[2:]}", dest=option.name,

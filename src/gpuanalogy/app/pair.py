@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import AnalogyConfig
 from ..errors import GpuAnalogyError, InputError, error_reason, printable
-from ..images import read_image
+from ..images import read_image, read_labels
 from ..memory import PeakMemory
 from ..outputs import versions, write_result
 from ..levels import LevelStep
@@ -32,22 +32,62 @@ from .pairs import Pair
 from .progress import BatchProgress, print_notice, showing_notices
 from .resume import PARTIAL, move_into_place, remove_leftovers, remove_tree, up_to_date
 
-__all__ = ["run_pair", "ComputedPair", "compute_pair", "write_pair", "PairResult", "plan",
-           "read_inputs", "write_into_place", "pair_outcome"]
+__all__ = ["run_pair", "Regions", "read_regions", "ComputedPair", "compute_pair", "write_pair",
+           "PairResult", "plan", "read_inputs", "write_into_place", "pair_outcome"]
 
 
-def run_pair(a: np.ndarray, b_prime: np.ndarray, outdir: str | os.PathLike,
-             config: AnalogyConfig, *, names: tuple[str, str] = ("a", "b_prime"),
-             model: Any = None, save_levels: bool = False,
+def run_pair(a: np.ndarray, b_prime: Any, outdir: str | os.PathLike,
+             config: AnalogyConfig, *, names: tuple[str, ...] = ("a", "b_prime"),
+             regions: Regions | None = None, model: Any = None, save_levels: bool = False,
              on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Run the analogy on ``a`` and ``b_prime`` (H x W x 3 uint8) and write ``outdir``.
+    """Run the analogy on ``a`` and ``b_prime`` (H x W x 3 uint8, or a list of exemplars)
+    and write ``outdir``.
 
-    Says on stderr when the size rule reduces an input. With ``save_levels`` each level's A'
-    and B are voted as the loop finishes it and written too. Returns the run.json record.
+    ``regions`` are the region masks and their files (:func:`read_regions`). Says on stderr
+    when the size rule reduces an input. With ``save_levels`` each level's A' and B are voted
+    as the loop finishes it and written too. Returns the run.json record.
     """
-    computed = compute_pair(a, b_prime, config, names=names, model=model,
+    computed = compute_pair(a, b_prime, config, names=names, regions=regions, model=model,
                             save_levels=save_levels, on_progress=on_progress)
     return write_pair(outdir, computed, a, b_prime, config)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A pair's region masks as read (``analogy(regions=labels)``) and their files."""
+
+    labels: tuple[Any, Any]
+    files: tuple[str | None, tuple[str, ...]]
+
+
+def read_regions(regions_a: str | os.PathLike | None,
+                 regions_b: Sequence[str | os.PathLike], exemplars: int, *,
+                 names: tuple[str, Sequence[str]] | None = None,
+                 max_pixels: int | None = None) -> Regions | None:
+    """The region masks of A and of each of ``exemplars`` exemplars, read from their files
+    (:func:`gpuanalogy.images.read_labels`, with ``max_pixels``); None when no file is given.
+    ``names`` (A's, then the exemplars') are what the files are called in messages and
+    run.json, by default their paths (a server names its uploads).
+
+    Raises
+    ------
+    InputError
+        One side's masks without the other's, or another number of exemplar masks than
+        exemplars; an unreadable file.
+    """
+    if regions_a is None and not regions_b:
+        return None
+    if regions_a is None or not regions_b:
+        raise InputError("region masks need both sides: --regions-a for A and --regions-b "
+                         "for B' (black / 0 where a region matches freely)")
+    if len(regions_b) != exemplars:
+        raise InputError(f"--regions-b names {len(regions_b)} label images for {exemplars} "
+                         f"exemplars; give one per exemplar, in their order")
+    name_a, names_b = names or (os.fspath(regions_a), [os.fspath(p) for p in regions_b])
+    labels_b = [read_labels(path, name=name, max_pixels=max_pixels)
+                for path, name in zip(regions_b, names_b)]
+    return Regions((read_labels(regions_a, name=name_a, max_pixels=max_pixels),
+                    labels_b if exemplars > 1 else labels_b[0]), (name_a, tuple(names_b)))
 
 
 @dataclass
@@ -69,9 +109,9 @@ class ComputedPair:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
-                 names: tuple[str, str] = ("a", "b_prime"), model: Any = None,
-                 save_levels: bool = False,
+def compute_pair(a: np.ndarray, b_prime: Any, config: AnalogyConfig, *,
+                 names: tuple[str, ...] = ("a", "b_prime"), regions: Regions | None = None,
+                 model: Any = None, save_levels: bool = False,
                  on_progress: Callable[[Progress], None] | None = None,
                  on_notice: Callable[[str], None] | None = None,
                  on_level: Callable[[int, np.ndarray, np.ndarray], None] | None = None
@@ -96,9 +136,14 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
     with peak, showing_notices(on_notice or print_notice):
         start = time.perf_counter()
         result = analogy(a, b_prime, config, names=names, model=model, on_progress=on_progress,
+                         regions=None if regions is None else regions.labels,
                          on_level=preview if save_levels or on_level else None)
         wall = time.perf_counter() - start
-    extra = {"inputs": {"a": str(names[0]), "b_prime": str(names[1])},
+    inputs: dict[str, Any] = {"a": str(names[0]), "b_prime": [str(n) for n in names[1:]]
+                              if isinstance(b_prime, list) else str(names[1])}
+    if regions is not None:
+        inputs.update(regions_a=regions.files[0], regions_b=list(regions.files[1]))
+    extra = {"inputs": inputs,
              "seconds_wall": round(wall, 3), "peak_memory_mb": peak.megabytes,
              "onnxruntime_provider": getattr(model, "provider", None) or result.device,
              "versions": versions()}
@@ -106,7 +151,7 @@ def compute_pair(a: np.ndarray, b_prime: np.ndarray, config: AnalogyConfig, *,
 
 
 def write_pair(outdir: str | os.PathLike, computed: ComputedPair, a: np.ndarray,
-               b_prime: np.ndarray, config: AnalogyConfig) -> dict[str, Any]:
+               b_prime: Any, config: AnalogyConfig) -> dict[str, Any]:
     """Write a computed pair's folder (run.json last); returns the run.json record."""
     return write_result(outdir, computed.result, a=a, b_prime=b_prime, config=config,
                         extra=computed.extra, levels=computed.levels)
@@ -124,8 +169,10 @@ class PairResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        exemplars = [os.fspath(p) for p in (self.pair.b_prime, *self.pair.others)]
         return {"name": self.pair.name, "a": os.fspath(self.pair.a),
-                "b_prime": os.fspath(self.pair.b_prime), "line": self.pair.line,
+                "b_prime": exemplars if self.pair.others else exemplars[0],
+                "line": self.pair.line,
                 "status": self.status, "seconds": round(self.seconds, 3), "error": self.error,
                 "bad_input": self.bad_input, "warnings": self.warnings}
 
@@ -153,22 +200,26 @@ def plan(pairs: Sequence[Pair], out: Path, save_levels: bool,
     return results, progress
 
 
-def read_inputs(result: PairResult, progress: BatchProgress) -> tuple[np.ndarray, np.ndarray]:
-    """A pair's two images; their decoding warnings go to ``result`` and ``progress``.
+def read_inputs(result: PairResult, progress: BatchProgress
+                ) -> tuple[np.ndarray, Any, Regions | None]:
+    """A pair's images (the exemplars a list when there are several) and region masks; their
+    decoding warnings go to ``result`` and ``progress``.
 
     Also shows the warnings :func:`plan` gave the pair.
     """
     for note in result.warnings:
         progress.show_notice(f"{result.pair.name}: {note}")
+    pair = result.pair
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = read_image(result.pair.a)
-        b_prime = read_image(result.pair.b_prime)
+        a = read_image(pair.a)
+        exemplars = [read_image(path) for path in (pair.b_prime, *pair.others)]
+        regions = read_regions(pair.regions_a, pair.regions_b, len(exemplars))
     for warning in caught:
         text = " ".join(str(warning.message).split())
         result.warnings.append(text)
         progress.show_notice(text)
-    return a, b_prime
+    return a, exemplars if pair.others else exemplars[0], regions
 
 
 def write_into_place(out: Path, name: str, write: Callable[[Path], None]) -> None:

@@ -2,6 +2,9 @@
 
 A CSV has columns ``a`` and ``b_prime`` and optionally ``name`` and the per-pair options of
 :data:`gpuanalogy.app.options.CSV_COLUMNS`; relative paths resolve against the CSV's folder.
+A ``b_prime`` cell may list several exemplars separated by ``;`` (one search over all of
+them), and the ``regions_a`` / ``regions_b`` cells name region masks (``regions_b`` one file
+per exemplar, separated by ``;``).
 Settings are layered: preset (the row's, else ``--preset``), then the command-line options,
 then the row's own columns. Every pair gets a unique folder name.
 """
@@ -13,6 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import AnalogyConfig
 from ..errors import InputError, error_reason, printable
@@ -44,6 +48,11 @@ class Pair:
         The settings for this pair.
     line : int or None
         The CSV line the pair comes from (None in folder mode).
+    others : tuple of Path
+        More exemplars after ``b_prime`` (one search over all of them).
+    regions_a : Path or None
+    regions_b : tuple of Path
+        The region masks of A and of each exemplar (none: no masks).
     """
 
     name: str
@@ -51,11 +60,25 @@ class Pair:
     b_prime: Path
     config: AnalogyConfig
     line: int | None = None
+    others: tuple[Path, ...] = ()
+    regions_a: Path | None = None
+    regions_b: tuple[Path, ...] = ()
 
     @property
-    def inputs(self) -> tuple[str, str]:
-        """The absolute input paths, as recorded in run.json and compared on resume."""
-        return os.path.abspath(self.a), os.path.abspath(self.b_prime)
+    def inputs(self) -> tuple[str, ...]:
+        """The absolute paths of A and of the exemplars: what errors name them."""
+        return tuple(os.path.abspath(p) for p in (self.a, self.b_prime, *self.others))
+
+    def recorded_inputs(self) -> dict[str, Any]:
+        """The input files as run.json records them and resume compares them: absolute paths
+        of ``a``, ``b_prime`` (a list for several exemplars) and any region masks."""
+        found: dict[str, Any] = {"a": self.inputs[0], "b_prime": list(self.inputs[1:])
+                                 if self.others else self.inputs[1]}
+        if self.regions_a is not None or self.regions_b:
+            found["regions_a"] = None if self.regions_a is None else \
+                os.path.abspath(self.regions_a)
+            found["regions_b"] = [os.path.abspath(p) for p in self.regions_b]
+        return found
 
 
 def _default_config(preset: str | None) -> AnalogyConfig:
@@ -164,12 +187,15 @@ def _read_header(cells: list[str], where: str) -> list[str]:
 def _pair_from_row(row: dict[str, str], where: str, line: int, folder: Path,
                    make_config: Callable[[str | None], AnalogyConfig],
                    names: "_UniqueNames") -> Pair:
-    paths = []
     for key in _REQUIRED:
         if not row[key]:
             raise InputError(f"{where}: no {key} image given")
-        given = Path(row[key]).expanduser()
-        paths.append(given if given.is_absolute() else folder / given)
+    a = _path(row["a"], folder)
+    exemplars = _paths(row["b_prime"], folder)
+    regions_a = _paths(row.get("regions_a", ""), folder)
+    regions_b = _paths(row.get("regions_b", ""), folder)
+    if len(regions_a) > 1:
+        raise InputError(f"{where}: regions_a names one label image; got {len(regions_a)}")
     overrides = csv_overrides(row, where)
     try:
         config = make_config(row.get("preset") or None)
@@ -179,8 +205,20 @@ def _pair_from_row(row: dict[str, str], where: str, line: int, folder: Path,
     explicit = row.get("name", "")
     if explicit:
         _check_name(explicit, where)
-    name = names.take(explicit or _stem_name(paths[0]))
-    return Pair(name, paths[0], paths[1], config, line)
+    name = names.take(explicit or _stem_name(a))
+    return Pair(name, a, exemplars[0], config, line, tuple(exemplars[1:]),
+                regions_a[0] if regions_a else None, tuple(regions_b))
+
+
+def _path(text: str, folder: Path) -> Path:
+    """A path of a cell, a relative one under ``folder``."""
+    given = Path(text).expanduser()
+    return given if given.is_absolute() else folder / given
+
+
+def _paths(cell: str, folder: Path) -> list[Path]:
+    """The paths of a cell, several separated by ``;``."""
+    return [_path(text, folder) for text in (part.strip() for part in cell.split(";")) if text]
 
 
 def _check_name(name: str, where: str) -> None:

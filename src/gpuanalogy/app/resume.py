@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError, printable
 from ..files import TEMP_FILE, as_json, fsync_folder
@@ -45,12 +46,23 @@ def up_to_date(folder: str | os.PathLike[str], pair: Pair, save_levels: bool = F
             result_key(record["config"]) != as_json(result_key(pair.config)):
         return False, "its outputs were made with other settings"
     recorded = record.get("inputs") or {}
-    for key, wanted in zip(("a", "b_prime"), pair.inputs):
-        if not isinstance(recorded.get(key), str) or os.path.abspath(recorded[key]) != wanted:
+    for key, wanted in pair.recorded_inputs().items():
+        if _absolute(recorded.get(key)) != wanted:
             return False, "its outputs were made from other input files"
+    if "regions_a" in recorded and "regions_a" not in pair.recorded_inputs():
+        return False, "its outputs were made with region masks"
     if save_levels and not any(name.startswith("level") for name in record.get("files", [])):
         return False, "its outputs lack the per-level images"
     return True, "complete"
+
+
+def _absolute(recorded: Any) -> Any:
+    """A recorded path (or list of paths) made absolute; anything else as it is."""
+    if isinstance(recorded, str):
+        return os.path.abspath(recorded)
+    if isinstance(recorded, list) and all(isinstance(p, str) for p in recorded):
+        return [os.path.abspath(p) for p in recorded]
+    return recorded
 
 
 def move_into_place(partial: Path, final: Path) -> None:

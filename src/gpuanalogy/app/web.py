@@ -6,7 +6,8 @@ Routes (the README documents them for users)::
     GET  /page/{name}                        its script and style sheet
     GET  /api/options                        the settings a job takes (the options table), the
                                              presets' values, the defaults and the limits
-    POST /api/jobs                           multipart: files a and b_prime, any settings,
+    POST /api/jobs                           multipart: files a and b_prime (one or more
+                                             exemplars), any region files, any settings,
                                              save_levels -> 201 the job
     GET  /api/jobs                           every job: the queue, the running one, the ended
     GET  /api/jobs/{id}                      one job
@@ -51,14 +52,26 @@ from ..errors import InputError, error_reason, printable
 from ..images import read_image
 from .jobs import FINISHED, Job, JobFinished, JobQueue, QueueFull
 from .options import OPTIONS, csv_overrides
+from .pair import Regions, read_regions
 
-__all__ = ["Limits", "create_app", "WEB_OPTIONS"]
+__all__ = ["Limits", "create_app", "WEB_OPTIONS", "FILE_FIELDS", "MAX_EXEMPLARS"]
 
 #: The settings a job may carry: those a batch CSV may set per pair (the device and the
-#: weights are the server's).
-WEB_OPTIONS = tuple(o for o in OPTIONS if o.csv)
-_IMAGES = ("a", "b_prime")
-_FIELDS = frozenset(_IMAGES + ("save_levels",) + tuple(o.name for o in WEB_OPTIONS))
+#: weights are the server's), less the input files, which come as files.
+WEB_OPTIONS = tuple(o for o in OPTIONS if o.csv and not o.inputs)
+
+#: The most exemplars one job takes (each adds a VGG pyramid, a search and a deconvolution).
+MAX_EXEMPLARS = 8
+
+#: The file fields of a job: name -> (help, the most files, required). A and B' (several files
+#: for several exemplars), then the options table's input files (the region masks).
+FILE_FIELDS: dict[str, tuple[str, int, bool]] = {
+    "a": ("structure image A (A' keeps its layout)", 1, True),
+    "b_prime": (f"appearance exemplar B' (B keeps its layout); up to {MAX_EXEMPLARS} files: "
+                f"A' takes each patch from the best of them", MAX_EXEMPLARS, True),
+    **{o.name: (o.help, MAX_EXEMPLARS if o.nargs else 1, False) for o in OPTIONS if o.inputs},
+}
+_FIELDS = frozenset(("save_levels", *FILE_FIELDS, *(o.name for o in WEB_OPTIONS)))
 _PAGE = {"index.html": "text/html", "page.js": "text/javascript", "page.css": "text/css"}
 _CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'"
 _SIDES = {"a_prime.png": "a_prime", "b.png": "b"}
@@ -167,8 +180,9 @@ def create_app(queue: JobQueue, limits: Limits) -> Starlette:
 
 
 def options_document(queue: JobQueue, limits: Limits) -> dict[str, Any]:
-    """GET /api/options: each setting (name, type, help, choices) from the options table, what
-    each preset and the defaults set them to, and the server's limits."""
+    """GET /api/options: each setting (name, type, help, choices) from the options table, the
+    file fields, what each preset and the defaults set the settings to, and the server's
+    limits."""
     def values(config: AnalogyConfig) -> dict[str, Any]:
         data = config.to_dict()
         return {o.name: data[o.field] for o in WEB_OPTIONS if o.field is not None}
@@ -177,11 +191,13 @@ def options_document(queue: JobQueue, limits: Limits) -> dict[str, Any]:
         "version": __version__,
         "options": [{"name": o.name, "type": o.type.__name__, "help": o.help,
                      "choices": list(o.choices)} for o in WEB_OPTIONS],
+        "files": [{"name": name, "help": text, "multiple": most > 1, "required": required}
+                  for name, (text, most, required) in FILE_FIELDS.items()],
         "defaults": values(AnalogyConfig()),
         "presets": {name: values(AnalogyConfig.preset(name)) for name in PRESETS},
         "limits": {"max_upload_bytes": limits.max_upload_bytes,
                    "max_pixels": limits.max_pixels, "max_queued": queue.max_queued,
-                   "keep_seconds": queue.keep_seconds},
+                   "keep_seconds": queue.keep_seconds, "max_exemplars": MAX_EXEMPLARS},
         "device": limits.device,
     }
 
@@ -205,8 +221,9 @@ async def _bounded_form(request: Request, limit: int) -> Any:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(400, "send the images as multipart/form-data (fields a and b_prime)")
     try:
-        return await Request(request.scope, receive).form(max_files=2,
-                                                          max_fields=len(_FIELDS))
+        return await Request(request.scope, receive).form(
+            max_files=sum(most for _, most, _ in FILE_FIELDS.values()),
+            max_fields=len(_FIELDS))
     except MultiPartException as error:
         raise ApiError(400, f"the form cannot be read: {error.message}") from None
 
@@ -217,28 +234,37 @@ def _too_large(size: int, limit: int, at_least: bool = False) -> str:
 
 
 async def _submit(queue: JobQueue, form: Any, limits: Limits) -> Job:
-    """Check the form's settings, decode both images, queue the job."""
+    """Check the form's settings and files, decode the images and region masks, queue the
+    job."""
     unknown = sorted(set(form.keys()) - _FIELDS)
     if unknown:
         raise ApiError(400, f"unknown field {printable(unknown[0])!r}; the fields are "
                             f"{', '.join(sorted(_FIELDS))}")
-    settings = {key: value for key, value in form.items() if isinstance(value, str)}
-    uploads = []
-    for key in _IMAGES:
-        value = form.get(key)
-        if not isinstance(value, UploadFile):
+    settings = {key: value for key, value in form.items()
+                if isinstance(value, str) and key not in FILE_FIELDS}
+    uploads: dict[str, list[tuple[str, bytes]]] = {}
+    for key, (_, most, required) in FILE_FIELDS.items():
+        values = form.getlist(key)
+        if not all(isinstance(value, UploadFile) for value in values):
+            raise ApiError(400, f"the form field {key!r} takes files, not text")
+        if required and not values:
             raise ApiError(400, f"no {key} image given (a file in the form field {key!r})")
-        uploads.append((_upload_name(value, key), await value.read()))
+        if len(values) > most:
+            raise ApiError(400, f"{len(values)} files in the form field {key!r}; at most "
+                                f"{most}")
+        uploads[key] = [(_upload_name(value, key), await value.read()) for value in values]
     try:
         config = job_config(settings, limits)
         save_levels = _flag(settings.get("save_levels", ""))
         with queue.staging() as folder:
-            a, b_prime, notices = await run_in_threadpool(_decode, folder, uploads,
-                                                          limits.max_pixels)
+            a, exemplars, regions, notices = await run_in_threadpool(
+                _decode, folder, uploads, limits.max_pixels)
     except InputError as error:
         raise ApiError(400, error_reason(error)) from None
-    return queue.submit(a, b_prime, config, names=(uploads[0][0], uploads[1][0]),
-                        save_levels=save_levels, notices=notices)
+    names = tuple(name for name, _ in uploads["a"] + uploads["b_prime"])
+    return queue.submit(a, exemplars if len(exemplars) > 1 else exemplars[0], config,
+                        names=names, regions=regions, save_levels=save_levels,
+                        notices=notices)
 
 
 def job_config(settings: dict[str, str], limits: Limits) -> AnalogyConfig:
@@ -264,20 +290,36 @@ def _upload_name(upload: UploadFile, key: str) -> str:
     return printable(name[:120]) or key
 
 
-def _decode(folder: os.PathLike[str], uploads: list[tuple[str, bytes]], max_pixels: int
-            ) -> tuple[Any, Any, list[str]]:
-    """Write each upload under a fixed name in ``folder`` and read it as ``run`` reads a file,
-    with the server's pixel limit; returns both images and the reader's notices."""
-    images = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for (name, data), key in zip(uploads, _IMAGES):
-            path = os.path.join(folder, key)
+def _decode(folder: os.PathLike[str], uploads: dict[str, list[tuple[str, bytes]]],
+            max_pixels: int) -> tuple[Any, list[Any], Regions | None, list[str]]:
+    """Write each upload under a name of ours in ``folder`` and read it as ``run`` reads its
+    files, with the server's pixel limit; returns A, the exemplars, the region masks (None
+    without) and the readers' notices."""
+    def stored(key: str) -> list[str]:
+        paths = []
+        for number, (name, data) in enumerate(uploads.get(key, [])):
+            # the only thing taken from the upload's name: whether read_labels reads .npy
+            path = os.path.join(folder, f"{key}_{number}"
+                                + (".npy" if name.lower().endswith(".npy") else ""))
             with open(path, "wb") as stream:
                 stream.write(data)
-            images.append(read_image(path, name=name, max_pixels=max_pixels))
+            paths.append(path)
+        return paths
+
+    def names(key: str) -> list[str]:
+        return [name for name, _ in uploads.get(key, [])]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = [read_image(path, name=name, max_pixels=max_pixels)
+                  for key in ("a", "b_prime") for path, name in zip(stored(key), names(key))]
+        regions_a = stored("regions_a")
+        regions = read_regions(regions_a[0] if regions_a else None, stored("regions_b"),
+                               len(images) - 1,
+                               names=((names("regions_a") or [None])[0], names("regions_b")),
+                               max_pixels=max_pixels)
     notices = [" ".join(str(w.message).split()) for w in caught]
-    return images[0], images[1], notices
+    return images[0], images[1:], regions, notices
 
 
 async def _event_stream(queue: JobQueue, job: Job, after: int) -> AsyncIterator[str]:

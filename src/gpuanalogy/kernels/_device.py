@@ -1,7 +1,8 @@
 """The kernels' per-pixel work, written once for the CPU and the CUDA kernels.
 
-Each function here is plain Python: the scalar helpers (random draws, the patch distance) and
-one ``*_pixel`` body per kernel, which does for pixel (r, c) what one CUDA thread does.
+Each function here is plain Python: the scalar helpers (the patch distance; the random draws
+of ``kernels._random`` and the region labels of ``kernels._labels`` join them) and one
+``*_pixel`` body per kernel, which does for pixel (r, c) what one CUDA thread does.
 :func:`compile_all` compiles them all with a backend's decorator: ``kernels.cpu`` with
 ``numba.njit`` and loops over the pixels with ``prange``, ``kernels.cuda`` with
 ``numba.cuda.jit(device=True)`` and launches one thread per pixel. Both therefore run the very
@@ -14,7 +15,8 @@ plain function's globals, reach the plain (un-jitted) callee; :func:`compile_all
 compiles each through :func:`bind`, which rebinds the callees' names to the compiled versions.
 
 Caching note: ``kernels.cpu`` caches its compiled kernels (``cache=True``). Numba checks only
-the caller's own source file for staleness, so after editing this file, delete the
+the caller's own source file for staleness, so after editing this file (or ``_random``,
+``_labels``), delete the
 ``__pycache__/*.nbi``/``*.nbc`` files of ``kernels/`` (the package never edits itself at run
 time, so installed copies are unaffected).
 """
@@ -25,42 +27,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-#: Odd multipliers below 2**31, so a 32-bit value times one fits a signed 64-bit integer on
-#: every backend (compiled int64 code, NumPy int64 scalars and Python ints alike).
-_M1 = 0x7FEB352D
-_M2 = 0x68E31DA5
-_GOLDEN = 0x9E3779B9
-_MASK = 0xFFFFFFFF
+from gpuanalogy.kernels._labels import allowed, draw_member, pixel_label
+from gpuanalogy.kernels._random import random_hash, random_in_window
+
 _INF = np.float32(np.inf)
-
-
-def random_in_window(seed, stream, pixel, draw, centre, radius, size):
-    """A uniform integer in ``[max(0, centre - radius), min(size - 1, centre + radius)]``.
-
-    Counter-based: the value is a hash of ``(seed, stream, pixel, draw)`` alone (a
-    ``lowbias32``-style integer mixer applied once per word), so there is no generator state,
-    every pixel owns an independent stream and the CPU and CUDA kernels draw identical values.
-    The window is the clamped square around ``centre``: sampling inside it (instead of
-    clamping a sample) keeps the draw uniform near the borders and makes a radius larger than
-    the map a whole-map search.
-    """
-    h = (seed ^ _GOLDEN) & _MASK
-    for word in range(3):
-        if word == 0:
-            h ^= stream & _MASK
-        elif word == 1:
-            h ^= pixel & _MASK
-        else:
-            h ^= draw & _MASK
-        h ^= h >> 16
-        h = (h * _M1) & _MASK
-        h ^= h >> 15
-        h = (h * _M2) & _MASK
-        h ^= h >> 16
-    centre = np.int64(centre)  # may be an int32 read from an NNF: keep the sums 64-bit
-    lo = max(centre - radius, 0)
-    hi = min(centre + radius, size - 1)
-    return lo + h % (hi - lo + 1)
+#: Draws a random search makes again in its window before it draws among the label's pixels.
+_REDRAWS = 3
 
 
 def clamp(value, lo, hi):
@@ -178,12 +150,16 @@ def _few_channel_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, r0, r1, c0, c1
     return total / count
 
 
-def try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, best_e):
+def try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half, best_r, best_c, best_e,
+                  labels_p, labels_q, offsets):
     """The better of pixel (r, c)'s current match and the candidate (qr, qc), with its energy.
 
-    The distance stops early once it exceeds the current best (see ``patch_distance``).
+    A candidate the labels forbid (``allowed``) is not tried. The distance stops early once it
+    exceeds the current best (see ``patch_distance``).
     """
     if qr == best_r and qc == best_c:
+        return best_r, best_c, best_e
+    if not allowed(labels_p, labels_q, offsets, r, c, qr, qc):
         return best_r, best_c, best_e
     e = patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, best_e)
     if e < best_e:
@@ -220,17 +196,25 @@ def upsample_coordinate(p, old_a, new_a, q_parent, old_b, new_b):
 # map, energies (H, W) float32. ``r`` and ``c`` are the pixel's row and column in the output.
 
 
-def init_pixel(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out, r, c):
-    """Clamp the pixel's match into B and write it with its patch energy."""
+def init_pixel(a, a_prime, b, b_prime, nnf, half, labels_p, labels_q, members, offsets, seed,
+               nnf_out, energy_out, r, c):
+    """Clamp the pixel's match into B and write it with its patch energy; a match the labels
+    forbid is replaced by a uniform draw among the pixels they allow."""
     qr = clamp(nnf[r, c, 0], 0, b.shape[0] - 1)
     qc = clamp(nnf[r, c, 1], 0, b.shape[1] - 1)
+    if not allowed(labels_p, labels_q, offsets, r, c, qr, qc):
+        # stream -2: apart from the random search's (0, 1, ...) and random_nnf's (-1)
+        q = draw_member(members, offsets, pixel_label(labels_p, r, c), seed, -2,
+                        r * nnf.shape[1] + c, 0)
+        qr = q // b.shape[1]
+        qc = q % b.shape[1]
     nnf_out[r, c, 0] = qr
     nnf_out[r, c, 1] = qc
     energy_out[r, c] = patch_distance(a, a_prime, b, b_prime, r, c, qr, qc, half, _INF)
 
 
 def propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step,
-                    r, c):
+                    labels_p, labels_q, offsets, r, c):
     """Jump flooding: try the matches of the 4 neighbours at distance ``step``, shifted back."""
     ha = nnf_in.shape[0]
     wa = nnf_in.shape[1]
@@ -258,15 +242,21 @@ def propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_o
         qr = clamp(nnf_in[nr, nc, 0] - sr, 0, hb - 1)
         qc = clamp(nnf_in[nr, nc, 1] - sc, 0, wb - 1)
         best_r, best_c, best_e = try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half,
-                                               best_r, best_c, best_e)
+                                               best_r, best_c, best_e, labels_p, labels_q,
+                                               offsets)
     nnf_out[r, c, 0] = best_r
     nnf_out[r, c, 1] = best_c
     energy_out[r, c] = best_e
 
 
 def random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
-                        radius, seed, iteration, r, c):
-    """Random search around the pixel's match, the window radius halving down to 1."""
+                        radius, seed, iteration, labels_p, labels_q, members, offsets, r, c):
+    """Random search around the pixel's match, the window radius halving down to 1.
+
+    Under labels, a draw they forbid is drawn again in the same window, up to
+    ``_REDRAWS`` times, and then replaced by a uniform draw among the pixels of the pixel's
+    label (``draw_member``): the search samples among the pixels it may match.
+    """
     hb = b.shape[0]
     wb = b.shape[1]
     pixel = r * nnf_in.shape[1] + c
@@ -279,9 +269,22 @@ def random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, ener
         qr = random_in_window(seed, iteration, pixel, draw, best_r, rad, hb)
         qc = random_in_window(seed, iteration, pixel, draw + 1, best_c, rad, wb)
         draw += 2
+        tries = 0
+        while tries < _REDRAWS and not allowed(labels_p, labels_q, offsets, r, c, qr, qc):
+            qr = random_in_window(seed, iteration, pixel, draw, best_r, rad, hb)
+            qc = random_in_window(seed, iteration, pixel, draw + 1, best_c, rad, wb)
+            draw += 2
+            tries += 1
+        if tries == _REDRAWS and not allowed(labels_p, labels_q, offsets, r, c, qr, qc):
+            q = draw_member(members, offsets, pixel_label(labels_p, r, c), seed, iteration,
+                            pixel, draw)
+            draw += 1
+            qr = q // wb
+            qc = q % wb
         rad //= 2
         best_r, best_c, best_e = try_candidate(a, a_prime, b, b_prime, r, c, qr, qc, half,
-                                               best_r, best_c, best_e)
+                                               best_r, best_c, best_e, labels_p, labels_q,
+                                               offsets)
     nnf_out[r, c, 0] = best_r
     nnf_out[r, c, 1] = best_c
     energy_out[r, c] = best_e
@@ -313,8 +316,12 @@ def upsample_pixel(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out, r, c):
                                        old_b_w, new_b_w)
 
 
-def warp_pixel(source, nnf, half, out, r, c):
-    """Average voting: the mean of ``source`` over the patch's matches, shifted back."""
+def warp_pixel(source, nnf, half, labels_p, labels_q, offsets, out, r, c):
+    """Average voting: the mean of ``source`` over the patch's matches, shifted back.
+
+    Under labels, a shifted-back match counts only where the pixel may match it (``allowed``:
+    no walls, no other region); the pixel's own match (offset 0) always counts.
+    """
     ha = nnf.shape[0]
     wa = nnf.shape[1]
     hb = source.shape[0]
@@ -335,6 +342,8 @@ def warp_pixel(source, nnf, half, out, r, c):
             qc = nnf[nr, nc, 1] - dc
             if qr < 0 or qr >= hb or qc < 0 or qc >= wb:
                 continue
+            if (dr != 0 or dc != 0) and not allowed(labels_p, labels_q, offsets, r, c, qr, qc):
+                continue
             count += 1
             for k in range(channels):
                 out[r, c, k] += source[qr, qc, k]
@@ -344,7 +353,8 @@ def warp_pixel(source, nnf, half, out, r, c):
 
 
 #: Every function above, each after those it calls: the order :func:`compile_all` compiles in.
-_COMPILED = ("random_in_window", "clamp", "_few_channel_distance", "patch_distance",
+_COMPILED = ("random_hash", "random_in_window", "clamp", "pixel_label", "allowed",
+             "draw_member", "_few_channel_distance", "patch_distance",
              "try_candidate", "upsample_coordinate", "init_pixel", "propagate_pixel",
              "random_search_pixel", "energy_pixel", "random_nnf_pixel", "upsample_pixel",
              "warp_pixel")

@@ -29,28 +29,32 @@ _px = _device.compile_all(numba.njit(cache=True, fastmath=False, inline="always"
 
 
 @_kernel
-def _init_loop(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out):
+def _init_loop(a, a_prime, b, b_prime, nnf, half, labels_p, labels_q, members, offsets, seed,
+               nnf_out, energy_out):
     for row in prange(nnf.shape[0]):
         for c in range(nnf.shape[1]):
-            _px.init_pixel(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out,
-                           np.int64(row), c)
+            _px.init_pixel(a, a_prime, b, b_prime, nnf, half, labels_p, labels_q, members,
+                           offsets, seed, nnf_out, energy_out, np.int64(row), c)
 
 
 @_kernel
-def _propagate_loop(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step):
+def _propagate_loop(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step,
+                    labels_p, labels_q, offsets):
     for row in prange(nnf_in.shape[0]):
         for c in range(nnf_in.shape[1]):
             _px.propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out,
-                                energy_out, half, step, np.int64(row), c)
+                                energy_out, half, step, labels_p, labels_q, offsets,
+                                np.int64(row), c)
 
 
 @_kernel
 def _random_search_loop(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
-                        radius, seed, iteration):
+                        radius, seed, iteration, labels_p, labels_q, members, offsets):
     for row in prange(nnf_in.shape[0]):
         for c in range(nnf_in.shape[1]):
             _px.random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out,
-                                    energy_out, half, radius, seed, iteration, np.int64(row), c)
+                                    energy_out, half, radius, seed, iteration, labels_p,
+                                    labels_q, members, offsets, np.int64(row), c)
 
 
 @_kernel
@@ -75,10 +79,10 @@ def _upsample_loop(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out):
 
 
 @_kernel
-def _warp_loop(source, nnf, half, out):
+def _warp_loop(source, nnf, half, labels_p, labels_q, offsets, out):
     for row in prange(nnf.shape[0]):
         for c in range(nnf.shape[1]):
-            _px.warp_pixel(source, nnf, half, out, np.int64(row), c)
+            _px.warp_pixel(source, nnf, half, labels_p, labels_q, offsets, out, np.int64(row), c)
 
 
 _LOOPS = {"init": _init_loop, "propagate": _propagate_loop, "random_search": _random_search_loop,

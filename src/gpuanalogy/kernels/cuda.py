@@ -22,27 +22,31 @@ _BLOCK = (16, 8)  # (columns, rows) per block
 
 
 @cuda.jit
-def _init_thread(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out):
+def _init_thread(a, a_prime, b, b_prime, nnf, half, labels_p, labels_q, members, offsets, seed,
+                 nnf_out, energy_out):
     c, r = cuda.grid(2)
     if r < nnf.shape[0] and c < nnf.shape[1]:
-        _px.init_pixel(a, a_prime, b, b_prime, nnf, half, nnf_out, energy_out, r, c)
+        _px.init_pixel(a, a_prime, b, b_prime, nnf, half, labels_p, labels_q, members, offsets,
+                       seed, nnf_out, energy_out, r, c)
 
 
 @cuda.jit
-def _propagate_thread(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step):
+def _propagate_thread(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half, step,
+                      labels_p, labels_q, offsets):
     c, r = cuda.grid(2)
     if r < nnf_in.shape[0] and c < nnf_in.shape[1]:
         _px.propagate_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out,
-                            half, step, r, c)
+                            half, step, labels_p, labels_q, offsets, r, c)
 
 
 @cuda.jit
 def _random_search_thread(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out, energy_out, half,
-                          radius, seed, iteration):
+                          radius, seed, iteration, labels_p, labels_q, members, offsets):
     c, r = cuda.grid(2)
     if r < nnf_in.shape[0] and c < nnf_in.shape[1]:
         _px.random_search_pixel(a, a_prime, b, b_prime, nnf_in, energy_in, nnf_out,
-                                energy_out, half, radius, seed, iteration, r, c)
+                                energy_out, half, radius, seed, iteration, labels_p, labels_q,
+                                members, offsets, r, c)
 
 
 @cuda.jit
@@ -67,10 +71,10 @@ def _upsample_thread(nnf, old_b_h, old_b_w, new_b_h, new_b_w, out):
 
 
 @cuda.jit
-def _warp_thread(source, nnf, half, out):
+def _warp_thread(source, nnf, half, labels_p, labels_q, offsets, out):
     c, r = cuda.grid(2)
     if r < nnf.shape[0] and c < nnf.shape[1]:
-        _px.warp_pixel(source, nnf, half, out, r, c)
+        _px.warp_pixel(source, nnf, half, labels_p, labels_q, offsets, out, r, c)
 
 
 _THREADS = {"init": _init_thread, "propagate": _propagate_thread,

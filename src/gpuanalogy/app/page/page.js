@@ -1,11 +1,12 @@
 // The page of `gpuanalogy serve`: plain JavaScript over the HTTP API (see the README).
-// The settings form is built from GET /api/options (the options table); a job's progress,
+// The settings form and the region files' fields are built from GET /api/options (the
+// options table); B' takes one image or several (exemplars). A job's progress,
 // level previews and end come as server-sent events from GET /api/jobs/{id}/events.
 "use strict";
 
 const state = {
   options: null,          // GET /api/options
-  files: {a: null, b_prime: null},
+  files: {a: null, b_prime: null},   // a File; B' a list of Files (one per exemplar)
   inputs: {},             // job id -> {a: object URL, b_prime: object URL} of jobs sent from here
   shown: null,            // the job on view
   source: null,           // its EventSource
@@ -44,7 +45,20 @@ function shownValue(value) {
   return String(value);
 }
 
+function buildFileFields(options) {
+  // The input files of the options table (region masks): plain file choosers.
+  for (const spec of options.files) {
+    if (spec.name === "a" || spec.name === "b_prime") continue;
+    const input = element("input", {type: "file", name: spec.name, id: `file-${spec.name}`});
+    if (spec.multiple) input.multiple = true;
+    $("#file-fields").append(element("label", {title: spec.help},
+      [element("span", {text: spec.name.replace(/_/g, " ") +
+                              (spec.multiple ? " (one per B\u2032)" : "")}), input]));
+  }
+}
+
 function buildForm(options) {
+  buildFileFields(options);
   const fields = $("#option-fields");
   for (const option of options.options) {
     let input;
@@ -90,28 +104,32 @@ function showInherited() {
   }
 }
 
-function chooseFile(field, file) {
-  if (!file) return;
-  state.files[field] = file;
+function chooseFile(field, chosen) {
+  const files = Array.from(chosen || []);
+  if (!files.length) return;
+  const file = files[0];
+  state.files[field] = field === "b_prime" ? files : file;
   const box = document.getElementById(`drop-${field}`);
   const image = box.querySelector("img");
   if (image.src) URL.revokeObjectURL(image.src);
-  image.src = URL.createObjectURL(file);
+  image.src = URL.createObjectURL(file);   // the first exemplar stands for them all
   image.hidden = false;
-  box.querySelector(".name").textContent = `${file.name} (${Math.ceil(file.size / 1024)} KiB)`;
+  const shown = field === "b_prime" ? files : [file];
+  box.querySelector(".name").textContent = shown.map(
+    (f) => `${f.name} (${Math.ceil(f.size / 1024)} KiB)`).join(", ");
 }
 
 function wireDrops() {
   for (const field of ["a", "b_prime"]) {
     const box = document.getElementById(`drop-${field}`);
     document.getElementById(`file-${field}`).addEventListener(
-      "change", (event) => chooseFile(field, event.target.files[0]));
+      "change", (event) => chooseFile(field, event.target.files));
     box.addEventListener("dragover", (event) => { event.preventDefault(); box.classList.add("over"); });
     box.addEventListener("dragleave", () => box.classList.remove("over"));
     box.addEventListener("drop", (event) => {
       event.preventDefault();
       box.classList.remove("over");
-      chooseFile(field, event.dataTransfer.files[0]);
+      chooseFile(field, event.dataTransfer.files);
     });
   }
 }
@@ -125,7 +143,10 @@ async function start(event) {
   }
   const form = new FormData();
   form.append("a", state.files.a, state.files.a.name);
-  form.append("b_prime", state.files.b_prime, state.files.b_prime.name);
+  for (const file of state.files.b_prime) form.append("b_prime", file, file.name);
+  for (const input of $("#file-fields").querySelectorAll("input")) {
+    for (const file of input.files) form.append(input.name, file, file.name);
+  }
   for (const input of $("#option-fields").querySelectorAll("input, select")) {
     if (input.value !== "") form.append(input.name, input.value);
   }
@@ -134,7 +155,7 @@ async function start(event) {
   try {
     const job = await api("/api/jobs", {method: "POST", body: form});
     state.inputs[job.id] = {a: URL.createObjectURL(state.files.a),
-                            b_prime: URL.createObjectURL(state.files.b_prime)};
+                            b_prime: URL.createObjectURL(state.files.b_prime[0])};
     await refreshQueue();
     show(job.id);
   } catch (error) {
@@ -169,7 +190,8 @@ async function refreshQueue() {
     const item = element("li", {class: "job", "data-id": job.id, "data-state": job.state});
     if (job.id === state.shown) item.classList.add("shown");
     const view = element("button", {type: "button", class: "link",
-                                    text: `${job.names.a} \u00d7 ${job.names.b_prime}`});
+                                    text: `${job.names.a} \u00d7 ` +
+                                          [].concat(job.names.b_prime).join(" + ")});
     view.addEventListener("click", () => show(job.id));
     item.append(view, element("span", {class: "state", text: stateText(job)}));
     if (job.state === "queued" || job.state === "running") {
@@ -277,7 +299,12 @@ function showResults(id, files) {
   const file = (name) => `/api/jobs/${id}/files/${name}`;
   const shown = [["a_prime.png", "A\u2032"], ["b.png", "B"],
                  ["a_prime_refined.png", "A\u2032 refined"], ["b_refined.png", "B refined"],
-                 ["nnf_ab.png", "NNF A \u2192 B\u2032"], ["nnf_ba.png", "NNF B\u2032 \u2192 A"]];
+                 ["nnf_ab.png", "NNF A \u2192 B\u2032"], ["nnf_ba.png", "NNF B\u2032 \u2192 A"],
+                 ["nnf_ab_exemplar.png", "exemplar of each match"]];
+  for (const name of files) {   // several exemplars: b_1.png, b_1_refined.png, ...
+    const numbered = name.match(/^b_(\d+)(_refined)?\.png$/);
+    if (numbered) shown.push([name, `B${numbered[2] ? " refined" : ""} (B\u2032 ${numbered[1]})`]);
+  }
   for (const [name, label] of shown) {
     if (files.includes(name)) gallery.append(figure(label, file(name), `result-${name.split(".")[0]}`));
   }

@@ -124,6 +124,21 @@ def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
         assert image.size == (64, 48)
 
 
+def test_outputs_a_prime_with_two_exemplars_writes_no_b(tmp_path, capsys):
+    """With several exemplars, A' alone writes each exemplar's field but no B of any."""
+    a, b1 = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b1.png", 1)
+    b2 = _picture(tmp_path / "b2.png", 2)
+    out = tmp_path / "out"
+    code = main(["run", a, b1, b2, "-o", str(out), "--outputs", "a_prime", "--ratio", "0.25",
+                 "--lbfgs-iters", "3", "--iters", "2", "--device", "cpu"])
+    capsys.readouterr()
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["outputs"] == ["a_prime"]
+    assert {"nnf_ba_1.npy", "nnf_ba_2.npy"} <= set(record["files"])
+    assert not any(name.startswith("b") for name in record["files"])
+
+
 def test_demo_refuses_an_unwritable_output_folder_before_computing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -178,7 +178,7 @@ def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray | lis
     mark = [f" {k + 1}" if listed else "" for k in range(len(exemplars))]
     rows = [[("A", a), *((f"B'{m}", x) for m, x in zip(mark, exemplars)),
              ("A'", result.a_prime),
-             *((f"B{m}", b) for m, b in zip(mark, bs) if result.b is not None)]]
+             *((f"B{m}", b) for m, b in zip(mark, bs or []) if b is not None)]]
     second = [("NNF A->B'", field_plot(result, exemplars)),
               *((f"NNF B'{m}->A", nnf_to_color(f, a.shape[:2])) for m, f in zip(mark, fields_ba))]
     if listed:

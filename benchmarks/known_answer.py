@@ -18,12 +18,17 @@ whole pixels, voted with the same 3x3 patches.
 "Subpixel" rows align the final fields to sub-pixel precision (``gpuanalogy.subpixel``, on in
 the photo2photo preset) before voting; ``--subpixel both`` runs each case twice, without and
 with it, from the same seed (the searches are identical up to that stage). ``--optimizer both``
-runs each case with each deconvolution optimiser (ours and SciPy's L-BFGS-B reference).
+runs each case with each deconvolution optimiser (ours and SciPy's L-BFGS-B reference);
+``--lbfgs-stop both`` with each stopping rule (official, adaptive) and ``--outputs all`` with
+both analogies and with A' alone (``a_prime``: B is not made, so it has no score); the
+"evals" column counts the deconvolutions' sub-network evaluations.
 
     python benchmarks/known_answer.py [--size 256] [--ratio 1] [--photos astronaut,chelsea]
                                       [--refine off|on|both] [--upsample cubic|nnf]
                                       [--subpixel off|on|both] [--deconv-start own|warped]
                                       [--optimizer lbfgs|scipy|both]
+                                      [--lbfgs-stop adaptive|official|both]
+                                      [--outputs both|a_prime|all]
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.transform import resize
 
 from gpuanalogy import AnalogyConfig, analogy
-from gpuanalogy.config import OPTIMIZERS
+from gpuanalogy.config import LBFGS_STOPS, OPTIMIZERS, OUTPUTS
 from gpuanalogy.features import VGG19
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -159,24 +164,30 @@ def main() -> int:
     parser.add_argument("--subpixel", choices=("off", "on", "both"), default="off")
     parser.add_argument("--deconv-start", choices=("own", "warped"), default="own")
     parser.add_argument("--optimizer", choices=(*OPTIMIZERS, "both"), default="lbfgs")
+    parser.add_argument("--lbfgs-stop", choices=(*LBFGS_STOPS, "both"), default="adaptive")
+    parser.add_argument("--outputs", choices=(*OUTPUTS, "all"), default="both")
     args = parser.parse_args()
 
     config = AnalogyConfig(ratio=args.ratio, device=args.device, lbfgs_iterations=args.lbfgs_iters,
                            upsample=args.upsample, deconv_start=args.deconv_start)
     subpixel = {"off": (False,), "on": (True,), "both": (False, True)}[args.subpixel]
     optimizers = OPTIMIZERS if args.optimizer == "both" else (args.optimizer,)
-    variants = [(optimizer, aligned) for optimizer in optimizers for aligned in subpixel]
+    stops = LBFGS_STOPS[::-1] if args.lbfgs_stop == "both" else (args.lbfgs_stop,)
+    made = OUTPUTS if args.outputs == "all" else (args.outputs,)
+    variants = [(optimizer, aligned, stop, outputs) for optimizer in optimizers
+                for aligned in subpixel for stop in stops for outputs in made]
     model = VGG19(None, args.device)
     rng = np.random.default_rng(args.seed)
     rows = []
     print(f"known-answer analogies: {args.size} px, ratio {args.ratio} ({args.upsample}), "
-          f"L-BFGS {args.lbfgs_iters} iterations, deconvolution start {args.deconv_start}, "
+          f"L-BFGS at most {args.lbfgs_iters} iterations, deconvolution start "
+          f"{args.deconv_start}, "
           f"device {model.backend.name}; PSNR in dB over pixels with a true counterpart "
           "(whole image in brackets); EPE: median of nnf_ab / nnf_ba", flush=True)
-    print(f"{'photo':10s} {'optim':5s} {'subpx':5s} {'refine':6s} {'A-prime PSNR/SSIM':>24s}"
-          f" {'B PSNR/SSIM':>24s} {'copy A':>12s} {'copy B-prime':>13s} {'oracle':>12s}"
-          f" {'EPE ab/ba':>11s} {'sec':>6s}"
-          f"\n{'':29s} {'':>24s} {'':>24s} {'(A-prime/B)':>12s} {'(A-prime/B)':>13s}"
+    print(f"{'photo':10s} {'optim':5s} {'subpx':5s} {'stop':8s} {'outputs':7s} {'refine':6s} "
+          f"{'A-prime PSNR/SSIM':>24s} {'B PSNR/SSIM':>24s} {'copy A':>12s} {'copy B-prime':>13s}"
+          f" {'oracle':>12s} {'EPE ab/ba':>11s} {'evals':>5s} {'sec':>6s}"
+          f"\n{'':46s} {'':>24s} {'':>24s} {'(A-prime/B)':>12s} {'(A-prime/B)':>13s}"
           f" {'(A-prime/B)':>12s}", flush=True)
     for i, name in enumerate(args.photos.split(",")):
         a, b_prime, a_prime_true, b_true, t = make_case(name, args.size, rng, kind=i % 3)
@@ -186,11 +197,13 @@ def main() -> int:
                             scores(b_prime, b_true, valid_b)[0]),
                 "oracle": (scores(oracle(b_prime, nnf_ab_true), a_prime_true, valid_a)[0],
                            scores(oracle(a, nnf_ba_true), b_true, valid_b)[0])}
-        for optimizer, aligned in variants:
+        for optimizer, aligned, stop, made_outputs in variants:
             start = time.perf_counter()
             result = analogy(a.astype(np.float32), b_prime.astype(np.float32),
-                             config.replace(subpixel=aligned, optimizer=optimizer), model=model)
+                             config.replace(subpixel=aligned, optimizer=optimizer,
+                                            lbfgs_stop=stop, outputs=made_outputs), model=model)
             seconds = time.perf_counter() - start
+            evals = sum(s.evaluations for _, _, s in result.deconvolutions)
             epe = tuple(float(np.median(np.linalg.norm(field - truth, axis=-1)[valid]))
                         for field, truth, valid in ((result.nnf_ab, nnf_ab_true, valid_a),
                                                     (result.nnf_ba, nnf_ba_true, valid_b)))
@@ -200,17 +213,20 @@ def main() -> int:
             if args.refine in ("on", "both"):
                 from gpuanalogy.refinement import refine
                 outputs.append(("on", refine(result.a_prime, to_u8(a)),
-                                refine(result.b, to_u8(b_prime))))
+                                None if result.b is None else refine(result.b, to_u8(b_prime))))
             for flag, a_prime, b in outputs:
-                ap, bq = scores(a_prime, a_prime_true, valid_a), scores(b, b_true, valid_b)
-                rows.append((name, optimizer, "on" if aligned else "off", flag, ap, bq, epe))
-                print(f"{name:10s} {optimizer:5s} {rows[-1][2]:5s} {flag:6s} {ap[0]:6.2f} [{ap[2]:5.2f}] / "
+                ap = scores(a_prime, a_prime_true, valid_a)
+                bq = scores(b, b_true, valid_b) if b is not None else (np.nan,) * 3
+                rows.append((name, optimizer, "on" if aligned else "off", flag, ap, bq, epe,
+                             stop, made_outputs))
+                print(f"{name:10s} {optimizer:5s} {rows[-1][2]:5s} {stop:8s} {made_outputs:7s} "
+                      f"{flag:6s} {ap[0]:6.2f} [{ap[2]:5.2f}] / "
                       f"{ap[1]:.3f}  {bq[0]:6.2f} [{bq[2]:5.2f}] / {bq[1]:.3f}"
                       + "".join(f"  {base[k][0]:5.2f}/{base[k][1]:5.2f}" for k in base)
-                      + f"  {epe[0]:5.2f}/{epe[1]:5.2f} {seconds:6.1f}", flush=True)
-    for key in sorted({r[1:4] for r in rows}):
-        sel = [r for r in rows if r[1:4] == key]
-        print(f"{'mean':10s} {key[0]:5s} {key[1]:5s} {key[2]:6s} A' "
+                      + f"  {epe[0]:5.2f}/{epe[1]:5.2f} {evals:5d} {seconds:6.1f}", flush=True)
+    for key in sorted({(*r[1:4], *r[7:9]) for r in rows}):
+        sel = [r for r in rows if (*r[1:4], *r[7:9]) == key]
+        print(f"{'mean':10s} {key[0]:5s} {key[1]:5s} {key[3]:8s} {key[4]:7s} {key[2]:6s} A' "
               f"{np.mean([r[4][0] for r in sel]):.2f} dB"
               f" / SSIM {np.mean([r[4][1] for r in sel]):.3f}, B "
               f"{np.mean([r[5][0] for r in sel]):.2f} dB / SSIM "

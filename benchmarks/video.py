@@ -8,7 +8,8 @@ Two clips are made here, each with its true motion known exactly:
   crop of scikit-image's coffee photo) along a curved path.
 
 The methods (``--methods``): ``frame by frame`` (independent analogies), ``video`` (today's
-video mode; ``video:UPSAMPLE`` with another ``--upsample``) and ``keyframes:SPEC`` (whole
+video mode; ``video:UPSAMPLE`` with another ``--upsample``; ``video@STOP/OUTPUTS`` with another
+``lbfgs_stop`` and ``outputs``, every frame's deconvolutions under that rule) and ``keyframes:SPEC`` (whole
 analogies at the keyframes SPEC names, N, auto or ``i;j;...``, the frames between propagated:
 ``gpuanalogy.keyframes``). All run with the same settings (``--preset`` and ``--ratio``; the
 video's frames after the first use ``VideoConfig``'s defaults) and one loaded network; the
@@ -189,8 +190,8 @@ def run_clip(clip: Synthetic, config: AnalogyConfig, model: VGG19,
              methods: list[str]) -> dict[str, Run]:
     """Every method on the clip: the whole-analogy methods frame t of each back to back, then
     each keyframe method on its own (it holds frames and returns them out of order)."""
-    configs = {name: config.replace(upsample=name.split(":")[1]) if ":" in name else config
-               for name in methods if name.startswith("video") or name == "frame by frame"}
+    configs = {name: method_config(name, config) for name in methods
+               if name.startswith("video") or name == "frame by frame"}
     runs = {name: Run() for name in configs}
     clips = {name: Clip(clip.exemplar, configs[name], model=model) for name in configs
              if name.startswith("video")}
@@ -214,6 +215,17 @@ def run_clip(clip: Synthetic, config: AnalogyConfig, model: VGG19,
         if name.startswith("keyframes:"):
             runs[name] = run_keyframes(clip, config, model, name.split(":", 1)[1])
     return runs
+
+
+def method_config(name: str, config: AnalogyConfig) -> AnalogyConfig:
+    """The settings of a whole-analogy method: ``video[:UPSAMPLE][@STOP/OUTPUTS]``."""
+    name, _, variant = name.partition("@")
+    if ":" in name:
+        config = config.replace(upsample=name.split(":")[1])
+    if variant:
+        stop, outputs = variant.split("/")
+        config = config.replace(lbfgs_stop=stop, outputs=outputs)
+    return config
 
 
 def run_keyframes(clip: Synthetic, config: AnalogyConfig, model: VGG19, spec: str) -> Run:

@@ -116,8 +116,19 @@ def test_csv_columns_paths_names_and_layered_settings(tmp_path):
             third.subpixel) == (1, 0.5, 20, True, "nnf", False)
 
 
+def test_csv_columns_outputs_and_lbfgs_stop(tmp_path):
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("a,b_prime,outputs,lbfgs-stop\n"
+                        "x.png,y.png,a_prime,official\n"
+                        "z.png,y.png,,\n")
+    pairs = read_pairs_csv(csv_path, lambda preset: AnalogyConfig())
+    assert [(p.config.outputs, p.config.lbfgs_stop) for p in pairs] == [
+        ("a_prime", "official"), ("both", "adaptive")]
+
+
 @pytest.mark.parametrize("text, parts", [
     ("a\nx.png\n", ["line 1", "missing column 'b_prime'"]),
+    ("a,b_prime,outputs\nx.png,y.png,b\n", ["line 2", "outputs='b' is not supported"]),
     ("a,b_prime,colour\nx.png,y.png,red\n", ["line 1", "unknown column 'colour'"]),
     ("a,b_prime,a\nx.png,y.png,z.png\n", ["line 1", "'a' appears twice"]),
     ("a,b_prime,preset\nx.png,y.png,photo2style\nx.png,y.png,cartoon\n",

@@ -99,6 +99,46 @@ def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
     assert str(out / "a_prime.png") in captured.out.splitlines()
 
 
+def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
+    """``--outputs a_prime`` makes A' alone: no B and none of its files (the fields are
+    written); run.json lists A' as the only output and only A''s deconvolutions."""
+    a, b_prime = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b.png", 1)
+    out = tmp_path / "out"
+    code = main(["run", a, b_prime, "-o", str(out), "--preset", "photo2photo", "--save-levels",
+                 "--outputs", "a_prime", "--ratio", "0.25", "--lbfgs-iters", "3", "--iters", "2",
+                 "--device", "cpu"])
+    capsys.readouterr()
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    written = {path.name for path in out.iterdir()}
+    images = ["a_prime.png", "a_prime_refined.png", "nnf_ab.png", "nnf_ba.png", "sheet.png"] + [
+        f"level{lv}_a_prime.png" for lv in range(1, 6)]
+    assert sorted(record["files"]) == sorted(images + ["nnf_ab.npy", "nnf_ba.npy"])
+    assert written == set(record["files"]) | {"run.json"}
+    assert record["outputs"] == ["a_prime"] and record["config"]["outputs"] == "a_prime"
+    assert [d["output"] for d in record["deconvolutions"]] == ["a_prime"] * 4
+    for deconvolution in record["deconvolutions"]:   # how many iterations each made, and why
+        assert 1 <= deconvolution["iterations"] <= deconvolution["max_iterations"] == 3
+        assert deconvolution["rule"] == "adaptive" and deconvolution["stop"]
+    with Image.open(out / "a_prime.png") as image:
+        assert image.size == (64, 48)
+
+
+def test_outputs_a_prime_with_two_exemplars_writes_no_b(tmp_path, capsys):
+    """With several exemplars, A' alone writes each exemplar's field but no B of any."""
+    a, b1 = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b1.png", 1)
+    b2 = _picture(tmp_path / "b2.png", 2)
+    out = tmp_path / "out"
+    code = main(["run", a, b1, b2, "-o", str(out), "--outputs", "a_prime", "--ratio", "0.25",
+                 "--lbfgs-iters", "3", "--iters", "2", "--device", "cpu"])
+    capsys.readouterr()
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["outputs"] == ["a_prime"]
+    assert {"nnf_ba_1.npy", "nnf_ba_2.npy"} <= set(record["files"])
+    assert not any(name.startswith("b") for name in record["files"])
+
+
 def test_demo_refuses_an_unwritable_output_folder_before_computing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

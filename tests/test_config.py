@@ -25,6 +25,8 @@ def test_presets_are_the_official_settings_and_can_be_overridden(name):
     assert c.subpixel is False        # our addition is never switched on by a preset
     # above the working size, the style uses' outputs keep the exemplar's texture
     assert c.upsample == ("cubic" if OFFICIAL[name][2] else "patchmatch")
+    # photo2style makes A' alone, the others both analogies
+    assert c.outputs == ("a_prime" if name == "photo2style" else "both")
     # everything else stays at the defaults
     assert (c.patch_sizes, c.lbfgs_iterations) == (AnalogyConfig().patch_sizes, 100)
     assert AnalogyConfig.preset(name, blend=1).blend == 1

@@ -6,7 +6,10 @@ from gpuanalogy.deconvolution import deconvolve
 
 
 class Quadratic:
-    """A stand-in sub-network: out = M x (linear), mid = 2 x; loss 0.5 |M x - t|^2."""
+    """A stand-in sub-network: out = M x (linear), mid = 2 x; loss 0.5 |M x - t|^2 (in the
+    place of the level-3 one, whose adaptive stop is a plateau rule)."""
+
+    level = 3
 
     def __init__(self, m):
         self.m = m
@@ -92,3 +95,55 @@ def _least_squares_problems(count):
         x_true = rng.normal(size=(2, 3, 4)).astype(np.float32)
         problems.append((Quadratic(m), np.zeros_like(x_true), (m @ x_true.ravel()).reshape(30, 1, 1)))
     return problems
+
+
+def _slow_problem(residual):
+    """A least-squares deconvolution that L-BFGS needs hundreds of iterations for (singular
+    values 1 to 1000), with a target ``residual`` away from the network's range, so that with
+    a residual the loss levels off at a floor."""
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(400, 400)))
+    m = (q * np.logspace(0, 3, 400))[:, :300]
+    x_true = rng.normal(size=(3, 10, 10)).astype(np.float32)
+    off_range = q[:, 300:] @ rng.normal(size=100)
+    target = m @ x_true.ravel() + residual * off_range / np.linalg.norm(off_range)
+    return Quadratic(m), np.zeros_like(x_true), target.reshape(400, 1, 1)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_official_makes_exactly_the_iterations_asked(optimizer):
+    for max_iter in (7, 40):
+        _, _, stats = deconvolve(*_slow_problem(30.0), max_iter=max_iter, history=4,
+                                 optimizer=optimizer, stop="official", backend=cpu_backend())
+        assert (stats.iterations, stats.stop) == (max_iter, "max_iterations")
+        assert (stats.rule, stats.max_iterations) == ("official", max_iter)
+        assert len(stats.losses) == max_iter + 1
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "scipy"])
+def test_adaptive_stops_once_the_variable_settles(optimizer):
+    from gpuanalogy.deconvolution import ADAPTIVE_STOP
+
+    rule = ADAPTIVE_STOP[Quadratic.level]
+    first = max(rule.min_iter, rule.window)
+    _, _, stats = deconvolve(*_slow_problem(30.0), max_iter=300, history=4, optimizer=optimizer,
+                             stop="adaptive", backend=cpu_backend())
+    k, m = stats.iterations, stats.moves
+    assert (stats.stop, stats.rule, stats.max_iterations) == (rule.reason, "adaptive", 300)
+    assert first <= k < 300 and len(m) == k and len(stats.losses) == k + 1
+    assert sum(m[k - rule.window:]) < rule.tol
+    assert all(sum(m[j - rule.window:j]) >= rule.tol for j in range(first, k))
+    # The same run to the cap goes on lowering the loss, by little.
+    _, _, full = deconvolve(*_slow_problem(30.0), max_iter=300, history=4, optimizer=optimizer,
+                            stop="official", backend=cpu_backend())
+    assert full.losses[:k + 1] == pytest.approx(stats.losses, rel=1e-6)
+    assert full.final_loss < stats.final_loss
+
+
+def test_adaptive_runs_the_image_level_to_the_cap():
+    """At level 2 (the image is the variable) the adaptive stop is the official one."""
+    problem = _slow_problem(30.0)
+    problem[0].level = 2
+    _, _, stats = deconvolve(*problem, max_iter=40, history=4, stop="adaptive",
+                             backend=cpu_backend())
+    assert (stats.iterations, stats.stop, stats.rule) == (40, "max_iterations", "adaptive")

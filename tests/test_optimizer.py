@@ -321,3 +321,66 @@ def test_dot_accumulates_long_vectors_to_float32_precision():
     a, b = (rng.standard_normal(3_000_001).astype(np.float32) + 0.1 for _ in range(2))
     exact = float(np.dot(a.astype(np.float64), b.astype(np.float64)))
     assert abs(lbfgs.dot(np, a, b) - exact) <= 1e-6 * abs(exact)
+
+
+def _slow_quadratic(n=2000, floor=0.0):
+    """floor + 0.5 x' diag(scale) x with condition number 1e4: without a floor its loss keeps
+    falling by a share of itself for hundreds of iterations; with one (a least-squares problem
+    with a residual) the relative decrease fades."""
+    scale = np.logspace(0, 4, n).astype(np.float32)
+    return (lambda x: (floor + 0.5 * float(np.sum(scale * x * x, dtype=np.float64)), scale * x),
+            np.ones(n, np.float32))
+
+
+def test_plateau_stops_on_a_quadratic_at_the_first_iteration_the_decrease_falls_under_tol():
+    fun, x0 = _slow_quadratic(floor=100.0)
+    rule = lbfgs.Plateau(tol=0.01, window=5, min_iter=10)
+    stopped = lbfgs.minimize(fun, x0, xp=np, max_iter=300, rule=rule)
+    full = lbfgs.minimize(fun, x0, xp=np, max_iter=300)
+    k = stopped.iterations
+    assert stopped.stop == lbfgs.PLATEAU and 10 <= k < full.iterations
+    # The same iterates as the run without the rule, up to the stop.
+    assert stopped.losses == full.losses[:k + 1]
+    assert stopped.loss == full.losses[k]
+    f = full.losses
+    assert f[k - 5] - f[k] < 0.01 * f[k]                         # under the threshold at k
+    assert all(f[j - 5] - f[j] >= 0.01 * f[j] for j in range(10, k))   # and not before
+    assert f[-1] < f[k]                                          # the loss was still falling
+
+
+def test_settled_stops_on_a_quadratic_at_the_first_iteration_x_moved_less_than_tol():
+    fun, x0 = _slow_quadratic()
+    rule = lbfgs.Settled(tol=0.05, window=5, min_iter=10)
+    stopped = lbfgs.minimize(fun, x0, xp=np, max_iter=300, rule=rule)
+    full = lbfgs.minimize(fun, x0, xp=np, max_iter=300)
+    k = stopped.iterations
+    assert stopped.stop == lbfgs.SETTLED and 10 <= k < full.iterations
+    assert stopped.moves == full.moves[:k] and stopped.losses == full.losses[:k + 1]
+    m = full.moves
+    assert sum(m[k - 5:k]) < 0.05                                # under the threshold at k
+    assert all(sum(m[j - 5:j]) >= 0.05 for j in range(10, k))    # and not before
+    # A move is the step over the norm of the point reached: check one against the iterates.
+    one = lbfgs.minimize(fun, x0, xp=np, max_iter=1)
+    two = lbfgs.minimize(fun, x0, xp=np, max_iter=2)
+    assert m[1] == pytest.approx(np.linalg.norm(two.x - one.x) / np.linalg.norm(two.x),
+                                 rel=1e-5)
+    assert full.losses[-1] < full.losses[k]                      # the loss was still falling
+
+
+@pytest.mark.parametrize("rule_type", [lbfgs.Settled, lbfgs.Plateau])
+def test_a_rule_never_stops_before_min_iter_nor_before_a_window(rule_type):
+    fun, x0 = _slow_quadratic()
+    for min_iter in (3, 10, 17):
+        rule = rule_type(tol=1e6, window=2, min_iter=min_iter)     # always "done"
+        result = lbfgs.minimize(fun, x0, xp=np, max_iter=100, rule=rule)
+        assert (result.iterations, result.stop) == (min_iter, rule.reason)
+    rule = rule_type(tol=1e6, window=8, min_iter=3)
+    assert lbfgs.minimize(fun, x0, xp=np, max_iter=100, rule=rule).iterations == 8
+
+
+def test_without_a_rule_every_iteration_asked_is_made():
+    fun, x0 = _slow_quadratic()
+    for max_iter in (1, 37, 100):
+        result = lbfgs.minimize(fun, x0, xp=np, max_iter=max_iter)
+        assert (result.iterations, result.stop) == (max_iter, lbfgs.MAX_ITERATIONS)
+        assert len(result.losses) == max_iter + 1 and len(result.moves) == max_iter

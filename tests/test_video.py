@@ -76,3 +76,19 @@ def test_video_settings_are_checked():
         VideoConfig(keep_margin=1.0)
     with pytest.raises(InputError, match="motion='flow'"):
         VideoConfig(motion="flow")
+
+
+def test_a_warm_frame_of_a_prime_alone_runs_only_its_deconvolutions_under_the_clips_rule(model):
+    """With ``outputs="a_prime"`` and the adaptive stop, the warm frame deconvolves A' alone,
+    each run under the clip's rule with the warm cap; both fields still come back."""
+    config = CONFIG.replace(outputs="a_prime", lbfgs_stop="adaptive", lbfgs_iterations=4,
+                            patchmatch_iterations=2, min_side=32)
+    video = VideoConfig(lbfgs_iterations=3, patchmatch_iterations=1)
+    clip = Clip(exemplar(), config, video=video, model=model)
+    clip.frame(frame(0)[:64, :64])
+    warm = clip.frame(frame(1)[:64, :64])
+    assert warm.warm and warm.result.b is None and warm.result.nnf_ba is not None
+    runs = warm.result.deconvolutions
+    assert [(d.level, d.output) for d in runs] == [(lv, "a_prime") for lv in (4, 3, 2, 1)]
+    assert all((d.stats.rule, d.stats.max_iterations) == ("adaptive", 3) for d in runs)
+    assert all(1 <= d.stats.iterations <= 3 and d.stats.stop for d in runs)

@@ -13,6 +13,14 @@ from typing import Any, Literal
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
+#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its variable stops
+#: moving by a measured share (``gpuanalogy.deconvolution.ADAPTIVE_STOP``), or after every
+#: iteration asked, as the paper and the official code.
+LBFGS_STOPS = ("adaptive", "official")
+
+#: What an analogy computes (``AnalogyConfig.outputs``): both analogies, or A' alone.
+OUTPUTS = ("both", "a_prime")
+
 #: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
 UPSAMPLES = ("cubic", "nnf", "patchmatch")
 
@@ -20,6 +28,10 @@ UPSAMPLES = ("cubic", "nnf", "patchmatch")
 #: given: "patchmatch" (the style presets' own) re-searches every frame's fields at the frame size
 #: on its own and flickers more (docs/performance.md, "Video by keyframes").
 VIDEO_UPSAMPLE = "cubic"
+
+#: What ``gpuanalogy video`` computes unless ``--outputs`` is given: a clip is written as A'
+#: alone, so A' alone ("a_prime"; its quality: docs/performance.md, "A' alone").
+VIDEO_OUTPUTS = "a_prime"
 
 #: How the field files are written (``AnalogyConfig.field_format``).
 FIELD_FORMATS = ("float32", "float16", "working", "flo")
@@ -37,9 +49,11 @@ Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
 # The official implementation's settings for the four uses (DESIGN.md, step 6); the style uses
 # (no refinement) bring their outputs above the working size by "patchmatch", chosen from the
-# measurements of benchmarks/output_modes.py in docs/performance.md.
+# measurements of benchmarks/output_modes.py in docs/performance.md; photo2style, whose use is
+# A' alone, makes A' alone (docs/performance.md, "A' alone").
 PRESETS: dict[str, dict[str, Any]] = {
-    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
+    "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch",
+                    "outputs": "a_prime"},
     "style2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
     "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
@@ -63,7 +77,18 @@ class AnalogyConfig:
     radii : tuple of int or None
         Random-search radius in feature pixels at levels 1..5; None means the whole map.
     lbfgs_iterations, lbfgs_history : int
-        L-BFGS iterations (100) and stored correction pairs (4) per deconvolution.
+        L-BFGS iterations (100: with ``lbfgs_stop="adaptive"`` the most a deconvolution makes)
+        and stored correction pairs (4) per deconvolution.
+    lbfgs_stop : {"adaptive", "official"}
+        When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its variable
+        moved by less than a share of itself over the last few iterations, at every level but
+        the last (the rule and its measured thresholds: ``gpuanalogy.deconvolution
+        .ADAPTIVE_STOP``); "official" only at the
+        official gradient tolerance, which in practice means every iteration asked.
+    outputs : {"both", "a_prime"}
+        Both analogies (A' and B, both fields), or A' alone: the same search, but only A''s
+        deconvolutions run, B's levels being A's features warped by the B' -> A field
+        (``gpuanalogy.levels``); B is not returned, the fields are.
     optimizer : {"lbfgs", "scipy"}
         The deconvolution's optimiser: L-BFGS on the backend's own arrays with SciPy's
         MINPACK-2 line search ("lbfgs", as the official code's on-GPU L-BFGS), or SciPy's
@@ -138,6 +163,8 @@ class AnalogyConfig:
     radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
     lbfgs_iterations: int = 100
     lbfgs_history: int = 4
+    lbfgs_stop: Literal["adaptive", "official"] = "adaptive"
+    outputs: Literal["both", "a_prime"] = "both"
     optimizer: Literal["lbfgs", "scipy"] = "lbfgs"
     deconv_start: Literal["own", "warped"] = "own"
     mask: Literal["sigmoid", "hard"] = "sigmoid"
@@ -167,17 +194,14 @@ class AnalogyConfig:
             raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
         if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
             raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
-        if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer={self.optimizer!r} is not supported. Try one of: "
-                             f"{', '.join(OPTIMIZERS)}.")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
+                              ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
+                              ("field_format", FIELD_FORMATS)):
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name}={getattr(self, name)!r} is not supported. Try one "
+                                 f"of: {', '.join(allowed)}.")
         if self.mask not in ("sigmoid", "hard"):
             raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
-        if self.upsample not in UPSAMPLES:
-            raise InputError(f"upsample={self.upsample!r} is not supported. Try one of: "
-                             f"{', '.join(UPSAMPLES)}.")
-        if self.field_format not in FIELD_FORMATS:
-            raise InputError(f"field_format={self.field_format!r} is not supported. Try one of: "
-                             f"{', '.join(FIELD_FORMATS)}.")
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")

@@ -6,6 +6,11 @@ R = CNN_{L-2 -> L-1}(X). That is what the official implementation does; at the b
 variable is the preprocessed image itself. The loss and gradient come from one ONNX Runtime run
 of the sub-network graph.
 
+When to stop (``config.LBFGS_STOPS``): ``"official"`` runs every iteration asked (the official
+code stops only at a gradient tolerance it never reaches in practice); ``"adaptive"`` stops a
+run once its variable has stopped moving by a share of itself (:data:`ADAPTIVE_STOP`, per
+level), with the iterations asked as the cap.
+
 Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own
 float32 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the
 official code keeps its L-BFGS on the GPU; ``"scipy"`` is SciPy's L-BFGS-B, the reference, which
@@ -27,6 +32,32 @@ from . import lbfgs
 from .backend import Backend
 from .errors import NumericalError
 
+#: Stopping rules a deconvolution takes (``gpuanalogy.lbfgs``).
+Rule = lbfgs.Settled | lbfgs.Plateau
+
+#: The adaptive stop (``lbfgs_stop="adaptive"``), by the level of the loop (the sub-network's
+#: top level L; the deconvolution rebuilds L-1). At L = 5, 4, 3 a run ends once its variable
+#: moved by less than 4 % of itself over the last 5 iterations (never before 10); the last
+#: one, at L = 2, whose variable is the image and whose reconstruction the level-1 search (so
+#: the output's texture) rests on, runs every iteration (None). Chosen by the outputs on
+#: known-answer and style pairs (docs/performance.md, "When L-BFGS stops"): the loss still
+#: falls after the official 100 iterations, and a rule on it saves as much on photos but loses
+#: more of a style exemplar's texture.
+ADAPTIVE_STOP: dict[int, Rule | None] = {
+    5: lbfgs.Settled(tol=0.04, window=5, min_iter=10),
+    4: lbfgs.Settled(tol=0.04, window=5, min_iter=10),
+    3: lbfgs.Settled(tol=0.04, window=5, min_iter=10),
+    2: None,
+}
+
+
+def stop_rule(stop: str | Rule, level: int) -> Rule | None:
+    """The rule of an ``lbfgs_stop`` name at loop level ``level`` ("adaptive": its
+    :data:`ADAPTIVE_STOP` entry; "official": none), or the rule itself when given one."""
+    if isinstance(stop, str):
+        return ADAPTIVE_STOP[level] if stop == "adaptive" else None
+    return stop
+
 
 @dataclass(frozen=True)
 class DeconvolutionStats:
@@ -36,9 +67,11 @@ class DeconvolutionStats:
     gradient, on the backend's device, and the final forward pass to the reconstruction);
     ``transfer_seconds`` moving the vector between the backend and SciPy's float64 host copy
     (zero for ``"lbfgs"``, whose vectors stay put); the rest is the optimiser itself. ``stop``
-    says why it ended (``gpuanalogy.lbfgs``: converged, max_iterations, max_evaluations,
-    line_search_failed) and ``restarts`` how often a failed line search restarted from steepest
-    descent.
+    says why it ended (``gpuanalogy.lbfgs``: converged, settled, plateau, max_iterations,
+    max_evaluations, line_search_failed), ``rule`` which stopping rule ran ("adaptive",
+    "official", or "custom" for a rule given as such), ``max_iterations`` the cap it ran under, and ``restarts`` how often a failed
+    line search restarted from steepest descent. ``losses`` is the loss at the start and after
+    every iteration, ``moves`` every iteration's step relative to the point it reached.
     """
 
     iterations: int
@@ -51,6 +84,10 @@ class DeconvolutionStats:
     optimizer: str = "lbfgs"
     stop: str = lbfgs.MAX_ITERATIONS
     restarts: int = 0
+    rule: str = "official"
+    max_iterations: int = 0
+    losses: tuple[float, ...] = ()
+    moves: tuple[float, ...] = ()
 
     @property
     def optimizer_seconds(self) -> float:
@@ -73,13 +110,15 @@ class Deconvolved(NamedTuple):
 
 
 def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, history: int = 4,
-               optimizer: str = "lbfgs", backend: Backend) -> Deconvolved:
+               optimizer: str = "lbfgs", stop: str | Rule = "official",
+               backend: Backend) -> Deconvolved:
     """Reconstruct level L-1 features whose forward pass to level L matches ``target``.
 
     Parameters
     ----------
     subnet : gpuanalogy.features.SubNetwork
-        The sub-network from level L-2 to level L with ``loss_and_grad`` and ``forward``.
+        The sub-network from level L-2 to level L (``subnet.level`` is L) with
+        ``loss_and_grad`` and ``forward``.
     x0 : array, shape (C, H, W), float32
         Starting point at level L-2 (officially the structure image's own features there).
     target : array, shape (C_L, H_L, W_L), float32
@@ -87,6 +126,9 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
         (official: 100 and 4).
     optimizer : {"lbfgs", "scipy"}
         See :data:`gpuanalogy.config.OPTIMIZERS`.
+    stop : {"official", "adaptive"}, or a rule of :mod:`gpuanalogy.lbfgs`
+        See :data:`gpuanalogy.config.LBFGS_STOPS`, or a rule of one's own (benchmarks try
+        candidates so); ``max_iter`` is the cap either way.
 
     Returns
     -------
@@ -106,19 +148,19 @@ def deconvolve(subnet: Any, x0: Any, target: Any, *, max_iter: int = 100, histor
     with threadpool_limits(limits=1, user_api="blas"):
         try:
             x, stats = solve(subnet, x0, target, max_iter=max_iter, history=history,
-                             backend=backend)
+                             rule=stop_rule(stop, subnet.level), backend=backend)
         except NumericalError as exc:
-            level = getattr(subnet, "level", None)
-            where = f"level {level - 1} ({subnet.mid_layer})" if level else "deconvolution"
-            raise NumericalError(f"deconvolution of {where}: {exc}; the result would be "
-                                 "NaN") from None
+            raise NumericalError(f"deconvolution of level {subnet.level - 1} "
+                                 f"({subnet.mid_layer}): {exc}; the result would be NaN"
+                                 ) from None
     forward_start = time.perf_counter()
     x = x.reshape(x0.shape)
     mid, _ = subnet.forward(x)
     backend.synchronize()
     end = time.perf_counter()
     return Deconvolved(mid, x, dataclasses.replace(
-        stats, seconds=end - start, network_seconds=stats.network_seconds + end - forward_start))
+        stats, seconds=end - start, network_seconds=stats.network_seconds + end - forward_start,
+        rule=stop if isinstance(stop, str) else "custom", max_iterations=max_iter))
 
 
 def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,
@@ -136,7 +178,7 @@ def _timed(subnet: Any, target: Any, shape: tuple[int, ...], backend: Backend,
 
 
 def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
-                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+                rule: Rule | None, backend: Backend) -> tuple[Any, DeconvolutionStats]:
     """L-BFGS on the backend's float32 arrays (:func:`gpuanalogy.lbfgs.minimize`)."""
     xp = backend.xp
     spent = {"network": 0.0}
@@ -147,14 +189,15 @@ def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
         return loss, xp.ascontiguousarray(grad, dtype=xp.float32).reshape(-1)
 
     result = lbfgs.minimize(flat, xp.ascontiguousarray(x0, dtype=xp.float32).reshape(-1), xp=xp,
-                            max_iter=max_iter, history=history)
+                            max_iter=max_iter, history=history, rule=rule)
     return result.x, DeconvolutionStats(
         result.iterations, result.evaluations, result.initial_loss, result.loss, 0.0,
-        spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts)
+        spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts,
+        losses=result.losses, moves=result.moves)
 
 
 def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: int,
-                backend: Backend) -> tuple[Any, DeconvolutionStats]:
+                rule: Rule | None, backend: Backend) -> tuple[Any, DeconvolutionStats]:
     """SciPy's L-BFGS-B on a float64 host copy of the vector (the reference)."""
     xp = backend.xp
     spent = {"network": 0.0, "transfer": 0.0}
@@ -177,16 +220,34 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
             first_loss.append(loss)
         return loss, grad
 
+    # Each iteration's loss and relative step, for the stopping rule: SciPy calls back after
+    # every iteration and ends the run when the callback raises StopIteration.
+    x_start = backend.to_numpy(x0).ravel().astype(np.float64)
+    losses: list[float] = []
+    moves: list[float] = []
+    previous = [x_start]
+
+    def after_iteration(intermediate_result: Any) -> None:
+        x = intermediate_result.x
+        losses.append(float(intermediate_result.fun))
+        moves.append(float(np.linalg.norm(x - previous[0]) / max(np.linalg.norm(x), 1e-15)))
+        previous[0] = x.copy()
+        if rule is not None and rule.reached(first_loss[:1] + losses, moves):
+            raise StopIteration
+
     # maxiter bounds the work; maxfun only guards against a line search that never ends.
-    result = scipy_minimize(loss_and_grad, backend.to_numpy(x0).ravel().astype(np.float64),
-                            jac=True, method="L-BFGS-B",
+    result = scipy_minimize(loss_and_grad, x_start, jac=True, method="L-BFGS-B",
+                            callback=after_iteration,
                             options={"maxiter": max_iter, "maxcor": history,
                                      "maxfun": 5 * max_iter})
-    stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
-        int(result.status),
-        lbfgs.MAX_ITERATIONS if result.nit >= max_iter else lbfgs.MAX_EVALUATIONS)
+    if rule is not None and rule.reached(first_loss[:1] + losses, moves):
+        stop = rule.reason
+    else:
+        stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
+            int(result.status),
+            lbfgs.MAX_ITERATIONS if result.nit >= max_iter else lbfgs.MAX_EVALUATIONS)
     x = xp.asarray(result.x, dtype=xp.float32)
     return x, DeconvolutionStats(
         int(result.nit), int(result.nfev), first_loss[0] if first_loss else float("nan"),
         float(result.fun), 0.0, spent["network"], spent["transfer"], optimizer="scipy",
-        stop=stop)
+        stop=stop, losses=tuple(first_loss[:1] + losses), moves=tuple(moves))

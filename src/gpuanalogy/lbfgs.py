@@ -12,15 +12,17 @@ SciPy's port of MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the 
 L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks.
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
-``||g||^2 < 1e-8 * max(1, ||x||^2)``.
+``||g||^2 < 1e-8 * max(1, ||x||^2)``. A stopping rule may end a run earlier: :class:`Settled`
+once the variable has stopped moving by a share of itself, :class:`Plateau` once the loss has
+stopped falling by a share of itself.
 """
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.linalg.blas import saxpy
@@ -32,6 +34,8 @@ CONVERGED = "converged"              # ||g||^2 < tolerance * max(1, ||x||^2)
 MAX_ITERATIONS = "max_iterations"
 MAX_EVALUATIONS = "max_evaluations"  # the line searches together used 5 * max_iter evaluations
 LINE_SEARCH_FAILED = "line_search_failed"   # also from steepest descent: the best point is kept
+SETTLED = "settled"                  # x moved by less than a share of itself lately (Settled)
+PLATEAU = "plateau"                  # the loss fell by less than a share of itself lately (Plateau)
 
 # Step bounds and the relative interval tolerance of L-BFGS-B's own line search.
 _STEP_MIN, _STEP_MAX, _STEP_XTOL = 0.0, 1e10, 0.1
@@ -53,8 +57,13 @@ class LbfgsResult:
     restarts : int
         Line searches that failed and were retried from steepest descent.
     stop : str
-        ``"converged"``, ``"max_iterations"``, ``"max_evaluations"`` or
-        ``"line_search_failed"``.
+        ``"converged"``, ``"settled"``, ``"plateau"``, ``"max_iterations"``,
+        ``"max_evaluations"`` or ``"line_search_failed"``.
+    losses : tuple of float
+        f(x0) and the loss after every iteration (``iterations + 1`` values).
+    moves : tuple of float
+        Every iteration's step relative to the point it reached, ``||x_k - x_{k-1}|| / ||x_k||``
+        (``iterations`` values).
     """
 
     x: Any
@@ -64,8 +73,58 @@ class LbfgsResult:
     evaluations: int
     restarts: int
     stop: str
+    losses: tuple[float, ...] = ()
+    moves: tuple[float, ...] = ()
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A stop for a variable that no longer moves enough to change what is made of it.
+
+    After iteration k, with k at least ``min_iter`` and ``window``, the run ends when the last
+    ``window`` steps, each relative to the point it reached, sum to less than ``tol``:
+    ``sum ||x_j - x_{j-1}|| / ||x_j|| < tol`` over j = k - window + 1 .. k. The path bounds
+    the distance, so x moved by less than about ``tol`` of itself over the window. ``min_iter``
+    keeps a run from stopping in its first iterations, while L-BFGS is still gathering its
+    curvature pairs.
+    """
+
+    tol: float
+    window: int = 5
+    min_iter: int = 10
+    reason: ClassVar[str] = SETTLED
+
+    def reached(self, losses: Sequence[float], moves: Sequence[float]) -> bool:
+        """Whether a run with these ``losses`` (f_0 .. f_k) and ``moves`` (k relative steps)
+        stops after iteration k."""
+        k = len(moves)
+        return k >= max(self.min_iter, self.window) and sum(moves[k - self.window:]) < self.tol
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """A stop for a loss that still falls, but by too little to matter.
+
+    After iteration k, with k at least ``min_iter`` and ``window``, the run ends when
+    ``f_{k-window} - f_k < tol * |f_k|``: the last ``window`` iterations together took off less
+    than ``tol`` of what is left. ``min_iter`` keeps a run from stopping in its first
+    iterations, while L-BFGS is still gathering its curvature pairs.
+    """
+
+    tol: float
+    window: int = 5
+    min_iter: int = 10
+    reason: ClassVar[str] = PLATEAU
+
+    def reached(self, losses: Sequence[float], moves: Sequence[float]) -> bool:
+        """Whether a run with these ``losses`` (f_0 .. f_k) and ``moves`` stops after k."""
+        k = len(losses) - 1
+        if k < max(self.min_iter, self.window):
+            return False
+        return losses[k - self.window] - losses[k] < self.tol * abs(losses[k])
+
+
+_TINY = 1e-30   # the smallest ||x||^2 a relative step is taken against
 _RUN = 1024     # products summed in float32 before their sums are accumulated in float64
 
 
@@ -114,7 +173,7 @@ def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], f
 
 def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType,
              max_iter: int = 100, history: int = 4, c1: float = 1e-4, c2: float = 0.9,
-             tolerance: float = 1e-8) -> LbfgsResult:
+             tolerance: float = 1e-8, rule: Settled | Plateau | None = None) -> LbfgsResult:
     """Minimise ``fun`` from ``x0`` by L-BFGS with a strong-Wolfe line search.
 
     Parameters
@@ -132,6 +191,9 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         Sufficient-decrease and curvature constants of the strong Wolfe conditions.
     tolerance : float
         Stop when ``||g||^2 < tolerance * max(1, ||x||^2)``.
+    rule : Settled, Plateau or None
+        Also stop once it says so (its ``reached(losses, moves)``, asked after every
+        iteration); None runs until ``max_iter`` (or the tolerance), as the official code.
 
     Raises
     ------
@@ -144,6 +206,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
     evaluations = 1
     _check_finite(loss, "loss", evaluations)
     initial_loss = loss
+    losses, moves = [loss], []
     pairs: deque[_Pair] = deque(maxlen=history)
     iterations = restarts = 0
     stop = MAX_ITERATIONS
@@ -216,10 +279,16 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         sy, yy = dot(xp, s, y), dot(xp, y, y)
         if sy > 1e-10 * yy:                        # keep H positive definite
             pairs.append(_Pair(s, y, 1.0 / sy, sy / yy))
+        moves.append(float(np.sqrt(dot(xp, s, s) / max(dot(xp, trial, trial), _TINY))))
         x, trial = trial, x
         loss, g = last["loss"], last["grad"]
         iterations += 1
-    return LbfgsResult(x, loss, initial_loss, iterations, evaluations, restarts, stop)
+        losses.append(loss)
+        if rule is not None and rule.reached(losses, moves):
+            stop = rule.reason
+            break
+    return LbfgsResult(x, loss, initial_loss, iterations, evaluations, restarts, stop,
+                       tuple(losses), tuple(moves))
 
 
 def _step_to(xp: ModuleType, x: Any, d: Any, alpha: float, *, out: Any) -> Any:

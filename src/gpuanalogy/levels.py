@@ -6,6 +6,14 @@ the previous level handed on, and shows every finished level to an optional ``on
 both NNFs with PatchMatch over both pairs of maps; then, above the bottom level, rebuild level
 L-1 of A' and of B by deconvolving the other image's level-L features warped by the NNF and
 blending the reconstruction with the structure image's own features, and upsample the fields.
+
+With ``config.outputs == "a_prime"`` the search is the same (both fields, the whole energy),
+but B is never deconvolved: its level L-1 is A's own level-L-1 features warped by the B' -> A
+field upsampled there, blended with B''s features as a reconstruction would be. B exists only
+to guide the A -> B' search's A/B term, and the warp gives it A's appearance on B''s layout,
+which is what the deconvolution aims at, without the four costliest runs that only B needs.
+The measurements behind the choice (against dropping B's term or letting B' stand for B) are
+in docs/performance.md, "A' alone".
 """
 from __future__ import annotations
 
@@ -90,7 +98,8 @@ class LevelStep:
     next_ab, next_ba : Field or None
         The found fields upsampled to level L-1 (None at level 1).
     deconvolutions : tuple of Deconvolution
-        The two reconstructions of level L-1 (none at level 1).
+        The deconvolutions of level L-1, A''s and B's (none at level 1; A''s alone with
+        ``outputs="a_prime"``, where B's level is a warp).
     guides : Guides or None
         The region labels and the atlas of several exemplars the run obeys.
     """
@@ -256,10 +265,21 @@ class LevelSolver:
     def reconstruct(self, level: int, nnf_ab: Field,
                     nnf_ba: Field) -> tuple[Deconvolution, ...]:
         """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
-        features through ``nnf_ba``, B''s structure): deconvolution, then the blend."""
+        features through ``nnf_ba``, B''s structure): deconvolution, then the blend. With
+        ``outputs="a_prime"`` B's is A's level L-1 warped by ``nnf_ba``, then the blend."""
         p = self.pyramids
-        outputs = (LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
-                   LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
+        outputs: tuple[LevelOutput, ...] = (
+            LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
+            LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
+        if self.config.outputs == "a_prime":
+            outputs = outputs[:1]
+            with self.clock("warping"):
+                up = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
+                                      self.pyramids.shape("a", level - 1), self.backend)
+                warped = self.warp_chw(p.a[level - 1], up, self.config.patch_sizes[level - 2],
+                                       self.labels(level - 1, "ba"))
+            with self.clock("blending"):
+                p.b[level - 1] = self.blend_with_own(level, p.b_prime, warped)
         with self.clock("warping"):
             problems = [self.deconvolution_problem(level, output) for output in outputs]
         with self.clock("deconvolution"):
@@ -275,12 +295,12 @@ class LevelSolver:
     def deconvolve(self, level: int, output: str, x0: Any, target: Any,
                    max_iter: int | None = None) -> Deconvolved:
         """Override point: the deconvolution rebuilding level L-1 of ``output`` ("a_prime" or
-        "b") from x0, with ``max_iter`` L-BFGS iterations (default
-        ``config.lbfgs_iterations``)."""
+        "b") from x0, with at most ``max_iter`` L-BFGS iterations (default
+        ``config.lbfgs_iterations``) under the stopping rule ``config.lbfgs_stop``."""
         return deconvolve(self.model.subnet(level), x0, target,
                           max_iter=self.config.lbfgs_iterations if max_iter is None else max_iter,
                           history=self.config.lbfgs_history, optimizer=self.config.optimizer,
-                          backend=self.backend)
+                          stop=self.config.lbfgs_stop, backend=self.backend)
 
     def deconvolution_problem(self, level: int, output: LevelOutput) -> tuple[Any, Any]:
         """Override point: (x0, target) of the deconvolution that rebuilds level L-1 of

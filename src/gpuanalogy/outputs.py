@@ -45,6 +45,10 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         Level -> (A', B) previews (``gpuanalogy.pipeline.level_preview``), written as
         ``level<L>_a_prime.png`` and ``level<L>_b.png`` and shown on the sheet.
 
+    With ``config.outputs == "a_prime"`` the result holds no B, and none is written (no
+    ``b.png``, ``b_refined.png``, ``level<L>_b.png``); both fields are, as the search made
+    them. run.json's ``outputs`` says which analogies the folder holds.
+
     Returns
     -------
     dict
@@ -61,8 +65,9 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
     exemplars, bs, fields_ba = ((b_prime, result.b, result.nnf_ba) if listed
                                 else ([b_prime], [result.b], [result.nnf_ba]))
     numbered = [f"_{k + 1}" if listed else "" for k in range(len(exemplars))]
+    both = result.b is not None
     image("a_prime.png", result.a_prime)
-    for number, b in zip(numbered, bs):
+    for number, b in zip(numbered, bs if both else []):
         image(f"b{number}.png", b)
     work = result.fields_work or (None, None)
     written = [_write_values(out, "nnf_ab", result.nnf_ab, config.field_format, work[0],
@@ -79,17 +84,20 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
         image("nnf_ab_exemplar.png", exemplar_plot(result.exemplar_ab))
     if result.a_prime_refined is not None:
         image("a_prime_refined.png", result.a_prime_refined)
+    if result.b_refined is not None:
         for number, b in zip(numbered, result.b_refined if listed else [result.b_refined]):
             image(f"b{number}_refined.png", b)
     levels = levels or {}
     for level, (a_prime_l, b_l) in sorted(levels.items()):
         image(f"level{level}_a_prime.png", a_prime_l)
-        image(f"level{level}_b.png", b_l)
+        if b_l is not None:
+            image(f"level{level}_b.png", b_l)
     image("sheet.png", result_sheet(result, a, b_prime, levels))
 
     record = {
         "gpuanalogy": __version__,
         "files": sorted(files.values()),
+        "outputs": ["a_prime", "b"] if both else ["a_prime"],
         "config": config.to_dict(),
         "input_shapes": {"a": list(a.shape),
                          "b_prime": [list(x.shape) for x in exemplars] if listed
@@ -105,7 +113,8 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
              "final_loss": s.final_loss, "seconds": round(s.seconds, 4),
              "network_seconds": round(s.network_seconds, 4),
              "transfer_seconds": round(s.transfer_seconds, 4), "optimizer": s.optimizer,
-             "stop": s.stop, "restarts": s.restarts}
+             "rule": s.rule, "max_iterations": s.max_iterations, "stop": s.stop,
+             "restarts": s.restarts}
             for level, direction, s in result.deconvolutions],
         "versions": versions(),
         **(extra or {}),
@@ -161,19 +170,22 @@ def exemplar_plot(index: np.ndarray) -> np.ndarray:
 def result_sheet(result: AnalogyResult, a: np.ndarray, b_prime: np.ndarray | list[np.ndarray],
                  levels: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """A, B', A', B side by side (every exemplar's B' and B with several); refined outputs,
-    NNF plots and the exemplar plot on a second row; the levels' A' on a third."""
+    NNF plots and the exemplar plot on a second row; the levels' A' on a third (what the
+    result holds: no B with ``outputs="a_prime"``)."""
     listed = isinstance(b_prime, list)
     exemplars, bs, fields_ba = ((b_prime, result.b, result.nnf_ba) if listed
                                 else ([b_prime], [result.b], [result.nnf_ba]))
     mark = [f" {k + 1}" if listed else "" for k in range(len(exemplars))]
     rows = [[("A", a), *((f"B'{m}", x) for m, x in zip(mark, exemplars)),
-             ("A'", result.a_prime), *((f"B{m}", b) for m, b in zip(mark, bs))]]
+             ("A'", result.a_prime),
+             *((f"B{m}", b) for m, b in zip(mark, bs or []) if b is not None)]]
     second = [("NNF A->B'", field_plot(result, exemplars)),
               *((f"NNF B'{m}->A", nnf_to_color(f, a.shape[:2])) for m, f in zip(mark, fields_ba))]
     if listed:
         second.append(("exemplar of A's matches", exemplar_plot(result.exemplar_ab)))
     if result.a_prime_refined is not None:
-        refined = result.b_refined if listed else [result.b_refined]
+        refined = [] if result.b_refined is None else (
+            result.b_refined if listed else [result.b_refined])
         second = [("A' refined", result.a_prime_refined),
                   *((f"B{m} refined", b) for m, b in zip(mark, refined))] + second
     rows.append(second)

@@ -68,14 +68,16 @@ class AnalogyResult:
     a_prime : ndarray, shape (H_A, W_A, 3), uint8
         A's structure with B''s appearance, at A's input size.
     b : ndarray, shape (H_B, W_B, 3), uint8, or list of them
-        B''s structure with A's appearance, at B''s input size.
+        B''s structure with A's appearance, at B''s input size; None when
+        ``config.outputs == "a_prime"``.
     nnf_ab : ndarray, shape (H_A, W_A, 2), float32
         For each pixel of A, the (row, col) in B' (in exemplar ``exemplar_ab``) it
         corresponds to.
     nnf_ba : ndarray, shape (H_B, W_B, 2), float32, or list of them
         For each pixel of B', the (row, col) in A.
     a_prime_refined, b_refined : ndarray (list for ``b_refined`` with a list) or None
-        The outputs after the WLS photo refinement, when ``config.refine`` is set.
+        The outputs after the WLS photo refinement, when ``config.refine`` is set (no
+        ``b_refined`` with ``outputs="a_prime"``).
     timings : dict
         Seconds per stage ("features", "patchmatch", "deconvolution", ...).
     deconvolutions : list of gpuanalogy.levels.Deconvolution
@@ -279,10 +281,11 @@ def outputs_from_fields(a: Any, b_prime: Any, nnf_ab: Field, nnf_ba: Field,
                            nnf_ab, nnf_ba, None, config, backend)
 
 
-def level_preview(step: LevelStep, config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray]:
+def level_preview(step: LevelStep,
+                  config: AnalogyConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """A' and B voted from one level's fields, at the input sizes: a preview of the level,
-    for an ``on_level`` hook (the step carries the images). With several exemplars B is the
-    atlas's.
+    for an ``on_level`` hook (the step carries the images; B is None with
+    ``outputs="a_prime"``). With several exemplars B is the atlas's.
 
     Previews are not refined, and "patchmatch" previews are "cubic" ones.
     """
@@ -308,11 +311,14 @@ def _outputs(a: Images, bp: Images, exemplars: list[Images], nnf_ab: Field, nnf_
     """Steps 4 and 5 of :func:`analogy`: the outputs and fields at the input sizes (as
     ``config.upsample`` says), with ``config.refine`` the refined outputs, and the transfer
     of ``config.transfer``. A' is voted from ``bp``; with several ``exemplars`` (``bp`` their
-    atlas) each B is voted on its exemplar's grid through its part of ``nnf_ba``."""
+    atlas) each B is voted on its exemplar's grid through its part of ``nnf_ba``. With
+    ``config.outputs == "a_prime"`` B is voted only as the guide of A''s "patchmatch"
+    upsampling (the search's A/B term) and is not returned."""
     several = len(exemplars) > 1
     fields_ba = split_field(nnf_ba, guides, backend) if several else [nnf_ba]
     own = [guides.exemplar(k) for k in range(len(exemplars))] if several else [guides]
     report("output", 0)
+    both = config.outputs == "both"
     with clock("output"):
         a_prime, nnf_ab_full = vote_output(bp, a, nnf_ab, config, backend, guides, "ab")
         bs = [vote_output(a, x, f, config, backend, g, "ba")  # type: ignore[arg-type]
@@ -323,13 +329,14 @@ def _outputs(a: Images, bp: Images, exemplars: list[Images], nnf_ab: Field, nnf_
             estimate = a_prime
             a_prime, nnf_ab_full = textured(bp, a, nnf_ab_full, a_prime, other, config,
                                             backend, guides, "ab")
-            bs = [textured(a, x, f, b, estimate, config, backend, g, "ba")
-                  for x, (b, f), g in zip(exemplars, bs, own)]
+            if both:
+                bs = [textured(a, x, f, b, estimate, config, backend, g, "ba")
+                      for x, (b, f), g in zip(exemplars, bs, own)]
     exemplar_ab = None
     if several:
         nnf_ab_full, exemplar_ab = locate(nnf_ab_full, guides)  # type: ignore[arg-type]
-    result = AnalogyResult(a_prime, [b for b, _ in bs], nnf_ab_full, [f for _, f in bs],
-                           device=backend.name, exemplar_ab=exemplar_ab)
+    result = AnalogyResult(a_prime, [b for b, _ in bs] if both else None, nnf_ab_full,
+                           [f for _, f in bs], device=backend.name, exemplar_ab=exemplar_ab)
 
     # 5. Photo refinement: edges from the structure image, colours from the result.
     #    Above the working size, config.refine_upsample says how the refinement gets there.
@@ -337,20 +344,23 @@ def _outputs(a: Images, bp: Images, exemplars: list[Images], nnf_ab: Field, nnf_
         report("refinement", 0)
         with clock("refinement"):
             result.a_prime_refined = refined(a_prime, a, config, backend)
-            result.b_refined = [refined(b, x, config, backend)
-                                for b, x in zip(result.b, exemplars)]
+            if both:
+                result.b_refined = [refined(b, x, config, backend)
+                                    for b, x in zip(result.b, exemplars)]
 
     # Last, colour or texture only (config.transfer): against each output's structure image.
     if config.transfer != "all":
         with clock("transfer"):
             result.a_prime = transferred(result.a_prime, a, config)
             result.a_prime_refined = transferred(result.a_prime_refined, a, config)
-            result.b = [transferred(b, x, config) for b, x in zip(result.b, exemplars)]
+            if both:
+                result.b = [transferred(b, x, config) for b, x in zip(result.b, exemplars)]
             if result.b_refined is not None:
                 result.b_refined = [transferred(b, x, config)
                                     for b, x in zip(result.b_refined, exemplars)]
     if not several:
-        result.b, result.nnf_ba = result.b[0], result.nnf_ba[0]
+        result.nnf_ba = result.nnf_ba[0]
+        result.b = result.b[0] if both else None
         result.b_refined = None if result.b_refined is None else result.b_refined[0]
     return result
 

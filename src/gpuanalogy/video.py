@@ -85,7 +85,8 @@ class _WarmSolver(LevelSolver):
     ``fields`` (level -> carried A->B' and B'->A fields) replace the starts the loop hands
     down, and a searched match replaces the carried one only where its patch energy is below
     ``1 - keep_margin`` times the carried one's; ``starts`` ((level, output) -> carried
-    solution) start the deconvolutions, which then run ``warm_iterations``.
+    solution) start the deconvolutions, which then run at most ``warm_iterations`` under the
+    clip's stopping rule (``AnalogyConfig.lbfgs_stop``).
     """
 
     def __init__(self, *args: Any, fields: dict[int, tuple[Field, Field]],

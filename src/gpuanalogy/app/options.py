@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import (
-    FIELD_FORMATS, MOTIONS, OPTIMIZERS, PRESETS, REFINE_UPSAMPLES, TRANSFERS, UPSAMPLES,
-    AnalogyConfig, VideoConfig)
+    FIELD_FORMATS, LBFGS_STOPS, MOTIONS, OPTIMIZERS, OUTPUTS, PRESETS, REFINE_UPSAMPLES,
+    TRANSFERS, UPSAMPLES, AnalogyConfig, VideoConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -88,8 +88,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("ratio", "ratio", float, "scale after the size rule (default 1)"),
     Option("iters", "patchmatch_iterations", int, "PatchMatch iterations per level (default 10)",
            aliases=("patchmatch_iterations",)),
-    Option("lbfgs_iters", "lbfgs_iterations", int, "L-BFGS iterations per deconvolution (100)",
+    Option("lbfgs_iters", "lbfgs_iterations", int,
+           "L-BFGS iterations per deconvolution (100; with --lbfgs-stop adaptive, the most)",
            aliases=("lbfgs_iterations",)),
+    Option("lbfgs_stop", "lbfgs_stop", str,
+           "when a deconvolution stops: once its variable stops moving by a measured share "
+           "(adaptive, default) or after every iteration (official)", LBFGS_STOPS),
+    Option("outputs", "outputs", str,
+           "what to compute: both analogies (both, default) or A' alone (a_prime: no B, "
+           "whose deconvolutions give way to a warp; both fields are still written)", OUTPUTS),
     Option("optimizer", "optimizer", str,
            "deconvolution optimiser: L-BFGS on the device's arrays (lbfgs, default) or SciPy's "
            "L-BFGS-B (scipy, the reference)", OPTIMIZERS),

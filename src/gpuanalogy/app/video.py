@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import VIDEO_UPSAMPLE, AnalogyConfig, VideoConfig
+from ..config import VIDEO_OUTPUTS, VIDEO_UPSAMPLE, AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
 from ..files import as_json, output_folder, read_json, write_json, write_npy
@@ -64,8 +64,9 @@ class _Outcome:
 
 def command(args: argparse.Namespace) -> int:
     options = vars(args)
-    if options.get("upsample") is None:   # the video's own default (config.VIDEO_UPSAMPLE)
-        options = {**options, "upsample": VIDEO_UPSAMPLE}
+    for name, default in (("upsample", VIDEO_UPSAMPLE), ("outputs", VIDEO_OUTPUTS)):
+        if options.get(name) is None:   # the video's own defaults (config.VIDEO_*)
+            options = {**options, name: default}
     config = config_from_options(options)
     video = video_config_from_options(vars(args))
     source = open_clip(args.frames)

@@ -6,7 +6,7 @@ import types
 import numpy as np
 import pytest
 
-from gpuanalogy import AnalogyConfig, analogy
+from gpuanalogy import AnalogyConfig, AnalogyResult, analogy
 from gpuanalogy.backend import Backend, cpu_backend
 from gpuanalogy.errors import InputError
 
@@ -18,3 +18,13 @@ def test_a_model_on_another_device_than_asked_for_is_refused_before_any_work():
         analogy(image, image, AnalogyConfig(device="cpu"), model=gpu_model)
     with pytest.raises(InputError, match="runs on cuda but device 'cpu' was asked for"):
         analogy(image, image, model=gpu_model, backend="cpu")
+
+
+def test_a_list_of_one_exemplar_without_b_stays_without_b():
+    """``analogy(a, [b1])`` with ``outputs="a_prime"``: the list form has no B, not [None]."""
+    a_prime = np.zeros((4, 5, 3), np.uint8)
+    field = np.zeros((4, 5, 2), np.float32)
+    result = AnalogyResult(a_prime, None, field, field,
+                           working_shapes={"a": (4, 5), "b_prime": (4, 5)}).as_lists()
+    assert result.b is None and result.b_refined is None
+    assert len(result.nnf_ba) == 1 and result.working_shapes["b_prime"] == [(4, 5)]

@@ -108,7 +108,7 @@ class AnalogyResult:
 
     def as_lists(self) -> "AnalogyResult":
         """One exemplar's result as a list of exemplars' (what a list of one gives)."""
-        return replace(self, b=[self.b], nnf_ba=[self.nnf_ba],
+        return replace(self, b=None if self.b is None else [self.b], nnf_ba=[self.nnf_ba],
                        b_refined=None if self.b_refined is None else [self.b_refined],
                        exemplar_ab=np.zeros(self.a_prime.shape[:2], np.uint8),
                        working_shapes={**self.working_shapes,

@@ -82,9 +82,9 @@ class AnalogyConfig:
     lbfgs_stop : {"adaptive", "official"}
         When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its variable
         moved by less than a share of itself over the last few iterations, at every level but
-        the last (the rule and its measured thresholds: ``gpuanalogy.deconvolution
-        .ADAPTIVE_STOP``); "official" only at the
-        official gradient tolerance, which in practice means every iteration asked.
+        the last (the rule and its measured thresholds:
+        ``gpuanalogy.deconvolution.ADAPTIVE_STOP``); "official" only at the official gradient
+        tolerance, which in practice means every iteration asked.
     outputs : {"both", "a_prime"}
         Both analogies (A' and B, both fields), or A' alone: the same search, but only A''s
         deconvolutions run, B's levels being A's features warped by the B' -> A field
@@ -196,7 +196,8 @@ class AnalogyConfig:
             raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
         for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
                               ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
-                              ("field_format", FIELD_FORMATS)):
+                              ("field_format", FIELD_FORMATS), ("transfer", TRANSFERS),
+                              ("refine_upsample", REFINE_UPSAMPLES)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name}={getattr(self, name)!r} is not supported. Try one "
                                  f"of: {', '.join(allowed)}.")
@@ -205,12 +206,6 @@ class AnalogyConfig:
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")
-        if self.transfer not in TRANSFERS:
-            raise InputError(f"transfer={self.transfer!r} is not supported. Try one of: "
-                             f"{', '.join(TRANSFERS)}.")
-        if self.refine_upsample not in REFINE_UPSAMPLES:
-            raise InputError(f"refine_upsample={self.refine_upsample!r} is not supported. Try "
-                             f"one of: {', '.join(REFINE_UPSAMPLES)}.")
         if self.deconv_start not in ("own", "warped"):
             raise InputError(f"deconv_start={self.deconv_start!r} is not supported. Try 'own' or "
                              "'warped'.")

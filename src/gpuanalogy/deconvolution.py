@@ -226,6 +226,7 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
     losses: list[float] = []
     moves: list[float] = []
     previous = [x_start]
+    stopped_by_rule: list[bool] = []
 
     def after_iteration(intermediate_result: Any) -> None:
         x = intermediate_result.x
@@ -233,6 +234,7 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
         moves.append(float(np.linalg.norm(x - previous[0]) / max(np.linalg.norm(x), 1e-15)))
         previous[0] = x.copy()
         if rule is not None and rule.reached(first_loss[:1] + losses, moves):
+            stopped_by_rule.append(True)
             raise StopIteration
 
     # maxiter bounds the work; maxfun only guards against a line search that never ends.
@@ -240,8 +242,8 @@ def _with_scipy(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
                             callback=after_iteration,
                             options={"maxiter": max_iter, "maxcor": history,
                                      "maxfun": 5 * max_iter})
-    if rule is not None and rule.reached(first_loss[:1] + losses, moves):
-        stop = rule.reason
+    if stopped_by_rule:
+        stop = rule.reason  # type: ignore[union-attr]
     else:
         stop = {0: lbfgs.CONVERGED, 2: lbfgs.LINE_SEARCH_FAILED}.get(
             int(result.status),

@@ -143,3 +143,21 @@ def test_keyframes_every_n_and_a_killed_run_keeps_its_keyframes(tmp_path):
     assert np.load(out / "fields" / "f003.nnf_ab.npy").shape == (48, 48, 2)
     assert not (out / "fields" / "f003.nnf_ba.npy").exists()
     assert (out / "sheet.png").is_file()
+
+
+def test_propagated_frames_write_their_fields_in_the_format_asked(tmp_path):
+    """--keyframes with --field-format flo: every frame's field is a .flo file, the
+    propagated frames' too, and reads back as the frame -> B' field."""
+    from gpuanalogy.fields import read_field
+
+    write_clip(tmp_path / "clip", 3)
+    out = tmp_path / "out"
+    assert main(["video", str(tmp_path / "clip"), str(exemplar(tmp_path / "bp.png")), "-o",
+                 str(out), "--keyframes", "2", "--field-format", "flo", *QUICK]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["keyframes"] == ["f000", "f002"]
+    for name in ("f000", "f001", "f002"):
+        record = json.loads((out / "fields" / f"{name}.json").read_text())
+        assert f"fields/{name}.nnf_ab.flo" in record["files"]
+        field = read_field(out / "fields" / f"{name}.nnf_ab.flo")
+        assert field.shape == (48, 48, 2) and np.isfinite(field).all()

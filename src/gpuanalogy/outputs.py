@@ -70,9 +70,9 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
     for number, b in zip(numbered, bs if both else []):
         image(f"b{number}.png", b)
     work = result.fields_work or (None, None)
-    written = [_write_values(out, "nnf_ab", result.nnf_ab, config.field_format, work[0],
+    written = [write_field_values(out, "nnf_ab", result.nnf_ab, config.field_format, work[0],
                              exemplars[0].shape[:2])]
-    written += [_write_values(out, f"nnf_ba{number}", values, config.field_format, work[1],
+    written += [write_field_values(out, f"nnf_ba{number}", values, config.field_format, work[1],
                               a.shape[:2]) for number, values in zip(numbered, fields_ba)]
     files.update((name, name) for name in written)
     image("nnf_ab.png", field_plot(result, exemplars))
@@ -129,14 +129,14 @@ def write_field(out: Path, name: str, result: AnalogyResult, side: int, field_fo
     ``field_format`` says (``AnalogyConfig.field_format``); returns the file's name."""
     fields = (result.nnf_ab, result.nnf_ba)
     work = result.fields_work[side] if result.fields_work else None
-    return _write_values(out, name, fields[side], field_format, work, fields[1 - side].shape[:2])
+    return write_field_values(out, name, fields[side], field_format, work, fields[1 - side].shape[:2])
 
 
-def _write_values(out: Path, name: str, values: np.ndarray, field_format: str,
+def write_field_values(out: Path, name: str, values: np.ndarray, field_format: str,
                   work: Field | None, shape_b_full: tuple[int, int]) -> str:
-    """Write an input-size field ``values`` as ``field_format`` says ("working" writes
-    ``work``, the working-size field, and the input sizes of the two images, ``shape_b_full``
-    the other's); returns the file's name."""
+    """Write an input-size field ``values`` as ``out/name`` plus the extension
+    ``field_format`` gives ("working" writes ``work``, the working-size field, and the input
+    sizes of the two images, ``shape_b_full`` the other's); returns the file's name."""
     if field_format == "flo":
         write_flo(out / f"{name}.flo", flow_from_field(values))
         return f"{name}.flo"

@@ -40,9 +40,9 @@ import numpy as np
 from ..config import VIDEO_OUTPUTS, VIDEO_UPSAMPLE, AnalogyConfig, VideoConfig
 from ..errors import EXIT_ERROR, GpuAnalogyError, InputError, printable
 from ..fields import read_field
-from ..files import as_json, output_folder, read_json, write_json, write_npy
+from ..files import as_json, output_folder, read_json, write_json
 from ..images import read_image, write_image
-from ..outputs import complete_record, versions, write_field
+from ..outputs import complete_record, versions, write_field, write_field_values
 from ..visualize import make_sheet, nnf_to_color
 from .frames import Frame, FrameSource, open_clip, write_video
 from .options import config_from_options, result_key, video_config_from_options
@@ -202,7 +202,7 @@ def _run_keyframes(source: FrameSource, exemplar: tuple[np.ndarray, str], out: P
                 else:
                     progress.start_pair(made.index, frame.name)
                     records.append(_write_propagated(out, frame, made, frames, key, backend,
-                                                     config.field_format))
+                                                     config.field_format, b_prime.shape[:2]))
                     progress.end_pair(_Outcome("ok", made.seconds))
                 _write_run(out, key, source, records, config)
         except GpuAnalogyError as error:
@@ -215,13 +215,16 @@ def _run_keyframes(source: FrameSource, exemplar: tuple[np.ndarray, str], out: P
 
 
 def _write_propagated(out: Path, frame: Frame, made: Any, frames: list[Frame],
-                      key: dict[str, Any], backend: Any, field_format: str) -> dict[str, Any]:
-    """A propagated frame's image, its frame -> B' field and its record (last)."""
+                      key: dict[str, Any], backend: Any, field_format: str,
+                      shape_b: tuple[int, int]) -> dict[str, Any]:
+    """A propagated frame's image, its frame -> B' field (as the keyframes' are written; it
+    has no working-size field, so "working" writes it in float32) and its record (last)."""
     write_image(out / "frames" / f"{frame.name}.png", made.a_prime)
-    dtype = field_format if field_format != "working" else "float32"
-    write_npy(out / "fields" / f"{frame.name}.nnf_ab.npy", made.nnf_ab.astype(dtype))
+    field = write_field_values(out / "fields", f"{frame.name}.nnf_ab", made.nnf_ab,
+                               "float32" if field_format == "working" else field_format, None,
+                               shape_b)
     record = {"name": frame.name, "index": frame.index, "status": "ok", "key": key,
-              "files": [f"frames/{frame.name}.png", f"fields/{frame.name}.nnf_ab.npy"],
+              "files": [f"frames/{frame.name}.png", f"fields/{field}"],
               "keyframe": False, "sources": [frames[i].name for i in made.sources],
               "seconds": round(made.seconds, 3), "unexplained": round(made.unexplained, 4),
               "device": backend.name}

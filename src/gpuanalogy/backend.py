@@ -39,9 +39,13 @@ def default_threads() -> int:
         cores = psutil.cpu_count(logical=False)
     except ImportError:
         cores = None
-    if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, int(cores or 1))
+    return max(1, int(cores or usable_cores()))
+
+
+def usable_cores() -> int:
+    """The logical cores this process may run on (its CPU affinity where the OS has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
 
 
 def _provider_name(provider: Any) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 from .config import Schedule
 from .propagation import GuideWeights, Propagation, blend, reversed_flow, unexplained
 from .synthesis import Synthesis, SynthesisSettings
+from .voting import to_uint8
 
 __all__ = ["KeyedFrame", "keyframe_video"]
 
@@ -174,6 +175,6 @@ def _closed(key: _Key, following: _Key, backend: Any, weights: GuideWeights | No
 
 def _propagated(held: _Held, image: np.ndarray, nnf: np.ndarray, via: _Key,
                 sources: tuple[int, ...], seconds: float) -> KeyedFrame:
-    a_prime = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    a_prime = to_uint8(image)
     nnf_ab = np.ascontiguousarray(via.nnf_ab[nnf[..., 0], nnf[..., 1]], dtype=np.float32)
     return KeyedFrame(held.index, a_prime, nnf_ab, False, sources, seconds, held.unexplained)

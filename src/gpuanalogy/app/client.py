@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backend import default_threads
+from ..backend import default_threads, usable_cores
 from ..errors import ClusterError, InputError, error_reason, printable
 from ..memory import available_bytes, in_words
 from ..sizes import PROCESS_BYTES
@@ -87,9 +87,9 @@ def open_client(*, workers: int | str | None = None, scheduler: str | None = Non
 
 def _check_workers(workers: int) -> int:
     """``workers`` if this machine holds that many: a core and a network's memory each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     free = available_bytes()
-    fit = min(cores or 1, workers if free is None else free // PROCESS_BYTES)
+    fit = min(cores, workers if free is None else free // PROCESS_BYTES)
     if workers > fit:
         memory = "" if free is None else (f", {in_words(free)} of memory free at about "
                                           f"{in_words(PROCESS_BYTES)} a worker")

@@ -180,8 +180,9 @@ def search_labels(ids_p: np.ndarray | None, ids_q: np.ndarray, count: int,
     flat = ids_q.ravel()
     usable = np.flatnonzero(flat != WALL)
     order = np.argsort(flat[usable], kind="stable")
-    members = usable[order].astype(np.int32)
-    offsets = np.searchsorted(flat[usable][order], np.arange(count + 2)).astype(np.int32)
+    members = usable[order]
+    offsets = np.searchsorted(flat[members], np.arange(count + 2)).astype(np.int32)
+    members = members.astype(np.int32)
     xp = backend.xp
     labels_p = (np.zeros((0, 0), np.int32) if ids_p is None
                 else np.ascontiguousarray(ids_p, dtype=np.int32))

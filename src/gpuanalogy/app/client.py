@@ -80,8 +80,8 @@ def open_client(*, workers: int | str | None = None, scheduler: str | None = Non
             client = stack.enter_context(distributed.Client(cluster))
         else:
             client = stack.enter_context(_connect(distributed, scheduler, timeout, where))
-        on_notice(f"Dask scheduler {client.scheduler_info()['address']}, dashboard: "
-                  f"{_dashboard(client)}")
+        info = client.scheduler_info()
+        on_notice(f"Dask scheduler {info['address']}, dashboard: {_dashboard(client, info)}")
         yield client
 
 
@@ -221,7 +221,9 @@ def import_extra(module: str, package: str, extra: str) -> Any:
         raise InputError(f"this needs {package}: pip install 'gpuanalogy[{extra}]'") from None
 
 
-def _dashboard(client: "Client") -> str:
-    if "dashboard" not in client.scheduler_info().get("services", {}):
+def _dashboard(client: "Client", info: dict[str, Any]) -> str:
+    """The dashboard's address, or "none" when the scheduler (``info``: its
+    ``scheduler_info()``) serves none."""
+    if "dashboard" not in info.get("services", {}):
         return "none"
     return client.dashboard_link

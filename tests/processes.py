@@ -59,12 +59,16 @@ def run_measured(args: list[str], *, seconds: float = 300) -> Finished:
 # Starts the command and waits for it, passing SIGTERM and SIGINT on, then writes its exit
 # status and peak RSS (KiB on Linux) to the file named first. Linux counts in a child's peak the
 # pages of the process it was forked from, so the command is forked from this small process,
-# never from the test's (which may hold gigabytes).
+# never from the test's (which may hold gigabytes). The handlers are set before the fork: a
+# handled signal starts at its default in the command, while an ignored one would stay ignored
+# (as SIGINT is for the tests of a make run in the background of a non-interactive shell).
 _MEASURE = """
 import os, signal, subprocess, sys
-child = subprocess.Popen(sys.argv[2:])
+children = []
 for signum in (signal.SIGTERM, signal.SIGINT):
-    signal.signal(signum, lambda number, _frame: child.send_signal(number))
+    signal.signal(signum, lambda number, _frame: [c.send_signal(number) for c in children])
+child = subprocess.Popen(sys.argv[2:])
+children.append(child)
 _pid, status, usage = os.wait4(child.pid, 0)
 with open(sys.argv[1], "w") as report:
     report.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")

@@ -124,6 +124,23 @@ def test_deterministic_for_a_seed():
     assert not np.array_equal(runs[0][0], runs[2][0])
 
 
+def test_serial_and_parallel_cpu_loops_agree(monkeypatch):
+    """Small grids run a serial twin of each loop (``kernels.cpu.SERIAL_PIXELS``); both compile
+    the same pixel body, so the field and its energies are the same to the bit."""
+    import gpuanalogy.kernels.cpu as cpu_kernels
+
+    rng = np.random.default_rng(12)
+    maps = [smooth_features(rng, 20, 22, channels=37) for _ in range(4)]
+    start = random_nnf((20, 22), (20, 22), 1, CPU)
+    runs = []
+    for serial_below in (0, 1 << 30):
+        monkeypatch.setattr(cpu_kernels, "SERIAL_PIXELS", serial_below)
+        runs.append(patchmatch(*maps, start, patch_size=5, radius=8, iterations=3, seed=2,
+                               backend=CPU))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
 def test_does_not_modify_the_start_field_and_clamps_it():
     rng = np.random.default_rng(5)
     maps = [white_features(rng, 6, 7) for _ in range(4)]

@@ -4,8 +4,8 @@ The search follows Liao et al. 2017 (Sec. 4.2) and the official implementation's
 jump-flooding propagation with steps 8, 4, 2, 1 in four directions, then random search around
 the current match with the radius halving down to 1. Each pass is one kernel of
 ``backend.kernels`` reading one NNF/energy buffer and writing the other (ping-pong), so passes
-are race-free and a seed gives the same result on every backend; this module only owns the
-schedule.
+are race-free and a seed draws the same candidates on every backend (the energies agree to
+rounding: ``kernels._device`` says why not to the bit); this module only owns the schedule.
 """
 from __future__ import annotations
 

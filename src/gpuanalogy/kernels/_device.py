@@ -5,10 +5,12 @@ of ``kernels._random`` and the region labels of ``kernels._labels`` join them) a
 ``*_pixel`` body per kernel, which does for pixel (r, c) what one CUDA thread does.
 :func:`compile_all` compiles them all with a backend's decorator: ``kernels.cpu`` with
 ``numba.njit`` and loops over the pixels with ``prange``, ``kernels.cuda`` with
-``numba.cuda.jit(device=True)`` and launches one thread per pixel. Both therefore run the very
-same arithmetic: the same random streams, the same order of floating-point operations
-(explicit ``float32`` everywhere, so NumPy scalars in the CUDA simulator round like compiled
-code).
+``numba.cuda.jit(device=True)`` and launches one thread per pixel. Both therefore run the same
+schedule on the same random streams, in ``float32`` everywhere (explicitly, so NumPy scalars in
+the CUDA simulator round like compiled code). Only the order of a patch distance's additions may
+differ: the CPU kernels let the compiler reassociate them (``kernels.cpu`` says why) and a GPU
+contracts multiply-adds, so the backends' energies agree to rounding and their fields wherever
+two candidates are not within rounding of each other.
 
 A function that calls another (``try_candidate`` calls ``patch_distance``) would, through the
 plain function's globals, reach the plain (un-jitted) callee; :func:`compile_all` therefore
@@ -50,10 +52,6 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
     ``best`` enables the early exit: once the partial sum exceeds ``best`` times the number
     of offsets the result can only be worse than ``best``, and a value greater than ``best``
     is returned at once (pass ``inf`` for the exact energy).
-
-    The channel loop keeps eight independent ``float32`` partial sums: the order of the
-    additions is fixed in the source (so every backend gives the same bits) and the
-    compiler can still put the eight lanes into one SIMD register without reassociating.
     """
     ha = a.shape[0]
     wa = a.shape[1]
@@ -66,12 +64,6 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
     c1 = min(half, min(wa - 1 - pc, wb - 1 - qc))
     count = np.float32((r1 - r0 + 1) * (c1 - c0 + 1))
     limit = best * count
-    if channels < 8:
-        # few channels (image patches): plain indexing, the sums of the tail loop below
-        return _few_channel_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, r0, r1, c0, c1,
-                                     count, limit)
-    vector_end = channels - channels % 8
-    one = np.uint64(1)
     total = np.float32(0.0)
     for dr in range(r0, r1 + 1):
         for dc in range(c0, c1 + 1):
@@ -79,72 +71,12 @@ def patch_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, half, best):
             xap = a_prime[pr + dr, pc + dc]
             yb = b[qr + dr, qc + dc]
             ybp = b_prime[qr + dr, qc + dc]
-            s0 = np.float32(0.0)
-            s1 = np.float32(0.0)
-            s2 = np.float32(0.0)
-            s3 = np.float32(0.0)
-            s4 = np.float32(0.0)
-            s5 = np.float32(0.0)
-            s6 = np.float32(0.0)
-            s7 = np.float32(0.0)
-            for k0 in range(np.uint64(0), np.uint64(vector_end), np.uint64(8)):
-                # unsigned indices: no negative-index wraparound code, so the compiler sees
-                # eight consecutive loads and vectorises them
-                k1 = k0 + one
-                k2 = k1 + one
-                k3 = k2 + one
-                k4 = k3 + one
-                k5 = k4 + one
-                k6 = k5 + one
-                k7 = k6 + one
-                t0 = xa[k0] - yb[k0]
-                t1 = xa[k1] - yb[k1]
-                t2 = xa[k2] - yb[k2]
-                t3 = xa[k3] - yb[k3]
-                t4 = xa[k4] - yb[k4]
-                t5 = xa[k5] - yb[k5]
-                t6 = xa[k6] - yb[k6]
-                t7 = xa[k7] - yb[k7]
-                u0 = xap[k0] - ybp[k0]
-                u1 = xap[k1] - ybp[k1]
-                u2 = xap[k2] - ybp[k2]
-                u3 = xap[k3] - ybp[k3]
-                u4 = xap[k4] - ybp[k4]
-                u5 = xap[k5] - ybp[k5]
-                u6 = xap[k6] - ybp[k6]
-                u7 = xap[k7] - ybp[k7]
-                s0 += t0 * t0 + u0 * u0
-                s1 += t1 * t1 + u1 * u1
-                s2 += t2 * t2 + u2 * u2
-                s3 += t3 * t3 + u3 * u3
-                s4 += t4 * t4 + u4 * u4
-                s5 += t5 * t5 + u5 * u5
-                s6 += t6 * t6 + u6 * u6
-                s7 += t7 * t7 + u7 * u7
-            for k in range(vector_end, channels):
-                t0 = xa[k] - yb[k]
-                u0 = xap[k] - ybp[k]
-                s0 += t0 * t0 + u0 * u0
-            total += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-            if total > limit:
-                return total / count
-    return total / count
-
-
-def _few_channel_distance(a, a_prime, b, b_prime, pr, pc, qr, qc, r0, r1, c0, c1, count,
-                          limit):
-    """``patch_distance`` for fewer than eight channels, with the same additions in the same
-    order (the eight-lane sums of the general loop would all be zero but the first)."""
-    channels = a.shape[2]
-    total = np.float32(0.0)
-    for dr in range(r0, r1 + 1):
-        for dc in range(c0, c1 + 1):
-            s0 = np.float32(0.0)
+            s = np.float32(0.0)
             for k in range(channels):
-                t0 = a[pr + dr, pc + dc, k] - b[qr + dr, qc + dc, k]
-                u0 = a_prime[pr + dr, pc + dc, k] - b_prime[qr + dr, qc + dc, k]
-                s0 += t0 * t0 + u0 * u0
-            total += s0
+                t = xa[k] - yb[k]
+                u = xap[k] - ybp[k]
+                s += t * t + u * u
+            total += s
             if total > limit:
                 return total / count
     return total / count
@@ -354,7 +286,7 @@ def warp_pixel(source, nnf, half, labels_p, labels_q, offsets, out, r, c):
 
 #: Every function above, each after those it calls: the order :func:`compile_all` compiles in.
 _COMPILED = ("random_hash", "random_in_window", "clamp", "pixel_label", "allowed",
-             "draw_member", "_few_channel_distance", "patch_distance",
+             "draw_member", "patch_distance",
              "try_candidate", "upsample_coordinate", "init_pixel", "propagate_pixel",
              "random_search_pixel", "energy_pixel", "random_nnf_pixel", "upsample_pixel",
              "warp_pixel")

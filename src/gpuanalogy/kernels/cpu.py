@@ -22,8 +22,13 @@ from gpuanalogy.kernels import _api, _device
 
 __all__ = ["KERNELS"]
 
-_kernel = numba.njit(parallel=True, cache=True, fastmath=False)
-_px = _device.compile_all(numba.njit(cache=True, fastmath=False, inline="always"))
+#: LLVM vectorises a float sum (the patch distance's over the channels) only when it may
+#: reassociate it; without that the loop stays scalar and the search runs several times slower
+#: (docs/performance.md, "PatchMatch"). Nothing else of fast-math: infinities must stay exact
+#: (an energy of ``inf`` turns the early exit off).
+_FASTMATH = {"reassoc"}
+_kernel = numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
+_px = _device.compile_all(numba.njit(cache=True, fastmath=_FASTMATH, inline="always"))
 
 # prange's index is unsigned, so each loop makes it an int64 row (-r would wrap).
 
@@ -101,7 +106,7 @@ def _serial(loop):
                               function.__name__ + "_serial", function.__defaults__,
                               function.__closure__)
     twin.__qualname__ = function.__qualname__ + "_serial"
-    return numba.njit(cache=True, fastmath=False)(twin)
+    return numba.njit(cache=True, fastmath=_FASTMATH)(twin)
 
 
 _SERIAL_LOOPS = {name: _serial(loop) for name, loop in _LOOPS.items()}

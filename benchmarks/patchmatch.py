@@ -30,6 +30,7 @@ relu1_1 for a 224 px image, a pair where B is A shifted needed a quarter of the 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import sys
@@ -43,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from gpuanalogy.backend import Backend, get_backend  # noqa: E402
+from gpuanalogy.kernels.cpu import SERIAL_PIXELS  # noqa: E402
 from gpuanalogy.nnf import random_nnf, upsample_nnf, warp  # noqa: E402
 from gpuanalogy.patchmatch import patchmatch  # noqa: E402
 
@@ -172,13 +174,16 @@ def bench_size(side: int, backend: Backend, levels: list[str], iterations: int,
 
 
 def _warm_up(backend: Backend) -> None:
-    """Compile (or load from Numba's cache) every kernel on tiny inputs."""
+    """Compile (or load from Numba's cache) every kernel: on tiny inputs, and once more on a
+    grid just large enough for the CPU's parallel loops (``kernels.cpu.SERIAL_PIXELS``; a
+    smaller grid runs their serial twins, which are compiled apart)."""
     rng = np.random.default_rng(0)
-    maps = [backend.xp.asarray(_features(rng, 6, 8)) for _ in range(4)]
-    nnf = random_nnf((6, 6), (6, 6), 0, backend)
-    nnf, _ = patchmatch(*maps, nnf, patch_size=3, radius=2, iterations=1, backend=backend)
-    warp(maps[0], nnf, patch_size=3, backend=backend)
-    upsample_nnf(nnf, (11, 11), (11, 11), backend, shape_b_old=(6, 6))
+    for side in (6, math.isqrt(SERIAL_PIXELS) + 1):
+        maps = [backend.xp.asarray(_features(rng, side, 8)) for _ in range(4)]
+        nnf = random_nnf((side, side), (side, side), 0, backend)
+        nnf, _ = patchmatch(*maps, nnf, patch_size=3, radius=2, iterations=1, backend=backend)
+        warp(maps[0], nnf, patch_size=3, backend=backend)
+        upsample_nnf(nnf, (side, side), (side, side), backend, shape_b_old=(side, side))
     backend.synchronize()
 
 

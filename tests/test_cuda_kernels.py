@@ -88,8 +88,8 @@ def test_nnf_energy_equal(gpu):
 @pytest.mark.parametrize(("channels", "patch_size", "radius"), [(4, 3, 100), (16, 5, 4)])
 def test_patchmatch_equal(gpu, channels, patch_size, radius):
     """Same random streams, the same sums but for their order (the CPU kernels reassociate
-    them, a real GPU contracts multiply-adds): energies equal to rounding and, in the
-    simulator, whose candidates are never within rounding of each other here, the same field
+    them, a real GPU contracts multiply-adds): energies equal to rounding, and in the
+    simulator the same field, since no two candidates here are within rounding of each other
     (on a real GPU only the energy is compared)."""
     rng = np.random.default_rng(channels)
     maps = [features(rng, 8, 9, channels), features(rng, 8, 9, channels),

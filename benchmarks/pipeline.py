@@ -4,23 +4,28 @@
                                   [--preset photo2photo] [--subpixel]
                                   [--optimizer lbfgs,scipy] [--cases 256@0.5,448@1]
                                   [--lbfgs-stop official,adaptive] [--outputs both,a_prime]
+                                  [--winograd-channels 256,0]
 
 The pair is scikit-image's astronaut (A) and Chelsea the cat (B'), each resized to SIZE x SIZE.
 Peak memory is the process's resident high-water mark over the whole run (reset at the start
 on Linux). The VGG work of the deconvolution is counted from the layer shapes: every L-BFGS
 evaluation runs the sub-network forward and its input-gradient backward, 2 x 2 x k^2 C_in C_out
-H W floating-point operations per 3x3 convolution; the table gives the rate achieved.
+H W floating-point operations per 3x3 convolution in the direct form; the table gives the rate
+achieved (with Winograd's form, ``Backend.winograd_channels``, fewer are done: the rate is then
+the direct-equivalent one).
 With several optimisers (``--optimizer lbfgs,scipy``), stopping rules (``--lbfgs-stop``) or
 output sets (``--outputs``) each size runs once per combination, one after the other in the
 same process, so the variants are compared in the same hour; a last table sets each against the
 official stop with both outputs at the same size (the share of sub-network evaluations saved).
-``--cases`` gives SIZE@RATIO pairs instead of ``--sizes`` at one ``--ratio``. The runs hold
+``--winograd-channels`` runs each with each threshold of Winograd's form (0: never; default:
+the backend's own). ``--cases`` gives SIZE@RATIO pairs instead of ``--sizes`` at one ``--ratio``. The runs hold
 ``_table.bench_lock`` (one timing run at a time on the machine) and the load average is printed
 before and after.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -79,19 +84,25 @@ def main() -> int:
                         help="stopping rules to run, comma-separated: " + ", ".join(LBFGS_STOPS))
     parser.add_argument("--outputs", default="both",
                         help="output sets to run, comma-separated: " + ", ".join(OUTPUTS))
+    parser.add_argument("--winograd-channels",
+                        help="thresholds of Winograd's form to run, comma-separated "
+                             "(0: never; default: the backend's own)")
     args = parser.parse_args()
 
     backend = get_backend(args.device)
-    model = VGG19(None, backend)
-    device = f"{model.backend.name} ({model.provider})"
+    thresholds = ([int(v) for v in args.winograd_channels.split(",")]
+                  if args.winograd_channels else [backend.winograd_channels])
+    models = {v: VGG19(None, dataclasses.replace(backend, winograd_channels=v))
+              for v in thresholds}
+    device = f"{backend.name} ({models[thresholds[0]].provider})"
     cases = ([(int(c.split("@")[0]), float(c.split("@")[1])) for c in args.cases.split(",")]
              if args.cases else [(int(size), args.ratio) for size in args.sizes.split(",")])
-    runs = [(size, ratio, optimizer, stop, outputs) for size, ratio in cases
+    runs = [(size, ratio, optimizer, stop, outputs, winograd) for size, ratio in cases
             for optimizer in args.optimizer.split(",") for stop in args.lbfgs_stop.split(",")
-            for outputs in args.outputs.split(",")]
+            for outputs in args.outputs.split(",") for winograd in thresholds]
     with bench_lock("benchmarks/pipeline.py"):
         print(f"load average before: {_load()}", flush=True)
-        summary = [_run(model, device, args, *run) for run in runs]
+        summary = [_run(models[run[-1]], device, args, *run) for run in runs]
         print(f"load average after: {_load()}", flush=True)
     _print_summary(summary)
     return 0
@@ -102,7 +113,7 @@ def _load() -> str:
 
 
 def _run(model, device: str, args: argparse.Namespace, size: int, ratio: float,
-         optimizer_name: str, stop: str, outputs: str) -> dict:
+         optimizer_name: str, stop: str, outputs: str, winograd: int) -> dict:
     """One analogy of the astronaut / Chelsea pair at ``size``: its stage table, and a
     summary row."""
     a, b_prime = pair(size)
@@ -128,7 +139,7 @@ def _run(model, device: str, args: argparse.Namespace, size: int, ratio: float,
     print_table(rows, title=f"analogy at {size}x{size}, ratio {ratio}, "
                             f"L-BFGS at most {args.lbfgs_iters} iterations ({optimizer_name}, "
                             f"stop {stop}), outputs {outputs}, preset {args.preset}, "
-                            f"subpixel {args.subpixel}")
+                            f"subpixel {args.subpixel}, Winograd from {winograd} channels")
     network = sum(s.network_seconds for _, _, s in result.deconvolutions)
     transfer = sum(s.transfer_seconds for _, _, s in result.deconvolutions)
     optimizer = sum(s.optimizer_seconds for _, _, s in result.deconvolutions)
@@ -145,22 +156,25 @@ def _run(model, device: str, args: argparse.Namespace, size: int, ratio: float,
         f"{side} L{level} {s.iterations} ({s.stop})" for level, side, s in result.deconvolutions)
         + f"; load average {_load()}\n", flush=True)
     return {"size": size, "ratio": ratio, "optimizer": optimizer_name, "stop": stop,
-            "outputs": outputs, "total": total, "deconvolution": deconv,
+            "outputs": outputs, "winograd": winograd, "total": total, "deconvolution": deconv,
             "patchmatch": result.timings["patchmatch"], "evaluations": evals,
             "peak_mb": peak.megabytes}
 
 
 def _print_summary(summary: list[dict]) -> None:
-    """Each run against the official stop with both outputs of its size, ratio and optimiser."""
-    print(f"{'case':14s} {'optimizer':9s} {'stop':9s} {'outputs':8s} {'total':>8s} "
+    """Each run against the official stop with both outputs of its size, ratio, optimiser and
+    Winograd threshold."""
+    print(f"{'case':14s} {'optimizer':9s} {'stop':9s} {'outputs':8s} {'winograd':>8s} "
+          f"{'total':>8s} "
           f"{'deconv':>8s} {'PatchMatch':>10s} {'evals':>6s} {'saved':>6s} {'peak':>9s}")
     for row in summary:
         base = next((r for r in summary if (r["size"], r["ratio"], r["optimizer"]) ==
                      (row["size"], row["ratio"], row["optimizer"])
+                     and r["winograd"] == row["winograd"]
                      and (r["stop"], r["outputs"]) == ("official", "both")), None)
         saved = f"{1 - row['evaluations'] / base['evaluations']:6.1%}" if base else "     -"
         print(f"{row['size']:>4d} @ {row['ratio']:<6g} {row['optimizer']:9s} {row['stop']:9s} "
-              f"{row['outputs']:8s} {row['total']:7.1f}s {row['deconvolution']:7.1f}s "
+              f"{row['outputs']:8s} {row['winograd']:8d} {row['total']:7.1f}s {row['deconvolution']:7.1f}s "
               f"{row['patchmatch']:9.1f}s {row['evaluations']:6d} {saved} "
               f"{row['peak_mb']:6.0f} MiB")
 

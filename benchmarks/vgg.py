@@ -10,8 +10,11 @@ For each size, with the default (plain Caffe) weights:
   of the deconvolution's L-BFGS (about 100 of them per level and direction), median of runs.
 
     python benchmarks/vgg.py [--sizes 224,448] [--repeat 3] [--device cpu] [--cold] [--profile]
+                             [--winograd-channels N]
 
 ``--cold`` builds every graph into a fresh temporary cache instead of the user's cache.
+``--winograd-channels`` overrides the backend's threshold for Winograd's form of the
+sub-networks' convolutions (``Backend.winograd_channels``; 0: every convolution direct).
 ``--profile`` also runs each sub-network under ONNX Runtime's profiler and prints where one
 loss_and_grad spends its time per operator type: each node's minimum over the runs, summed, so
 the shares hold on a machine that another process keeps busy (the wall-clock rows do not).
@@ -55,6 +58,7 @@ runtime.create_session).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -77,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="per-operator time of each loss_and_grad from ORT's profiler")
+    parser.add_argument("--winograd-channels", type=int,
+                        help="Winograd's form between at least this many channels (0: never); "
+                             "default: the backend's own")
     args = parser.parse_args(argv)
     if args.cold:
         os.environ["GPUANALOGY_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpuanalogy-bench-")
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     backend = get_backend(args.device)
+    if args.winograd_channels is not None:
+        backend = dataclasses.replace(backend, winograd_channels=args.winograd_channels)
     rows: list[Row] = []
     with Stage("load default weights", image_size="-", device=backend.name) as stage:
         weights = load_default_weights()
@@ -137,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = platform.processor() or platform.machine()
     print_table(rows, title=(f"VGG-19 on ONNX Runtime ({machine}, {os.cpu_count()} logical "
-                             f"CPUs); model cache {cache_dir()}"))
+                             f"CPUs, Winograd from {backend.winograd_channels} channels); "
+                             f"model cache {cache_dir()}"))
     print("seconds: median of", args.repeat, "runs where repeated; memory: peak RSS during the "
           "stage (+ rise over its start)")
     if profiles:

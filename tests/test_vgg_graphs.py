@@ -185,10 +185,14 @@ def _check_gradient(grad, x, rng, graph_value, ref_value):
             quotient(ref_value, d, 1e-2), rel=1e-2, abs=1e-2 * g_scale)
 
 
+@pytest.mark.parametrize("winograd_channels", [0, 16])
 @pytest.mark.parametrize("level", [2, 3, 4, 5])
-def test_subnet_gradient_matches_finite_differences(level):
+def test_subnet_gradient_matches_finite_differences(level, winograd_channels):
+    """Also with Winograd's form for every convolution between 16 channels or more (at these
+    channel counts: conv2_2 and everything from conv3_1 on)."""
     weights = random_weights(divide=8, seed=5)
-    net = session(vgg_graphs.build_subnet_graph(weights, level))
+    net = session(vgg_graphs.build_subnet_graph(weights, level,
+                                                winograd_channels=winograd_channels))
     x, rng = _subnet_inputs(weights, level, seed=level)
     mid, out = session(forward_graph(weights, level)).run(
         None, {"x": x})
@@ -198,7 +202,10 @@ def test_subnet_gradient_matches_finite_differences(level):
         np.float32)
 
     mid2, out2, value, grad = net.run(None, {"x": x, "target": target})
-    assert np.array_equal(mid2, mid) and np.array_equal(out2, out)
+    if winograd_channels:
+        assert relative_error(mid2, mid) < 1e-5 and relative_error(out2, out) < 1e-5
+    else:
+        assert np.array_equal(mid2, mid) and np.array_equal(out2, out)
     assert value.shape == () and value.dtype == np.float64
     assert value == pytest.approx(0.5 * np.sum((out.astype(np.float64) - target) ** 2), rel=1e-6)
     assert grad.shape == x.shape and grad.dtype == np.float32
@@ -212,6 +219,57 @@ def test_subnet_gradient_matches_finite_differences(level):
         return 0.5 * float(np.sum((ref_subnet(weights, level, z[0])[1] - target[0]) ** 2))
 
     _check_gradient(grad, x, rng, graph_loss, ref_loss)
+
+
+def _conv_graph(c: int, k: int, winograd_channels: int, with_bias: bool, seed: int = 0):
+    """One 3x3 convolution (``GraphBuilder.conv3x3``) of a 1 x c x H x W input, its weight
+    and bias."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((k, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32) if with_bias else None
+    g = onnx_graph.GraphBuilder(None, winograd_channels=winograd_channels)
+    g.dims["x"] = (c, "H", "W")
+    g.conv3x3("x", "layer", w, b, output="y")
+    model = g.model("conv", [onnx_graph.tensor_info("x", c, "H", "W")],
+                    [onnx_graph.tensor_info("y", k, "H", "W")], {})
+    return model, w, b
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (4, 4), (5, 7), (8, 12), (13, 9)])
+def test_winograd_convolution_matches_the_direct_one_at_any_size(shape, with_bias):
+    """F(4x4, 3x3) pads to whole 4x4 tiles and crops back: every size, tiles or not, gives
+    the zero-padded correlation, to float32 rounding of its transforms."""
+    c, k = 5, 6
+    model, w, b = _conv_graph(c, k, winograd_channels=5, with_bias=with_bias)
+    assert "MatMul" in {n.op_type for n in model.graph.node}   # the Winograd form was written
+    x = np.random.default_rng(1).standard_normal((1, c, *shape)).astype(np.float32) * 10
+    (y,) = session(model).run(None, {"x": x})
+    bias = b if with_bias else np.zeros(k, np.float32)
+    padded = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+    ref = np.einsum("chwkl,ockl->ohw", windows, w.astype(np.float64)) + bias[:, None, None]
+    assert y.shape == (1, k, *shape)
+    assert relative_error(y[0], ref) < 2e-5
+
+
+def test_winograd_form_only_between_enough_channels():
+    """Below ``winograd_channels`` on either side, a convolution stays one ``Conv``."""
+    for c, k, threshold, winograd in [(5, 6, 5, True), (5, 6, 6, False), (6, 5, 6, False),
+                                      (5, 6, 0, False)]:
+        model, _, _ = _conv_graph(c, k, winograd_channels=threshold, with_bias=True)
+        ops = [n.op_type for n in model.graph.node]
+        assert ("MatMul" in ops) is winograd and (ops == ["Conv"]) is not winograd
+
+
+def test_winograd_matrices_compute_the_correlation():
+    """A^T [(G k G^T) * (B^T d B)] A is the 4x4 valid correlation of a 6x6 tile d with k."""
+    bt, g, at = onnx_graph.winograd_matrices()
+    rng = np.random.default_rng(2)
+    d, kernel = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    fast = at @ ((g @ kernel @ g.T) * (bt @ d @ bt.T)) @ at.T
+    windows = np.lib.stride_tricks.sliding_window_view(d, (3, 3))
+    assert np.allclose(fast, np.einsum("hwkl,kl->hw", windows, kernel), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("level", [2, 3, 4, 5])

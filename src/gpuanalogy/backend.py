@@ -70,6 +70,12 @@ class Backend:
     max_unpool : bool
         Whether the first provider has a ``MaxUnpool`` kernel (ONNX Runtime's CUDA provider has
         not; the sub-networks then scatter their pooling gradients another way).
+    winograd_channels : int
+        The deconvolution's sub-networks write their 3x3 convolutions between at least this
+        many channels (in and out) in Winograd's form, with 4 times fewer multiplications
+        (:mod:`gpuanalogy.onnx_graph`); 0: never. On the CPU 256, the threshold where it was
+        measured faster (docs/performance.md); on the GPU 0, as cuDNN chooses its own
+        algorithm for each convolution.
     """
 
     name: str
@@ -78,6 +84,7 @@ class Backend:
     ort_providers: tuple[Any, ...] = field(default=("CPUExecutionProvider",))
     device_id: int = 0
     max_unpool: bool = True
+    winograd_channels: int = 0
 
     @property
     def on_host(self) -> bool:
@@ -173,7 +180,8 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def cpu_backend() -> Backend:
     """The CPU backend: NumPy arrays and ``numba.njit(parallel=True)`` kernels."""
-    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu").KERNELS)
+    return Backend("cpu", np, importlib.import_module("gpuanalogy.kernels.cpu").KERNELS,
+                   winograd_channels=256)
 
 
 def _cuda_backend() -> Backend:

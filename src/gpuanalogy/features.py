@@ -82,13 +82,16 @@ class VGG19:
         return runner
 
     def _cache_kind(self, kind: str) -> str:
-        return kind if kind == "features" else f"{kind}-{self._pool_backward}"
+        if kind == "features":
+            return kind
+        return f"{kind}-{self._pool_backward}-winograd{self.backend.winograd_channels}"
 
     def _build(self, kind: str) -> Any:
         if kind == "features":
             return build_features_graph(self.weights)
         level = int(kind.removeprefix("subnet").removesuffix("-target"))
-        return build_subnet_graph(self.weights, level, pool_backward=self._pool_backward)
+        return build_subnet_graph(self.weights, level, pool_backward=self._pool_backward,
+                                  winograd_channels=self.backend.winograd_channels)
 
     def release(self) -> None:
         """Close every open session (each holds its weights and a memory arena); graphs are

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Bump whenever a builder changes what it emits: cached models are keyed on it.
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 LEVEL_NAMES = ("data", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 PoolBackward = Literal["max_unpool", "scatter"]
@@ -151,8 +151,8 @@ def build_features_graph(weights: Any) -> onnx.ModelProto:
                    _properties(weights, "features"))
 
 
-def build_subnet_graph(weights: Any, level: int, *,
-                       pool_backward: PoolBackward = POOL_BACKWARD) -> onnx.ModelProto:
+def build_subnet_graph(weights: Any, level: int, *, pool_backward: PoolBackward = POOL_BACKWARD,
+                       winograd_channels: int = 0) -> onnx.ModelProto:
     """The deconvolution sub-network: level ``level - 2`` -> ``level - 1`` -> ``level``.
 
     Parameters
@@ -162,6 +162,9 @@ def build_subnet_graph(weights: Any, level: int, *,
         The output level L.
     pool_backward : {"max_unpool", "scatter"}
         How the max-pool gradient is scattered back (see ``POOL_BACKWARD``).
+    winograd_channels : int
+        3x3 convolutions, forward and backward, with at least this many input and output
+        channels are written in Winograd's form (:mod:`gpuanalogy.onnx_graph`); 0: none.
 
     Returns
     -------
@@ -174,7 +177,7 @@ def build_subnet_graph(weights: Any, level: int, *,
     if pool_backward not in ("max_unpool", "scatter"):
         raise ValueError(f"pool_backward={pool_backward!r} is not supported. "
                          "Try 'max_unpool' or 'scatter'.")
-    g = GraphBuilder(weights)
+    g = GraphBuilder(weights, winograd_channels=winograd_channels)
     tape = subnet_forward(g, level, indices=True)
     inputs = [tensor_info("x", *g.dims["x"]), tensor_info("target", *g.dims["out"])]
     outputs = [tensor_info("mid", *g.dims["mid"]), tensor_info("out", *g.dims["out"])]
@@ -194,7 +197,8 @@ def build_subnet_graph(weights: Any, level: int, *,
                                    output="grad" if n == len(tape) - 1 else None)
     outputs.append(tensor_info("grad", *g.dims["x"]))
     return g.model(f"vgg19_subnet{level}_target", inputs, outputs,
-                   _properties(weights, f"subnet{level}-target-{pool_backward}"))
+                   _properties(weights, f"subnet{level}-target-{pool_backward}"
+                               f"-winograd{winograd_channels}"))
 
 
 #: One forward step of a sub-network, for its backward pass:

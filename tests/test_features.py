@@ -1,13 +1,14 @@
 """The public features API, the session factory and the on-disk model cache (CPU only)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 import pytest
 
 from gpuanalogy import runtime
-from gpuanalogy.backend import get_backend
+from gpuanalogy.backend import cpu_backend, get_backend
 from gpuanalogy.errors import InputError, ModelError
 from gpuanalogy.features import VGG19, SubNetwork, vgg19_features
 from gpuanalogy.vgg_graphs import LEVEL_NAMES, build_features_graph
@@ -76,6 +77,24 @@ def test_subnetwork_api(model):
     for bad in (1, 6, 2.5):
         with pytest.raises(ValueError):
             model.subnet(bad)
+
+
+def test_the_backend_chooses_winograds_form_for_the_sub_networks(small_weights, cache_dir):
+    """A backend's ``winograd_channels`` reaches the sub-network graphs (cached apart from the
+    direct ones), which give the direct ones' values and gradients to float32 rounding."""
+    direct = VGG19(small_weights, dataclasses.replace(cpu_backend(), winograd_channels=0))
+    fast = VGG19(small_weights, dataclasses.replace(cpu_backend(), winograd_channels=16))
+    rgb = np.random.default_rng(2).random((29, 34, 3), dtype=np.float32)
+    levels = [direct.preprocess(rgb), *direct.features(rgb).values()]
+    for level in (4, 5):
+        x, target = levels[level - 2], 0.9 * levels[level]
+        loss, grad = direct.subnet(level).loss_and_grad(x, target)
+        fast_loss, fast_grad = fast.subnet(level).loss_and_grad(x, target)
+        assert fast_loss == pytest.approx(loss, rel=1e-5)
+        assert np.linalg.norm(fast_grad - grad) < 1e-4 * np.linalg.norm(grad)
+    names = sorted(path.name for path in cache_dir.glob("*subnet5*.onnx"))
+    assert len(names) == 2 and "winograd0" in names[0] and "winograd16" in names[1]
+    assert cpu_backend().winograd_channels > 0   # the CPU default uses the form
 
 
 def test_public_vgg19_features_accepts_uint8_and_float(small_weights):

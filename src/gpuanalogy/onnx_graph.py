@@ -143,15 +143,13 @@ class GraphBuilder:
         (m,) = self.node("MatMul", [kernel, v], stem=f"{stem}_m")              # 36 x K x tiles
         (m,) = self.node("Reshape", [m, ints("rows", [_TILE * _TILE, -1])], stem=f"{stem}_mflat")
         (y,) = self.node("MatMul", [tiles_out, m], stem=f"{stem}_tiles")       # 16 x K*tiles
-        # (4, 4, K, tiles down, tiles across) -> (K, down, 4, across, 4) -> 1 x K x 4h x 4w.
-        (split,) = self.node("Concat", [ints(f"split_{k}", [_STEP, _STEP, k]), grid],
+        # 16 x K x tiles is DepthToSpace's "DCR" layout of 1 x K x 4h x 4w: channel
+        # (4 p + q) K + k of a tile holds its output pixel (p, q) of channel k.
+        (split,) = self.node("Concat", [ints(f"blocks_{k}", [1, _STEP * _STEP * k]), grid],
                              stem=f"{stem}_split", axis=0)
-        (y,) = self.node("Reshape", [y, split], stem=f"{stem}_ysplit")
-        (y,) = self.node("Transpose", [y], stem=f"{stem}_yt", perm=[2, 3, 0, 4, 1])
-        (whole,) = self.node("Mul", [grid, ints("step", [_STEP])], stem=f"{stem}_whole")
-        (whole,) = self.node("Concat", [ints(f"batch_{k}", [1, k]), whole], stem=f"{stem}_size",
-                             axis=0)
-        (y,) = self.node("Reshape", [y, whole], stem=f"{stem}_ywhole")
+        (y,) = self.node("Reshape", [y, split], stem=f"{stem}_blocks")
+        (y,) = self.node("DepthToSpace", [y], stem=f"{stem}_ywhole", blocksize=_STEP,
+                         mode="DCR")
         last = [output] if output and bias is None else None
         (y,) = self.node("Slice", [y, ints("zeros", [0, 0]), size, ints("23", [2, 3])],
                          stem=stem, outputs=last)

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Bump whenever a builder changes what it emits: cached models are keyed on it.
-GRAPH_VERSION = 4
+GRAPH_VERSION = 5
 LEVEL_NAMES = ("data", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 PoolBackward = Literal["max_unpool", "scatter"]

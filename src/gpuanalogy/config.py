@@ -50,10 +50,9 @@ MASKS = ("sigmoid", "hard")
 #: own features (official), or the appearance's features warped by the field (public ports).
 DECONV_STARTS = ("own", "warped")
 
-#: The first field at the top level (``AnalogyConfig.nnf_init``).
+#: The first field at the top level (``AnalogyConfig.nnf_init``), and where an analogy runs
+#: (``AnalogyConfig.device``: the GPU when there is one, or as named).
 NNF_INITS = ("identity", "random")
-
-#: Where an analogy runs (``AnalogyConfig.device``): the GPU when there is one, or as named.
 DEVICES = ("auto", "cpu", "cuda")
 
 #: How the photo refinement reaches an input above the working size: solved on the outputs reduced
@@ -212,11 +211,10 @@ class AnalogyConfig:
             raise InputError(f"blend={self.blend} is not supported. Try 1, 2 or 3.")
         if not 0.05 <= self.ratio <= 4.0:
             raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
-        if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
-            raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
-        if self.lbfgs_history < 1:
-            raise InputError(f"lbfgs_history={self.lbfgs_history} is not supported. Try 4 "
-                             "(the official) or another count of at least 1.")
+        for name, least in (("patchmatch_iterations", 1), ("lbfgs_iterations", 0),
+                            ("lbfgs_history", 1)):
+            if getattr(self, name) < least:
+                raise InputError(f"{name}={getattr(self, name)} is out of range: at least {least}.")
         for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
                               ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
                               ("field_format", FIELD_FORMATS), ("transfer", TRANSFERS),

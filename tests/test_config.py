@@ -37,13 +37,20 @@ def test_every_preset_is_covered():
     assert set(PRESETS) == set(OFFICIAL)
 
 
-@pytest.mark.parametrize("bad", [dict(blend=4), dict(ratio=0), dict(mask="soft"),
-                                 dict(patchmatch_iterations=0), dict(upsample="linear"),
-                                 dict(deconv_start="noise")])
+@pytest.mark.parametrize("bad", [
+    dict(blend=4), dict(ratio=0), dict(mask="soft"), dict(patchmatch_iterations=0),
+    dict(upsample="linear"), dict(deconv_start="noise"), dict(nnf_init="zero"),
+    dict(device="tpu"), dict(lbfgs_history=0), dict(output_patch_size=4),
+    dict(output_patch_size=-1), dict(patch_sizes=(5, 5, 3, 3)), dict(patch_sizes=(5, 5, 3, 2, 3)),
+    dict(radii=(4, 4, 6, 0, None)), dict(radii=(4, 4)), dict(min_side=0),
+    dict(min_side=800), dict(max_area=100), dict(mask_k=0), dict(mask_tau=1.5)])
 def test_bad_options_are_one_line_input_errors(bad):
+    """Every field a caller can get wrong is refused when the config is made, in one line
+    naming the field, never later deep inside a kernel."""
     with pytest.raises(InputError) as err:
         AnalogyConfig(**bad)
     assert "\n" not in str(err.value)
+    assert next(iter(bad)) in str(err.value)
 
 
 def test_unknown_preset():

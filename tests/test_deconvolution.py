@@ -3,6 +3,7 @@ import pytest
 
 from gpuanalogy.backend import cpu_backend
 from gpuanalogy.deconvolution import deconvolve
+from gpuanalogy.features import VGG19
 
 
 class Quadratic:
@@ -69,8 +70,7 @@ def test_a_nan_loss_stops_the_deconvolution_with_an_error_naming_the_level(optim
 
 
 def test_deconvolution_through_real_vgg_reduces_loss_and_recovers_features():
-    features = pytest.importorskip("gpuanalogy.features")
-    model = features.VGG19(None, "cpu")
+    model = VGG19(None, "cpu")
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[0:40, 0:40] / 40.0
     image = np.stack([np.sin(6 * xx + 2 * yy), np.cos(5 * yy), xx * yy], -1) * 0.4 + 0.5

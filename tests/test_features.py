@@ -12,6 +12,7 @@ from gpuanalogy.backend import cpu_backend, get_backend
 from gpuanalogy.errors import InputError, ModelError
 from gpuanalogy.features import VGG19, SubNetwork, vgg19_features
 from gpuanalogy.vgg_graphs import LEVEL_NAMES, build_features_graph
+from gpuanalogy.weights import load_default_weights
 
 from reference_graphs import out_grad_graph
 from test_vgg_graphs import random_weights, ref_features, relative_error, session
@@ -231,12 +232,7 @@ def test_create_session_falls_back_to_cpu_when_cuda_is_missing(small_weights, ca
 # --- the real weights -------------------------------------------------------------------------
 
 def test_default_weights_match_numpy_reference():
-    try:
-        from gpuanalogy.weights import load_default_weights  # noqa: PLC0415
-
-        weights = load_default_weights()
-    except (ImportError, ModelError) as exc:
-        pytest.skip(f"default weights unavailable: {exc}")
+    weights = load_default_weights()   # the bundled weights are a dependency: never skipped
     rgb = np.random.default_rng(4).random((20, 27, 3), dtype=np.float32)
     feats = VGG19(weights, "cpu").features(rgb)
     reference = ref_features(weights, rgb)

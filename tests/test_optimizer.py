@@ -8,6 +8,7 @@ from scipy.optimize import minimize as scipy_minimize, rosen, rosen_der
 
 from gpuanalogy import lbfgs
 from gpuanalogy.errors import NumericalError
+from gpuanalogy.features import VGG19
 
 
 def _array_modules():
@@ -234,8 +235,7 @@ def test_scipy_still_offers_the_minpack2_line_search_we_wrap():
 
 @pytest.fixture(scope="module")
 def vgg():
-    features = pytest.importorskip("gpuanalogy.features")
-    return features.VGG19(None, "cpu")
+    return VGG19(None, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,9 @@ def test_fields_refined_at_the_input_size_have_no_working_size_form(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a field")
     with pytest.raises(InputError, match="bad.npz: not a field file"):
         read_field(tmp_path / "bad.npz")
+    np.save(tmp_path / "image.npy", np.zeros((8, 9, 3), np.float32))   # an array, not a field
+    with pytest.raises(InputError, match=r"image.npy: not a field file .*\(8, 9, 3\)"):
+        read_field(tmp_path / "image.npy")
 
 
 def test_flo_files_hold_the_displacement_and_read_back_as_the_field(tmp_path):

@@ -20,6 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .config import DEVICES
+from .errors import InputError
+
 DeviceName = Literal["auto", "cpu", "cuda"]
 
 log = logging.getLogger("gpuanalogy")
@@ -154,13 +157,13 @@ class Backend:
         try:
             yield
         except MemoryError as exc:
-            raise self._memory_error(what, exc) from exc
+            raise self._memory_error(what) from exc
         except Exception as exc:
             if self.name == "cuda" and _is_out_of_memory(exc):
-                raise self._memory_error(what, exc) from exc
+                raise self._memory_error(what) from exc
             raise
 
-    def _memory_error(self, what: str, exc: BaseException) -> Exception:
+    def _memory_error(self, what: str) -> Exception:
         from .errors import DeviceMemoryError  # noqa: PLC0415
 
         device = "the GPU" if self.name == "cuda" else "the machine"
@@ -202,8 +205,8 @@ def get_backend(device: DeviceName | Backend = "auto", *, quiet: bool = False) -
     """
     if isinstance(device, Backend):
         return device
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not supported. Try 'auto', 'cpu' or 'cuda'.")
+    if device not in DEVICES:
+        raise InputError(f"device={device!r} is not supported. Try one of: {', '.join(DEVICES)}.")
     if device == "cpu":
         return cpu_backend()
     try:

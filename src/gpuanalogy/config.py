@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
 OPTIMIZERS = ("lbfgs", "scipy")
 
@@ -40,6 +42,19 @@ FIELD_FORMATS = ("float32", "float16", "working", "flo")
 #: only, or its texture only.
 TRANSFERS = ("all", "colour", "texture")
 
+#: The blend mask of DESIGN.md (``AnalogyConfig.mask``): the paper's sigmoid, or the official
+#: code's hard step at tau.
+MASKS = ("sigmoid", "hard")
+
+#: Where a deconvolution's L-BFGS starts (``AnalogyConfig.deconv_start``): the structure image's
+#: own features (official), or the appearance's features warped by the field (public ports).
+DECONV_STARTS = ("own", "warped")
+
+#: The first field at the top level (``AnalogyConfig.nnf_init``), and where an analogy runs
+#: (``AnalogyConfig.device``: the GPU when there is one, or as named).
+NNF_INITS = ("identity", "random")
+DEVICES = ("auto", "cpu", "cuda")
+
 #: How the photo refinement reaches an input above the working size: solved on the outputs reduced
 #: to the size-ruled size and carried up by the guided upsampling, or one WLS solve over every
 #: input pixel.
@@ -58,6 +73,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "style2photo": {"blend": 2, "ratio": 0.5, "refine": True},
     "photo2photo": {"blend": 3, "ratio": 1.0, "refine": True},
 }
+
+
+def _odd_positive(size: Any) -> bool:
+    return isinstance(size, (int, np.integer)) and size >= 1 and size % 2 == 1
 
 
 @dataclass(frozen=True)
@@ -192,25 +211,45 @@ class AnalogyConfig:
             raise InputError(f"blend={self.blend} is not supported. Try 1, 2 or 3.")
         if not 0.05 <= self.ratio <= 4.0:
             raise InputError(f"ratio={self.ratio} is out of range. Try a value in [0.05, 4].")
-        if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
-            raise InputError("iterations must be positive (PatchMatch >= 1, L-BFGS >= 0).")
+        for name, least in (("patchmatch_iterations", 1), ("lbfgs_iterations", 0),
+                            ("lbfgs_history", 1)):
+            if getattr(self, name) < least:
+                raise InputError(f"{name}={getattr(self, name)} is out of range: at least {least}.")
         for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
                               ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
                               ("field_format", FIELD_FORMATS), ("transfer", TRANSFERS),
-                              ("refine_upsample", REFINE_UPSAMPLES)):
+                              ("refine_upsample", REFINE_UPSAMPLES), ("mask", MASKS),
+                              ("deconv_start", DECONV_STARTS), ("nnf_init", NNF_INITS),
+                              ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name}={getattr(self, name)!r} is not supported. Try one "
                                  f"of: {', '.join(allowed)}.")
-        if self.mask not in ("sigmoid", "hard"):
-            raise InputError(f"mask={self.mask!r} is not supported. Try 'sigmoid' or 'hard'.")
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")
-        if self.deconv_start not in ("own", "warped"):
-            raise InputError(f"deconv_start={self.deconv_start!r} is not supported. Try 'own' or "
-                             "'warped'.")
-        if self.nnf_init not in ("identity", "random"):
-            raise InputError(f"nnf_init={self.nnf_init!r} is not supported. Try 'identity' or 'random'.")
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Patch sizes, radii, the size rule and the mask: what the kernels and the rule assume."""
+        from .errors import InputError  # noqa: PLC0415
+
+        if len(self.patch_sizes) != 5 or any(not _odd_positive(p) for p in self.patch_sizes):
+            raise InputError(f"patch_sizes={self.patch_sizes} is not supported. Try five odd "
+                             "sizes, one per level from relu1_1 (the official (5, 5, 3, 3, 3)).")
+        if not _odd_positive(self.output_patch_size):
+            raise InputError(f"output_patch_size={self.output_patch_size} is not supported. Try an "
+                             "odd size such as 3 (the official).")
+        if len(self.radii) != 5 or any(r is not None and r < 1 for r in self.radii):
+            raise InputError(f"radii={self.radii} is not supported. Try five search radii of at "
+                             "least 1, None for the whole image (the official (4, 4, 6, 6, None)).")
+        if not 1 <= self.min_side <= self.max_side or self.max_area < self.min_side ** 2:
+            raise InputError(f"min_side={self.min_side}, max_side={self.max_side}, max_area="
+                             f"{self.max_area} do not make a size rule. Try 1 <= min_side <= "
+                             "max_side and max_area >= min_side**2 (the official 200, 700, "
+                             "350000).")
+        if not self.mask_k > 0 or not 0 <= self.mask_tau <= 1:
+            raise InputError(f"mask_k={self.mask_k}, mask_tau={self.mask_tau} are out of range. "
+                             "Try mask_k > 0 and mask_tau in [0, 1] (the official 300 and 0.05).")
 
     @classmethod
     def preset(cls, name: Preset, **overrides: Any) -> "AnalogyConfig":
@@ -264,8 +303,8 @@ class Schedule:
 
     @classmethod
     def parse(cls, text: str, **kwargs: Any) -> "Schedule | None":
-        """``"all"`` (None: every frame a whole analogy, today's mode), ``"auto"``, ``"N"``
-        (a keyframe every N frames) or ``"i,j,..."`` (these frames, 0-based)."""
+        """``"all"`` (None: every frame a whole analogy, the frame-by-frame mode), ``"auto"``,
+        ``"N"`` (a keyframe every N frames) or ``"i,j,..."`` (these frames, 0-based)."""
         from .errors import InputError  # noqa: PLC0415
 
         text = text.strip().lower()

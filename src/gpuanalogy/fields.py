@@ -132,7 +132,10 @@ def read_field(path: str | os.PathLike[str]) -> np.ndarray:
         return field_from_flow(read_flo(name))
     try:
         if not name.endswith(".npz"):
-            return np.load(name, allow_pickle=False).astype(np.float32)
+            values = np.load(name, allow_pickle=False)
+            if values.ndim != 3 or values.shape[2] != 2 or min(values.shape[:2]) < 1:
+                raise ValueError(f"an array of shape {values.shape}, not H x W x 2")
+            return values.astype(np.float32)
         with np.load(name, allow_pickle=False) as data:
             aligned = bool(data["subpixel"])
             field = Field(data["values"].astype(np.float32 if aligned else np.int32),

@@ -1,7 +1,7 @@
 """A clip at keyframe speed: whole analogies at keyframes, guided synthesis between them.
 
-Today's video mode (:mod:`gpuanalogy.video`) pays a whole analogy, warm-started, for every
-frame. Here only the keyframes do (the same :class:`gpuanalogy.video.Clip`, each keyframe
+The frame-by-frame video mode (:mod:`gpuanalogy.video`) pays a whole analogy, warm-started, for
+every frame. Here only the keyframes do (the same :class:`gpuanalogy.video.Clip`, each keyframe
 warm-started from the one before); every other frame is synthesised from its neighbouring
 keyframes' outputs by :class:`gpuanalogy.propagation.Propagation` (PatchMatch and voting on
 image patches, no network):

@@ -157,12 +157,12 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
     Raises
     ------
     InputError
-        An unusable image or label image, a label on one side only, or a ``model`` on
-        another device than the one asked for.
+        An unusable image or label image, a label on one side only, or ``model`` elsewhere.
     DeviceMemoryError
-        Before any work, when the run needs more memory than the machine has free
-        (:func:`gpuanalogy.sizes.check_memory`, which counts every exemplar), or when the
-        device runs out.
+        Before any work, when the run needs more memory than is free (every exemplar counted
+        by :func:`gpuanalogy.sizes.check_memory`), or when the device runs out.
+    ModelError, NumericalError
+        Unreadable weights; a deconvolution's loss or gradient NaN or infinite (named level).
 
     Examples
     --------
@@ -191,6 +191,7 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
 
 def _input_names(names: tuple[str, ...], count: int) -> tuple[str, ...]:
     """The names of A and of ``count`` exemplars, printable: as given, or numbered."""
+    names = (*names, "a", "b_prime")[:max(len(names), 2)]   # one name alone: A's
     if len(names) != count + 1:
         names = (names[0], *(f"{names[1]}[{k + 1}]" for k in range(count))) if count > 1 \
             else (names[0], names[1])

@@ -5,7 +5,8 @@
   says which provider it got.
 - :class:`Runner` is the seam between array code and a session: ``run(feeds, names)`` takes and
   returns arrays of the backend's array module. The CPU runner hands NumPy arrays to ORT without
-  copies; a CUDA runner with I/O binding on CuPy memory can replace it without touching callers.
+  copies; on CUDA, :class:`BoundRunner` binds CuPy memory to the session (I/O binding), behind
+  the same interface.
 - :func:`cached_model_path` builds a graph once per (weights digest, graph version, kind) and keeps
   it in the user's cache directory, written atomically and checked against a SHA-256 sidecar;
   building one removes the files of older graph versions.

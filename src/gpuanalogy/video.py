@@ -16,7 +16,8 @@ and each frame costs a whole analogy. :class:`Clip` keeps what the next frame ca
    ``VideoConfig.lbfgs_iterations`` L-BFGS iterations;
 5. the outputs are voted and refined as for one pair (:func:`gpuanalogy.pipeline.render`).
 
-The first frame (and a frame whose predecessor failed to be read) is a whole analogy.
+The first frame is a whole analogy. A frame that cannot be read is left out, and the next
+one starts from the last frame done, carried along the motion between the two.
 :meth:`Clip.resume_after` restarts a chain from a finished frame's saved fields, so a killed
 run can continue: that frame's fields are carried as above; its deconvolutions, which have no
 saved solution to start from, run the full iterations from the official start.

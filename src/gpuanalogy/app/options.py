@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import (
-    FIELD_FORMATS, LBFGS_STOPS, MOTIONS, OPTIMIZERS, OUTPUTS, PRESETS, REFINE_UPSAMPLES,
-    TRANSFERS, UPSAMPLES, AnalogyConfig, VideoConfig)
+    DEVICES, FIELD_FORMATS, LBFGS_STOPS, MASKS, MOTIONS, OPTIMIZERS, OUTPUTS, PRESETS,
+    REFINE_UPSAMPLES, TRANSFERS, UPSAMPLES, AnalogyConfig, VideoConfig)
 from ..errors import InputError, printable
 
 __all__ = ["Option", "OPTIONS", "CSV_COLUMNS", "add_options", "config_from_options",
@@ -101,7 +101,7 @@ OPTIONS: tuple[Option, ...] = (
            "deconvolution optimiser: L-BFGS on the device's arrays (lbfgs, default) or SciPy's "
            "L-BFGS-B (scipy, the reference)", OPTIMIZERS),
     Option("seed", "seed", int, "random seed (default 0)"),
-    Option("mask", "mask", str, "blend mask (default sigmoid)", ("sigmoid", "hard")),
+    Option("mask", "mask", str, "blend mask (default sigmoid)", MASKS),
     Option("upsample", "upsample", str,
            "outputs back to the input size: resize the working-size result (cubic, official), "
            "vote input pixels through the upsampled field (nnf), or through the field refined "
@@ -131,9 +131,10 @@ OPTIONS: tuple[Option, ...] = (
            "order): a match joins only pixels of one label; a label on one side only is an "
            "error", metavar="FILE", inputs=True, nargs="+"),
     Option("device", "device", str, "where to run (default auto: the GPU when there is one)",
-           ("auto", "cpu", "cuda"), csv=False, changes_images=False),
+           DEVICES, csv=False, changes_images=False),
     Option("weights", "weights", str,
-           "a VGG-19 weights file (torchvision state dict) instead of the bundled one",
+           "a VGG-19 weights file (a torchvision state dict, or .npz with <conv>_W and <conv>_b "
+           "arrays) instead of the bundled one",
            csv=False, metavar="FILE"),
 )
 

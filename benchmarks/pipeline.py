@@ -18,9 +18,9 @@ output sets (``--outputs``) each size runs once per combination, one after the o
 same process, so the variants are compared in the same hour; a last table sets each against the
 official stop with both outputs at the same size (the share of sub-network evaluations saved).
 ``--winograd-channels`` runs each with each threshold of Winograd's form (0: never; default:
-the backend's own). ``--cases`` gives SIZE@RATIO pairs instead of ``--sizes`` at one ``--ratio``. The runs hold
-``_table.bench_lock`` (one timing run at a time on the machine) and the load average is printed
-before and after.
+the backend's own). ``--cases`` gives SIZE@RATIO pairs instead of ``--sizes`` at one
+``--ratio``. The runs hold ``_table.bench_lock`` (one timing run at a time on the machine) and
+the load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -165,8 +165,7 @@ def _print_summary(summary: list[dict]) -> None:
     """Each run against the official stop with both outputs of its size, ratio, optimiser and
     Winograd threshold."""
     print(f"{'case':14s} {'optimizer':9s} {'stop':9s} {'outputs':8s} {'winograd':>8s} "
-          f"{'total':>8s} "
-          f"{'deconv':>8s} {'PatchMatch':>10s} {'evals':>6s} {'saved':>6s} {'peak':>9s}")
+          f"{'total':>8s} {'deconv':>8s} {'PatchMatch':>10s} {'evals':>6s} {'saved':>6s} {'peak':>9s}")
     for row in summary:
         base = next((r for r in summary if (r["size"], r["ratio"], r["optimizer"]) ==
                      (row["size"], row["ratio"], row["optimizer"])
@@ -174,7 +173,8 @@ def _print_summary(summary: list[dict]) -> None:
                      and (r["stop"], r["outputs"]) == ("official", "both")), None)
         saved = f"{1 - row['evaluations'] / base['evaluations']:6.1%}" if base else "     -"
         print(f"{row['size']:>4d} @ {row['ratio']:<6g} {row['optimizer']:9s} {row['stop']:9s} "
-              f"{row['outputs']:8s} {row['winograd']:8d} {row['total']:7.1f}s {row['deconvolution']:7.1f}s "
+              f"{row['outputs']:8s} {row['winograd']:8d} {row['total']:7.1f}s "
+              f"{row['deconvolution']:7.1f}s "
               f"{row['patchmatch']:9.1f}s {row['evaluations']:6d} {saved} "
               f"{row['peak_mb']:6.0f} MiB")
 

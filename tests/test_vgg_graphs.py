@@ -56,12 +56,17 @@ def session(model) -> ort.InferenceSession:
 
 # --- independent NumPy reference --------------------------------------------------------------
 
-def ref_conv_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3x3 cross-correlation, zero padding 1, then ReLU; float64."""
+def ref_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3x3 cross-correlation, zero padding 1, plus bias; float64."""
     padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
     out = np.einsum("chwkl,ockl->ohw", windows, w.astype(np.float64), optimize=True)
-    return np.maximum(out + b[:, None, None], 0.0)
+    return out + b[:, None, None]
+
+
+def ref_conv_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`ref_conv`, then ReLU; float64."""
+    return np.maximum(ref_conv(x, w, b), 0.0)
 
 
 def ref_pool(x: np.ndarray, ceil_pool: bool) -> np.ndarray:
@@ -245,10 +250,7 @@ def test_winograd_convolution_matches_the_direct_one_at_any_size(shape, with_bia
     assert "MatMul" in {n.op_type for n in model.graph.node}   # the Winograd form was written
     x = np.random.default_rng(1).standard_normal((1, c, *shape)).astype(np.float32) * 10
     (y,) = session(model).run(None, {"x": x})
-    bias = b if with_bias else np.zeros(k, np.float32)
-    padded = np.pad(x[0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
-    ref = np.einsum("chwkl,ockl->ohw", windows, w.astype(np.float64)) + bias[:, None, None]
+    ref = ref_conv(x[0], w, b if with_bias else np.zeros(k, np.float32))
     assert y.shape == (1, k, *shape)
     assert relative_error(y[0], ref) < 2e-5
 

@@ -191,7 +191,7 @@ def analogy(a: Any, b_prime: Any, config: AnalogyConfig | None = None, *,
 
 def _input_names(names: tuple[str, ...], count: int) -> tuple[str, ...]:
     """The names of A and of ``count`` exemplars, printable: as given, or numbered."""
-    names = (*names, "a", "b_prime")[:max(len(names), 2)]   # one name alone: A's
+    names = (*names, *("a", "b_prime")[len(names):])   # one name alone is A's
     if len(names) != count + 1:
         names = (names[0], *(f"{names[1]}[{k + 1}]" for k in range(count))) if count > 1 \
             else (names[0], names[1])

@@ -184,8 +184,9 @@ def _on_backend(subnet: Any, x0: Any, target: Any, *, max_iter: int, history: in
         loss, grad = objective(x)
         return loss, xp.ascontiguousarray(grad, dtype=xp.float32).reshape(-1)
 
+    # The loss is a sum of squares: its floor, 0, sizes the first step (lbfgs.minimize).
     result = lbfgs.minimize(flat, xp.ascontiguousarray(x0, dtype=xp.float32).reshape(-1), xp=xp,
-                            max_iter=max_iter, history=history, rule=rule)
+                            max_iter=max_iter, history=history, rule=rule, lower_bound=0.0)
     return result.x, DeconvolutionStats(
         result.iterations, result.evaluations, result.initial_loss, result.loss, 0.0,
         spent["network"], optimizer="lbfgs", stop=result.stop, restarts=result.restarts,

@@ -9,7 +9,10 @@ the loss, and ``phi'(alpha) = g(x + alpha d) . d`` for the line search.
 The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
 ``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. Each step length comes from
 SciPy's port of MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the one inside
-L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks.
+L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks. The first step, along
+-g, has no curvature to size it: for a loss with a known floor (the deconvolution's sum of
+squares) it tries Polyak's step to that floor, which the search accepts at once where L-BFGS-B's
+move by 1 takes it about six evaluations (docs/performance.md).
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
 ``||g||^2 < 1e-8 * max(1, ||x||^2)``. A stopping rule may end a run earlier: :class:`Settled`
@@ -173,7 +176,8 @@ def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], f
 
 def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType,
              max_iter: int = 100, history: int = 4, c1: float = 1e-4, c2: float = 0.9,
-             tolerance: float = 1e-8, rule: Settled | Plateau | None = None) -> LbfgsResult:
+             tolerance: float = 1e-8, rule: Settled | Plateau | None = None,
+             lower_bound: float | None = None) -> LbfgsResult:
     """Minimise ``fun`` from ``x0`` by L-BFGS with a strong-Wolfe line search.
 
     Parameters
@@ -194,6 +198,12 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
     rule : Settled, Plateau or None
         Also stop once it says so (its ``reached(losses, moves)``, asked after every
         iteration); None runs until ``max_iter`` (or the tolerance), as the official code.
+    lower_bound : float, optional
+        A value ``fun`` never goes below (0 for a sum of squares). A steepest-descent step
+        (the first, and after a failed search) then first tries the step at which the loss's
+        linear model reaches it, ``(f - lower_bound) / ||g||^2`` (Polyak's step); without one it
+        moves x by 1, as L-BFGS-B does, and the search may take several evaluations to grow
+        that step to the problem's scale.
 
     Raises
     ------
@@ -225,9 +235,14 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         derphi0 = dot(xp, g, d)
         if derphi0 >= 0:           # rounding made the direction uphill: use -g
             d, steepest, derphi0 = -g, True, -gg
-        # The first step of a steepest descent moves x by 1 (L-BFGS-B's choice); later steps
-        # try the quasi-Newton step itself.
-        step = 1.0 / np.sqrt(gg) if steepest else 1.0
+        # Quasi-Newton steps try the step itself; steepest descent tries Polyak's step when the
+        # loss has a known floor, else a move of x by 1 (L-BFGS-B's choice).
+        if not steepest:
+            step = 1.0
+        elif lower_bound is not None and loss > lower_bound:
+            step = (loss - lower_bound) / gg
+        else:
+            step = 1.0 / np.sqrt(gg)
         last: dict[str, Any] = {}
         best: dict[str, Any] = {"loss": loss}
 

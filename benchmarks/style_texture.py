@@ -2,7 +2,7 @@
 
     python benchmarks/style_texture.py --pair photo2style:A.png:BP.png [--pair ...]
                                        [--variants official/both,adaptive/both,adaptive/a_prime]
-                                       [--ratio R] [--crop 192] [--crops-out docs/examples]
+                                       [--ratio R] [--seed 0] [--crop 192] [--crops-out docs/examples]
 
 Each pair runs under its preset (``photo2style``, ``style2style``; the preset's ratio unless
 ``--ratio``) once per variant (``STOP/OUTPUTS``), all in one process. For each A' the table
@@ -82,6 +82,7 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, help="instead of the preset's ratio")
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="the analogy's seed (config.seed)")
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--crops-out", type=Path)
     args = parser.parse_args()
@@ -99,7 +100,8 @@ def main() -> int:
         preset, a_path, b_path = spec.split(":", 2)
         a, b_prime = read_image(a_path), read_image(b_path)
         name = Path(a_path).stem.removesuffix("_A")
-        options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device}
+        options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device,
+                   "seed": args.seed}
         if args.ratio:
             options["ratio"] = args.ratio
         hf_exemplar = high_frequency(b_prime)

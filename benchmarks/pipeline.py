@@ -165,7 +165,8 @@ def _print_summary(summary: list[dict]) -> None:
     """Each run against the official stop with both outputs of its size, ratio, optimiser and
     Winograd threshold."""
     print(f"{'case':14s} {'optimizer':9s} {'stop':9s} {'outputs':8s} {'winograd':>8s} "
-          f"{'total':>8s} {'deconv':>8s} {'PatchMatch':>10s} {'evals':>6s} {'saved':>6s} {'peak':>9s}")
+          f"{'total':>8s} {'deconv':>8s} {'PatchMatch':>10s} {'evals':>6s} {'saved':>6s} "
+          f"{'peak':>9s}")
     for row in summary:
         base = next((r for r in summary if (r["size"], r["ratio"], r["optimizer"]) ==
                      (row["size"], row["ratio"], row["optimizer"])

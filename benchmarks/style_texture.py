@@ -2,7 +2,8 @@
 
     python benchmarks/style_texture.py --pair photo2style:A.png:BP.png [--pair ...]
                                        [--variants official/both,adaptive/both,adaptive/a_prime]
-                                       [--ratio R] [--seed 0] [--crop 192] [--crops-out docs/examples]
+                                       [--ratio R] [--seed 0] [--crop 192]
+                                       [--crops-out docs/examples]
 
 Each pair runs under its preset (``photo2style``, ``style2style``; the preset's ratio unless
 ``--ratio``) once per variant (``STOP/OUTPUTS``), all in one process. For each A' the table

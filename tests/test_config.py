@@ -1,6 +1,9 @@
+import dataclasses
+import typing
+
 import pytest
 
-from gpuanalogy.config import PRESETS, AnalogyConfig
+from gpuanalogy.config import PRESETS, AnalogyConfig, Preset, VideoConfig
 from gpuanalogy.errors import InputError
 from gpuanalogy.pipeline import working_shape
 
@@ -51,6 +54,25 @@ def test_bad_options_are_one_line_input_errors(bad):
         AnalogyConfig(**bad)
     assert "\n" not in str(err.value)
     assert next(iter(bad)) in str(err.value)
+
+
+def test_every_preset_is_a_preset_name():
+    assert tuple(PRESETS) == typing.get_args(Preset)
+
+
+@pytest.mark.parametrize("kind", [AnalogyConfig, VideoConfig])
+def test_every_field_with_a_list_of_values_takes_each_and_refuses_others(kind):
+    """A field typed by one of config's lists accepts every value of its list and names the
+    list in its refusal of anything else: the type is the one source of the list."""
+    hints = typing.get_type_hints(kind)
+    listed = {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(kind)
+              if typing.get_origin(hints[f.name]) is typing.Literal}
+    assert listed, kind
+    for name, values in listed.items():
+        for value in values:
+            assert getattr(kind(**{name: value}), name) == value
+        with pytest.raises(InputError, match=f"{name}='other'.*{', '.join(values)}"):
+            kind(**{name: "other"})
 
 
 def test_unknown_preset():

@@ -16,14 +16,12 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from .config import DEVICES
+from .config import DEVICES, DeviceName
 from .errors import InputError
-
-DeviceName = Literal["auto", "cpu", "cuda"]
 
 log = logging.getLogger("gpuanalogy")
 

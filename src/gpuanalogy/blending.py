@@ -6,9 +6,9 @@ regions, so A keeps its structure where it has any and takes B''s appearance els
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-MaskKind = Literal["sigmoid", "hard"]
+from .config import Mask
 
 # alpha for levels L-1 = 4, 3, 2, 1 (the official implementation's blend presets).
 ALPHA_PRESETS: dict[int, tuple[float, float, float, float]] = {
@@ -23,7 +23,7 @@ def alpha_for_level(preset: int, level: int) -> float:
     return ALPHA_PRESETS[preset][4 - level]
 
 
-def response_mask(features: Any, *, kind: MaskKind = "sigmoid", k: float = 300.0,
+def response_mask(features: Any, *, kind: Mask = "sigmoid", k: float = 300.0,
                   tau: float = 0.05, xp: Any) -> Any:
     """Where the features respond strongly.
 

@@ -23,16 +23,12 @@ few rows' worth whatever the image size.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-from .config import TRANSFERS
+from .config import TRANSFERS, Transfer
 from .errors import InputError
 
 __all__ = ["srgb_to_lab", "lab_to_srgb", "fit_chroma", "transfer"]
-
-Transfer = Literal["all", "colour", "texture"]
 
 #: Linear sRGB to CIE XYZ (D65): the sRGB primaries and white point (IEC 61966-2-1).
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],

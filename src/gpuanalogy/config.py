@@ -8,65 +8,72 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 
 #: The deconvolution's optimisers: L-BFGS on the backend's arrays, and SciPy's L-BFGS-B.
-OPTIMIZERS = ("lbfgs", "scipy")
+Optimizer = Literal["lbfgs", "scipy"]
+OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
 
-#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its variable stops
-#: moving by a measured share (``gpuanalogy.deconvolution.ADAPTIVE_STOP``), or after every
-#: iteration asked, as the paper and the official code.
-LBFGS_STOPS = ("adaptive", "official")
+#: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its variable settles
+#: (``deconvolution.ADAPTIVE_STOP``), or after every iteration asked, as the official code.
+LbfgsStop = Literal["adaptive", "official"]
+LBFGS_STOPS: tuple[LbfgsStop, ...] = get_args(LbfgsStop)
 
 #: What an analogy computes (``AnalogyConfig.outputs``): both analogies, or A' alone.
-OUTPUTS = ("both", "a_prime")
+Outputs = Literal["both", "a_prime"]
+OUTPUTS: tuple[Outputs, ...] = get_args(Outputs)
 
 #: How the outputs come back to an input larger than the working size (``AnalogyConfig.upsample``).
-UPSAMPLES = ("cubic", "nnf", "patchmatch")
+Upsample = Literal["cubic", "nnf", "patchmatch"]
+UPSAMPLES: tuple[Upsample, ...] = get_args(Upsample)
 
-#: How ``gpuanalogy video`` brings a frame's outputs to the frame size unless ``--upsample`` is
-#: given: "patchmatch" (the style presets' own) re-searches every frame's fields at the frame size
-#: on its own and flickers more (docs/performance.md, "Video by keyframes").
-VIDEO_UPSAMPLE = "cubic"
+#: How a video brings a frame's outputs to the frame size by default: "patchmatch" (the style
+#: presets' own) re-searches each frame on its own and flickers more (docs/performance.md).
+VIDEO_UPSAMPLE: Upsample = "cubic"
 
-#: What ``gpuanalogy video`` computes unless ``--outputs`` is given: a clip is written as A'
-#: alone, so A' alone ("a_prime"; its quality: docs/performance.md, "A' alone").
-VIDEO_OUTPUTS = "a_prime"
+#: What a video computes by default: A' alone (its quality: docs/performance.md, "A' alone").
+VIDEO_OUTPUTS: Outputs = "a_prime"
 
 #: How the field files are written (``AnalogyConfig.field_format``).
-FIELD_FORMATS = ("float32", "float16", "working", "flo")
+FieldFormat = Literal["float32", "float16", "working", "flo"]
+FIELD_FORMATS: tuple[FieldFormat, ...] = get_args(FieldFormat)
 
 #: What the outputs take from the exemplar (``AnalogyConfig.transfer``): everything, its colours
 #: only, or its texture only.
-TRANSFERS = ("all", "colour", "texture")
+Transfer = Literal["all", "colour", "texture"]
+TRANSFERS: tuple[Transfer, ...] = get_args(Transfer)
 
 #: The blend mask of DESIGN.md (``AnalogyConfig.mask``): the paper's sigmoid, or the official
 #: code's hard step at tau.
-MASKS = ("sigmoid", "hard")
+Mask = Literal["sigmoid", "hard"]
+MASKS: tuple[Mask, ...] = get_args(Mask)
 
 #: Where a deconvolution's L-BFGS starts (``AnalogyConfig.deconv_start``): the structure image's
 #: own features (official), or the appearance's features warped by the field (public ports).
-DECONV_STARTS = ("own", "warped")
+DeconvStart = Literal["own", "warped"]
+DECONV_STARTS: tuple[DeconvStart, ...] = get_args(DeconvStart)
 
-#: The first field at the top level (``AnalogyConfig.nnf_init``), and where an analogy runs
-#: (``AnalogyConfig.device``: the GPU when there is one, or as named).
-NNF_INITS = ("identity", "random")
-DEVICES = ("auto", "cpu", "cuda")
+#: The first field at the top level (``AnalogyConfig.nnf_init``).
+NnfInit = Literal["identity", "random"]
+NNF_INITS: tuple[NnfInit, ...] = get_args(NnfInit)
 
-#: How the photo refinement reaches an input above the working size: solved on the outputs reduced
-#: to the size-ruled size and carried up by the guided upsampling, or one WLS solve over every
-#: input pixel.
-REFINE_UPSAMPLES = ("guided", "wls")
+#: Where an analogy runs (``AnalogyConfig.device``): the GPU when there is one, or as named.
+DeviceName = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[DeviceName, ...] = get_args(DeviceName)
+
+#: How the photo refinement reaches an input above the working size: solved at the size-ruled
+#: size and carried up by the guided upsampling, or one WLS solve over every input pixel.
+RefineUpsample = Literal["guided", "wls"]
+REFINE_UPSAMPLES: tuple[RefineUpsample, ...] = get_args(RefineUpsample)
 
 Preset = Literal["photo2style", "style2style", "style2photo", "photo2photo"]
 
 # The official implementation's settings for the four uses (DESIGN.md, step 6); the style uses
-# (no refinement) bring their outputs above the working size by "patchmatch", chosen from the
-# measurements of benchmarks/output_modes.py in docs/performance.md; photo2style, whose use is
-# A' alone, makes A' alone (docs/performance.md, "A' alone").
-PRESETS: dict[str, dict[str, Any]] = {
+# bring their outputs above the working size by "patchmatch" and photo2style makes A' alone, as
+# measured in docs/performance.md ("Output modes above the working size", "A' alone").
+PRESETS: dict[Preset, dict[str, Any]] = {
     "photo2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch",
                     "outputs": "a_prime"},
     "style2style": {"blend": 3, "ratio": 1.0, "refine": False, "upsample": "patchmatch"},
@@ -77,6 +84,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def _odd_positive(size: Any) -> bool:
     return isinstance(size, (int, np.integer)) and size >= 1 and size % 2 == 1
+
+
+def _check_choices(config: Any) -> None:
+    """Every field typed by one of the lists above holds one of its values."""
+    from .errors import InputError  # noqa: PLC0415
+
+    for name, hint in get_type_hints(type(config)).items():
+        allowed = get_args(hint) if get_origin(hint) is Literal else None
+        if allowed is not None and getattr(config, name) not in allowed:
+            raise InputError(f"{name}={getattr(config, name)!r} is not supported. Try one "
+                             f"of: {', '.join(allowed)}.")
 
 
 @dataclass(frozen=True)
@@ -126,46 +144,37 @@ class AnalogyConfig:
     output_patch_size : int
         Patch size of the final voting of image pixels (3).
     upsample : {"cubic", "nnf", "patchmatch"}
-        How the outputs come back to the input size when the network worked at another size
-        (the size rule or ``ratio``): "cubic" (official) votes the output at the working size
-        and resizes it bicubically; "nnf" brings the field to the input size and votes the
-        input's own pixels, which keeps the full-resolution texture of the source but shows
-        the field's 1-2 pixel misalignments as seams; "patchmatch" brings the field to the
-        input size, refines it there coarse to fine by PatchMatch on image patches in a small
-        window (``gpuanalogy.texture``, the "cubic" outputs as estimates: a pass on the images
-        reduced by up to 4, then every input pixel within 2 px) and votes the input's own
-        pixels. Equal sizes make them equal.
+        How the outputs come back to the input size when the network worked at another size:
+        "cubic" (official) votes at the working size and resizes bicubically; "nnf" votes the
+        input's own pixels by the field brought to the input size (full-resolution texture, but
+        the field's 1-2 px misalignments show as seams); "patchmatch" first refines that field
+        coarse to fine by PatchMatch on image patches in a small window, the "cubic" outputs as
+        estimates (``gpuanalogy.texture``). Equal sizes make them equal.
     refine : bool
         Apply the WLS photo refinement to the outputs (photo2photo and style2photo).
     refine_upsample : {"guided", "wls"}
         How the refinement reaches an input larger than the working size: "guided" refines the
-        output reduced to the size-ruled size (``gpuanalogy.sizes.refinement_shape``) by the
-        input's WLS system coarsened to that size (``gpuanalogy.upsampling.refine_guided``),
-        and carries its colour change to the input size under the full-resolution structure image
-        (``gpuanalogy.upsampling``: memory and time linear in the pixels); "wls" solves the WLS
-        system over every input pixel (the official way, whose sparse factorisation needs about
-        3 KB a pixel at camera sizes; with pyamg installed, an input whose factorisation does
-        not fit the free memory is solved by algebraic multigrid, ``gpuanalogy.multigrid``).
-        An input no larger than the size-ruled size is refined at its own size either way.
+        output at the size-ruled size (``gpuanalogy.sizes.refinement_shape``) by the input's WLS
+        system coarsened there and carries its colour change up under the full-resolution
+        structure image (``gpuanalogy.upsampling``: memory and time linear in the pixels);
+        "wls" solves over every input pixel (official; its sparse factorisation grows fast with
+        the pixels, and with pyamg installed one that does not fit is solved by algebraic
+        multigrid, ``gpuanalogy.multigrid``). A small input is refined at its own size.
     field_format : {"float32", "float16", "working", "flo"}
         How ``gpuanalogy.outputs.write_result`` writes the fields: ``nnf_*.npy`` at the input
-        sizes in float32 (exact), or in float16 (half the bytes; whole pixels stay exact up to
-        2048, beyond that a coordinate is rounded to float16's spacing: 2 px up to 4096, 4 px
-        up to 8192), or ``nnf_*.npz`` holding the working-size field and the sizes it is
-        brought to (``gpuanalogy.fields.read_field`` rebuilds the input-size field exactly; not
-        with ``upsample="patchmatch"``, whose fields are refined at the input size), or
-        ``nnf_*.flo``: Middlebury optical-flow files (the displacement to the match, x then
-        y, float32; ``gpuanalogy.flo``), which flow tools read.
+        sizes in float32 (exact) or float16 (half the bytes; whole pixels exact up to 2048,
+        then rounded to float16's spacing), ``nnf_*.npz`` with the working-size field and the
+        sizes it is brought to (``gpuanalogy.fields.read_field`` rebuilds the input-size field
+        exactly; not with ``upsample="patchmatch"``), or ``nnf_*.flo``: Middlebury flow files
+        (the displacement to the match, float32; ``gpuanalogy.flo``), which flow tools read.
     transfer : {"all", "colour", "texture"}
-        What the outputs take from the other image (``gpuanalogy.colour.transfer``, in CIELAB):
-        everything ("all", the method); its colours only ("colour": the structure image's own
-        lightness with the output's chroma); or its texture only ("texture": the output's
-        lightness with the structure image's chroma, the luminance-only transfer of style
-        transfer tools). Applied last, to every output (refined ones too).
+        What the outputs take from the other image (``gpuanalogy.colour.transfer``, CIELAB):
+        everything ("all"), its colours only ("colour": the structure's lightness with the
+        output's chroma) or its texture only ("texture": the output's lightness with the
+        structure's chroma). Applied last, to every output (refined ones too).
     subpixel : bool
         Align the final fields to sub-pixel precision under a local colour model before the
-        outputs are voted (``gpuanalogy.subpixel``; not in the paper). For two photographs of
-        one scene; off in every preset.
+        vote (``gpuanalogy.subpixel``; not in the paper): for two photos of one scene.
     seed : int
         Seed of PatchMatch's random search and of a random initial NNF.
     max_side, min_side, max_area : int
@@ -182,26 +191,26 @@ class AnalogyConfig:
     radii: tuple[int | None, ...] = (4, 4, 6, 6, None)
     lbfgs_iterations: int = 100
     lbfgs_history: int = 4
-    lbfgs_stop: Literal["adaptive", "official"] = "adaptive"
-    outputs: Literal["both", "a_prime"] = "both"
-    optimizer: Literal["lbfgs", "scipy"] = "lbfgs"
-    deconv_start: Literal["own", "warped"] = "own"
-    mask: Literal["sigmoid", "hard"] = "sigmoid"
+    lbfgs_stop: LbfgsStop = "adaptive"
+    outputs: Outputs = "both"
+    optimizer: Optimizer = "lbfgs"
+    deconv_start: DeconvStart = "own"
+    mask: Mask = "sigmoid"
     mask_k: float = 300.0
     mask_tau: float = 0.05
-    nnf_init: Literal["identity", "random"] = "identity"
+    nnf_init: NnfInit = "identity"
     output_patch_size: int = 3
-    upsample: Literal["cubic", "nnf", "patchmatch"] = "cubic"
+    upsample: Upsample = "cubic"
     refine: bool = False
-    refine_upsample: Literal["guided", "wls"] = "guided"
-    field_format: Literal["float32", "float16", "working", "flo"] = "float32"
-    transfer: Literal["all", "colour", "texture"] = "all"
+    refine_upsample: RefineUpsample = "guided"
+    field_format: FieldFormat = "float32"
+    transfer: Transfer = "all"
     subpixel: bool = False
     seed: int = 0
     max_side: int = 700
     min_side: int = 200
     max_area: int = 350_000
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DeviceName = "auto"
     weights: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -215,15 +224,7 @@ class AnalogyConfig:
                             ("lbfgs_history", 1)):
             if getattr(self, name) < least:
                 raise InputError(f"{name}={getattr(self, name)} is out of range: at least {least}.")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("lbfgs_stop", LBFGS_STOPS),
-                              ("outputs", OUTPUTS), ("upsample", UPSAMPLES),
-                              ("field_format", FIELD_FORMATS), ("transfer", TRANSFERS),
-                              ("refine_upsample", REFINE_UPSAMPLES), ("mask", MASKS),
-                              ("deconv_start", DECONV_STARTS), ("nnf_init", NNF_INITS),
-                              ("device", DEVICES)):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name}={getattr(self, name)!r} is not supported. Try one "
-                                 f"of: {', '.join(allowed)}.")
+        _check_choices(self)
         if self.field_format == "working" and self.upsample == "patchmatch":
             raise InputError("field_format='working' cannot hold fields refined at the input "
                              "size (upsample='patchmatch'). Try 'float16'.")
@@ -332,7 +333,8 @@ class Schedule:
 
 #: Where the motion between frames comes from: our PatchMatch on the frames' features, or
 #: nowhere (fields and solutions carried in place, for a still camera).
-MOTIONS = ("patchmatch", "none")
+Motion = Literal["patchmatch", "none"]
+MOTIONS: tuple[Motion, ...] = get_args(Motion)
 
 
 @dataclass(frozen=True)
@@ -370,7 +372,7 @@ class VideoConfig:
     patchmatch_iterations: int = 2
     lbfgs_iterations: int = 20
     keep_margin: float = 0.5
-    motion: Literal["patchmatch", "none"] = "patchmatch"
+    motion: Motion = "patchmatch"
     motion_radius: int = 4
     motion_iterations: int = 4
     keyframes: str = "all"
@@ -382,9 +384,7 @@ class VideoConfig:
         if self.patchmatch_iterations < 1 or self.lbfgs_iterations < 0:
             raise InputError("video iterations must be positive (PatchMatch >= 1, "
                              "L-BFGS >= 0).")
-        if self.motion not in MOTIONS:
-            raise InputError(f"motion={self.motion!r} is not supported. Try one of: "
-                             f"{', '.join(MOTIONS)}.")
+        _check_choices(self)
         if not 0.0 <= self.keep_margin < 1.0:
             raise InputError(f"keep_margin={self.keep_margin} is out of range. Try a value "
                              f"in [0, 1).")

@@ -23,7 +23,7 @@ keyframe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -37,7 +37,8 @@ __all__ = ["GuideWeights", "Propagation", "frame_motion", "reversed_flow", "blen
            "unexplained", "screened_poisson", "BLENDS", "MOTION_SETTINGS"]
 
 #: How :func:`blend` combines two sides' results.
-BLENDS = ("error", "poisson")
+Blend = Literal["error", "poisson"]
+BLENDS: tuple[Blend, ...] = get_args(Blend)
 
 #: The motion search between consecutive frames: 3 x 3 patches, a small window at the finer
 #: levels (consecutive frames move a few pixels; the coarsest level searches everywhere).
@@ -173,7 +174,7 @@ def frame_motion(current: np.ndarray, previous: np.ndarray, *, seed: int = 0,
 
 
 def blend(first: Synthesis, second: Synthesis, *, share: float = 0.5,
-          method: Literal["error", "poisson"] = "poisson", smooth: int = 5,
+          method: Blend = "poisson", smooth: int = 5,
           screen: float = 0.1) -> np.ndarray:
     """One frame from two keyframes' results (their images in [0, 1]).
 

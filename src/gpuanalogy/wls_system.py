@@ -15,7 +15,7 @@ The memory each needs is estimated here too, for the checks made before work
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -29,7 +29,7 @@ __all__ = ["Solver", "SOLVERS", "solve", "solve_direct", "solve_cg", "system_mat
 Solver = Literal["auto", "direct", "cg", "amg"]
 
 #: The solvers :func:`solve` takes.
-SOLVERS = ("auto", "direct", "cg", "amg")
+SOLVERS: tuple[Solver, ...] = get_args(Solver)
 
 _ND_LEAF = 12   # smallest nested-dissection blocks: of 8, 12, 16, 24, the fastest measured
 

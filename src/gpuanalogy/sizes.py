@@ -45,10 +45,8 @@ _TEXTURE_BYTES_PER_PIXEL = 28
 _TEXTURE_STRIP_BYTES_PER_PIXEL = 60
 # Several exemplars: each exemplar's own pyramid (levels 0..5: 3 + 64 + 128/4 + 256/16 + 512/64
 # + 512/256 float32 a working pixel, 500 bytes) is held while the atlas is assembled from it,
-# and the atlas of the input-size images (float32 RGB) is kept for the outputs. The per-pixel
-# working figure over A and the atlas left 174-607 MiB of the measured peaks of 2 and 3
-# exemplars unexplained, 2.2-3.7 KB an exemplar pixel (fresh processes, 200 and 320 px:
-# docs/performance.md); each exemplar pixel counts 4,400 bytes, pyramid included.
+# and the atlas of the input-size images (float32 RGB) is kept for the outputs. The rest of an
+# exemplar pixel's cost is set from measured peaks (docs/performance.md, "Guided analogies").
 _EXEMPLAR_BYTES_PER_PIXEL = 4_400
 _ATLAS_IMAGE_BYTES_PER_PIXEL = 12
 _RATIOS = (0.75, 0.5, 0.35, 0.25, 0.1)   # the smaller ratios a refusal may suggest

@@ -66,8 +66,9 @@ class DeconvolutionStats:
     says why it ended (``gpuanalogy.lbfgs``: converged, settled, plateau, max_iterations,
     max_evaluations, line_search_failed), ``rule`` which stopping rule ran ("adaptive",
     "official", or "custom" for a rule given as such), ``max_iterations`` the cap it ran
-    under, and ``restarts`` how often a failed line search restarted from steepest descent. ``losses`` is the loss at the start and after
-    every iteration, ``moves`` every iteration's step relative to the point it reached.
+    under, and ``restarts`` how often a failed line search restarted from steepest descent.
+    ``losses`` is the loss at the start and after every iteration, ``moves`` every iteration's
+    step relative to the point it reached.
     """
 
     iterations: int

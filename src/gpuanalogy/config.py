@@ -17,7 +17,7 @@ Optimizer = Literal["lbfgs", "scipy"]
 OPTIMIZERS: tuple[Optimizer, ...] = get_args(Optimizer)
 
 #: When a deconvolution's L-BFGS stops (``AnalogyConfig.lbfgs_stop``): once its variable settles
-#: (``deconvolution.ADAPTIVE_STOP``), or after every iteration asked, as the official code.
+#: (``deconvolution.ADAPTIVE_STOP``), or after every iteration asked, as in the official code.
 LbfgsStop = Literal["adaptive", "official"]
 LBFGS_STOPS: tuple[LbfgsStop, ...] = get_args(LbfgsStop)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/style_texture.py --pair photo2style:A.png:BP.png [--pair ...]
                                        [--variants official/both,adaptive/both,adaptive/a_prime]
-                                       [--ratio R] [--seed 0] [--crop 192]
+                                       [--ratio R] [--seed 0[,1,...]] [--crop 192]
                                        [--crops-out docs/examples]
 
 Each pair runs under its preset (``photo2style``, ``style2style``; the preset's ratio unless
@@ -15,12 +15,15 @@ gives two texture measures against the exemplar B':
 * HF: the high-frequency energy of A' (mean squared difference from its Gaussian blur, sigma
   1.5 px) over the exemplar's (as ``benchmarks/output_modes.py``).
 
-Each row's change is against the first variant. The sub-network evaluations of the
-deconvolutions and the seconds are printed too (the machine may be shared: the seconds are not
-timings). With ``--crops-out``, a crop of ``--crop`` pixels of every variant's A', at full size
-(one output pixel a sheet pixel) side by side under its label, is written per pair as
-``<name>_crops.png``: the window where the first variant's A' has the most high-frequency
-energy.
+Each row's change is against the first variant of the same seed. The sub-network evaluations
+of the deconvolutions and the seconds are printed too (the machine may be shared: the seconds
+are not timings). The seed alone moves the Gram distance by several percent, so a bar on it is
+read on several seeds: with ``--seed 0,1,2,3,4`` every pair runs every variant at each seed,
+and a last table gives each variant's mean Gram distance over the seeds and its change against
+the first variant's mean. With ``--crops-out``, a crop of ``--crop`` pixels of every variant's
+A' (of the first seed), at full size (one output pixel a sheet pixel) side by side under its
+label, is written per pair as ``<name>_crops.png``: the window where the first variant's A' has
+the most high-frequency energy.
 """
 from __future__ import annotations
 
@@ -83,7 +86,8 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, help="instead of the preset's ratio")
     parser.add_argument("--lbfgs-iters", type=int, default=100)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="the analogy's seed (config.seed)")
+    parser.add_argument("--seed", default="0",
+                        help="the analogy's seed (config.seed), or several: 0,1,2,3,4")
     parser.add_argument("--crop", type=int, default=192)
     parser.add_argument("--crops-out", type=Path)
     args = parser.parse_args()
@@ -94,46 +98,60 @@ def main() -> int:
     print(f"texture of A' against the exemplar: Gram distance (relu1_1-relu3_1, lower is "
           f"closer) and HF energy over the exemplar's; at most {args.lbfgs_iters} L-BFGS "
           f"iterations, device {model.backend.name}", flush=True)
-    print(f"{'pair':24s} {'stop':9s} {'outputs':8s} {'Gram':>7s} {'change':>7s} {'HF':>6s} "
+    seeds = [int(seed) for seed in args.seed.split(",")]
+    width = 24 if len(seeds) == 1 else 33   # "pair (preset) seed N"
+    print(f"{'pair':{width}s} {'stop':9s} {'outputs':8s} {'Gram':>7s} {'change':>7s} {'HF':>6s} "
           f"{'change':>7s} {'evals':>6s} {'saved':>6s} {'sec':>7s}", flush=True)
     worst: dict[tuple[str, str], float] = {}
+    grams: dict[tuple[str, str, str], list[float]] = {}
     for spec in args.pair:
         preset, a_path, b_path = spec.split(":", 2)
         a, b_prime = read_image(a_path), read_image(b_path)
         name = Path(a_path).stem.removesuffix("_A")
-        options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device,
-                   "seed": args.seed}
-        if args.ratio:
-            options["ratio"] = args.ratio
         hf_exemplar = high_frequency(b_prime)
-        first = None
-        images = []
-        for stop, outputs in variants:
-            config = AnalogyConfig.preset(preset, lbfgs_stop=stop, outputs=outputs, **options)
-            start = time.perf_counter()
-            result = analogy(a, b_prime, config, model=model)
-            seconds = time.perf_counter() - start
-            gram = gram_distance(model, result.a_prime, b_prime)
-            hf = high_frequency(result.a_prime) / hf_exemplar
-            evals = sum(s.evaluations for _, _, s in result.deconvolutions)
-            first = first or (gram, hf, evals)
-            change = gram / first[0] - 1
-            if (stop, outputs) != variants[0]:
-                key = (stop, outputs)
-                worst[key] = max(worst.get(key, 0.0), change, key=abs)
-            print(f"{name + ' (' + preset + ')':24s} {stop:9s} {outputs:8s} {gram:7.4f} "
-                  f"{change:+7.1%} {hf:6.3f} {hf / first[1] - 1:+7.1%} {evals:6d} "
-                  f"{1 - evals / first[2]:6.1%} {seconds:7.1f}", flush=True)
-            images.append((f"{stop}, {outputs}", result.a_prime))
-        if args.crops_out:
-            y, x = busiest_crop(images[0][1], args.crop)
-            cells = [(label, image[y:y + args.crop, x:x + args.crop]) for label, image in images]
-            args.crops_out.mkdir(parents=True, exist_ok=True)
-            write_image(args.crops_out / f"{name}_crops.png",
-                        make_sheet([cells], height=cells[0][1].shape[0]))
+        for seed in seeds:
+            options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device, "seed": seed}
+            if args.ratio:
+                options["ratio"] = args.ratio
+            first = None
+            images = []
+            for stop, outputs in variants:
+                config = AnalogyConfig.preset(preset, lbfgs_stop=stop, outputs=outputs, **options)
+                start = time.perf_counter()
+                result = analogy(a, b_prime, config, model=model)
+                seconds = time.perf_counter() - start
+                gram = gram_distance(model, result.a_prime, b_prime)
+                hf = high_frequency(result.a_prime) / hf_exemplar
+                evals = sum(s.evaluations for _, _, s in result.deconvolutions)
+                first = first or (gram, hf, evals)
+                change = gram / first[0] - 1
+                grams.setdefault((name, stop, outputs), []).append(gram)
+                if (stop, outputs) != variants[0]:
+                    key = (stop, outputs)
+                    worst[key] = max(worst.get(key, 0.0), change, key=abs)
+                label = f"{name} ({preset})" + (f" seed {seed}" if len(seeds) > 1 else "")
+                print(f"{label:{width}s} {stop:9s} {outputs:8s} {gram:7.4f} {change:+7.1%} {hf:6.3f} "
+                      f"{hf / first[1] - 1:+7.1%} {evals:6d} {1 - evals / first[2]:6.1%} "
+                      f"{seconds:7.1f}", flush=True)
+                images.append((f"{stop}, {outputs}", result.a_prime))
+            if args.crops_out and seed == seeds[0]:
+                y, x = busiest_crop(images[0][1], args.crop)
+                cells = [(label, image[y:y + args.crop, x:x + args.crop])
+                         for label, image in images]
+                args.crops_out.mkdir(parents=True, exist_ok=True)
+                write_image(args.crops_out / f"{name}_crops.png",
+                            make_sheet([cells], height=cells[0][1].shape[0]))
     for (stop, outputs), change in worst.items():
         print(f"largest Gram change, {stop}/{outputs} against {'/'.join(variants[0])}: "
               f"{change:+.1%}", flush=True)
+    if len(seeds) > 1:
+        print(f"mean Gram distance over seeds {args.seed}, and its change against "
+              f"{'/'.join(variants[0])}'s mean:")
+        for (name, stop, outputs), values in grams.items():
+            mean = float(np.mean(values))
+            reference = float(np.mean(grams[(name, *variants[0])]))
+            print(f"{name:{width}s} {stop:9s} {outputs:8s} {mean:7.4f} {mean / reference - 1:+7.1%} "
+                  f"(seed to seed {min(values):.4f}-{max(values):.4f})", flush=True)
     return 0
 
 

@@ -109,14 +109,15 @@ def main() -> int:
         a, b_prime = read_image(a_path), read_image(b_path)
         name = Path(a_path).stem.removesuffix("_A")
         hf_exemplar = high_frequency(b_prime)
+        options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device}
+        if args.ratio:
+            options["ratio"] = args.ratio
         for seed in seeds:
-            options = {"lbfgs_iterations": args.lbfgs_iters, "device": args.device, "seed": seed}
-            if args.ratio:
-                options["ratio"] = args.ratio
             first = None
             images = []
             for stop, outputs in variants:
-                config = AnalogyConfig.preset(preset, lbfgs_stop=stop, outputs=outputs, **options)
+                config = AnalogyConfig.preset(preset, lbfgs_stop=stop, outputs=outputs, seed=seed,
+                                              **options)
                 start = time.perf_counter()
                 result = analogy(a, b_prime, config, model=model)
                 seconds = time.perf_counter() - start
@@ -129,10 +130,10 @@ def main() -> int:
                 if (stop, outputs) != variants[0]:
                     key = (stop, outputs)
                     worst[key] = max(worst.get(key, 0.0), change, key=abs)
-                label = f"{name} ({preset})" + (f" seed {seed}" if len(seeds) > 1 else "")
-                print(f"{label:{width}s} {stop:9s} {outputs:8s} {gram:7.4f} {change:+7.1%} {hf:6.3f} "
-                      f"{hf / first[1] - 1:+7.1%} {evals:6d} {1 - evals / first[2]:6.1%} "
-                      f"{seconds:7.1f}", flush=True)
+                row = f"{name} ({preset})" + (f" seed {seed}" if len(seeds) > 1 else "")
+                print(f"{row:{width}s} {stop:9s} {outputs:8s} {gram:7.4f} {change:+7.1%} "
+                      f"{hf:6.3f} {hf / first[1] - 1:+7.1%} {evals:6d} "
+                      f"{1 - evals / first[2]:6.1%} {seconds:7.1f}", flush=True)
                 images.append((f"{stop}, {outputs}", result.a_prime))
             if args.crops_out and seed == seeds[0]:
                 y, x = busiest_crop(images[0][1], args.crop)
@@ -150,8 +151,9 @@ def main() -> int:
         for (name, stop, outputs), values in grams.items():
             mean = float(np.mean(values))
             reference = float(np.mean(grams[(name, *variants[0])]))
-            print(f"{name:{width}s} {stop:9s} {outputs:8s} {mean:7.4f} {mean / reference - 1:+7.1%} "
-                  f"(seed to seed {min(values):.4f}-{max(values):.4f})", flush=True)
+            print(f"{name:{width}s} {stop:9s} {outputs:8s} {mean:7.4f} "
+                  f"{mean / reference - 1:+7.1%} (seed to seed {min(values):.4f}-"
+                  f"{max(values):.4f})", flush=True)
     return 0
 
 

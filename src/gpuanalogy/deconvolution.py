@@ -47,7 +47,7 @@ Rule = lbfgs.Settled | lbfgs.Plateau
 #: texture; a looser tolerance (8 %) does too.
 _SETTLED = lbfgs.Settled(tol=0.06, window=5, min_iter=10)
 ADAPTIVE_STOP: dict[int, Rule | None] = {
-    5: _SETTLED, 4: _SETTLED, 3: lbfgs.Settled(tol=0.03, window=5, min_iter=10), 2: None}
+    5: _SETTLED, 4: _SETTLED, 3: dataclasses.replace(_SETTLED, tol=0.03), 2: None}
 
 
 def stop_rule(stop: str | Rule, level: int) -> Rule | None:

@@ -54,7 +54,7 @@ def test_pairs_of_different_size_and_aspect(model):
     assert (result.nnf_ab[..., 1] >= 0).all() and (result.nnf_ab[..., 1] <= 39).all()
     assert {"features", "patchmatch", "deconvolution", "output"} <= set(result.timings)
     assert [e.level for e in events if e.stage == "patchmatch"] == [5, 4, 3, 2, 1]
-    assert len(result.deconvolutions) == 8
+    assert len(result.deconvolutions) == 6    # the adaptive stop warps level 4 (its own test)
     # A' takes its colours from B': its mean colour moves toward B''s.
     assert np.abs(result.a_prime.mean((0, 1)) - b_prime.mean((0, 1))).sum() < \
         np.abs(a.mean((0, 1)) - b_prime.mean((0, 1))).sum()
@@ -108,8 +108,8 @@ def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, sta
     monkeypatch.setattr(levels, "deconvolve", spy)
     a = _photo((48, 48))
     b_prime = np.ascontiguousarray(a[::-1])          # a different layout of the same content
-    analogy(a, b_prime, AnalogyConfig(deconv_start=start, **{**SMALL, "lbfgs_iterations": 1}),
-            model=model)
+    analogy(a, b_prime, AnalogyConfig(deconv_start=start, lbfgs_stop="official",
+                                      **{**SMALL, "lbfgs_iterations": 1}), model=model)
     own = {side: levels.pyramid(model, model.backend.asarray(to_float_image(x, name=side)))
            for side, x in (("a", a), ("b_prime", b_prime))}
     # Per level L = 5..2: the A' run (structure A), then the B run (structure B').
@@ -119,6 +119,30 @@ def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, sta
         assert got.shape == structure.shape
         # "own" (official): the structure image's own features at L-2, the image itself at L=2.
         assert np.array_equal(got, model.backend.to_numpy(structure)) == (start == "own")
+
+
+def test_the_adaptive_stop_warps_the_top_level_on_both_sides(model):
+    """Under the adaptive stop relu4_1 of A' and of B is no deconvolution's: it is the other
+    image's own relu4_1 voted through the level-5 field upsampled to level 4, blended with the
+    structure image's as a reconstruction is; the official stop deconvolves every level."""
+    from gpuanalogy.blending import alpha_for_level, blend, response_mask
+
+    a = _photo((40, 48))
+    b_prime = np.ascontiguousarray(a[::-1])
+    for stop, runs in (("official", [2, 2, 2, 2, 0]), ("adaptive", [0, 2, 2, 2, 0])):
+        config = AnalogyConfig(lbfgs_stop=stop, **{**SMALL, "lbfgs_iterations": 2})
+        steps = []
+        analogy(a, b_prime, config, model=model, on_level=steps.append)
+        assert [len(s.deconvolutions) for s in steps] == runs
+    top, p = steps[0], steps[0].pyramids
+    for field, structure, appearance, rebuilt in ((top.next_ab, p.a, p.b_prime, p.a_prime),
+                                                   (top.next_ba, p.b_prime, p.a, p.b)):
+        hwc = np.ascontiguousarray(appearance[4].transpose(1, 2, 0))
+        warped = field.vote(hwc, config.patch_sizes[3], model.backend).transpose(2, 0, 1)
+        weight = np.float32(alpha_for_level(config.blend, 4)) * response_mask(
+            structure[4], kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=np)
+        np.testing.assert_allclose(rebuilt[4], blend(structure[4], warped, weight), atol=1e-6)
+        assert not np.allclose(rebuilt[4], structure[4], atol=1e-3)   # the warp took part
 
 
 def test_subpixel_alignment_recovers_a_half_pixel_shift_across_a_re_tone(model):
@@ -157,7 +181,7 @@ def test_on_level_sees_every_level_and_previews_vote_at_the_input_size(model):
 
     result = analogy(a, b_prime, config, model=model, on_level=on_level)
     assert [s.level for s in steps] == [5, 4, 3, 2, 1]
-    assert all(len(s.deconvolutions) == 2 for s in steps[:-1]) and not steps[-1].deconvolutions
+    assert [len(s.deconvolutions) for s in steps] == [0, 2, 2, 2, 0]   # level 4 is warped
     for coarse, fine in zip(steps, steps[1:]):   # each level starts where the last handed on
         assert np.array_equal(coarse.next_ab.values, fine.start_ab.values)
         assert fine.pyramids.a_prime[fine.level].shape == fine.pyramids.a[fine.level].shape

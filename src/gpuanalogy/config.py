@@ -119,7 +119,7 @@ class AnalogyConfig:
     lbfgs_stop : {"adaptive", "official"}
         When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its variable
         moved by less than a share of itself over the last few iterations, at every level but
-        the last (the rule and its measured thresholds:
+        the last, and at the top none runs: relu4_1 is warped (the rules, as measured:
         ``gpuanalogy.deconvolution.ADAPTIVE_STOP``); "official" only at the official gradient
         tolerance, which in practice means every iteration asked.
     outputs : {"both", "a_prime"}

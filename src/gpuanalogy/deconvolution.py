@@ -9,7 +9,7 @@ of the sub-network graph.
 When to stop (``config.LBFGS_STOPS``): ``"official"`` runs every iteration asked (the official
 code stops only at a gradient tolerance it never reaches in practice); ``"adaptive"`` stops a
 run once its variable has stopped moving by a share of itself (:data:`ADAPTIVE_STOP`, per
-level), with the iterations asked as the cap.
+level), with the iterations asked as the cap, and at the top level runs none (:func:`warps`).
 
 Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own
 float32 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the
@@ -36,25 +36,38 @@ from .errors import NumericalError
 Rule = lbfgs.Settled | lbfgs.Plateau
 
 #: The adaptive stop (``lbfgs_stop="adaptive"``), by the level of the loop (the sub-network's
-#: top level L; the deconvolution rebuilds L-1). At L = 5 and 4 a run ends once its variable
-#: moved by less than 6 % of itself over the last 5 iterations (never before 10); at L = 3,
-#: whose reconstruction (relu2_1) the level-2 search rests on, under 3 %: at 6 % a pair whose
-#: search goes astray went further astray; the last one, at L = 2, whose variable is the image
-#: and whose reconstruction the level-1 search (so the output's texture) rests on, runs every
-#: iteration (None). Chosen by the outputs on known-answer and style pairs
-#: (docs/performance.md, "When L-BFGS stops"): the loss still falls after the official 100
-#: iterations, and a rule on it saves as much on photos but loses more of a style exemplar's
-#: texture; a looser tolerance (8 %) does too.
+#: top level L; the deconvolution rebuilds L-1). At L = 5 no deconvolution runs (:data:`WARP`):
+#: relu4_1, of which A' keeps 90 % of A's own where A responds (blend 3), is the other image's
+#: relu4_1 warped by the field. At L = 4 a run ends once its variable moved by less than 6 % of
+#: itself over the last 5 iterations (never before 10); at L = 3, whose reconstruction (relu2_1)
+#: the level-2 search rests on, under 3 %: at 6 % a pair whose search goes astray went further
+#: astray; the last one, at L = 2, whose variable is the image and whose reconstruction the
+#: level-1 search (so the output's texture) rests on, runs every iteration (None). Chosen by
+#: the outputs on known-answer and style pairs (docs/performance.md, "When L-BFGS stops"): the
+#: loss still falls after the official 100 iterations, and a rule on it saves as much on photos
+#: but loses more of a style exemplar's texture; a looser tolerance (8 %) does too, and so does
+#: a warp at L = 4.
 _SETTLED = lbfgs.Settled(tol=0.06, window=5, min_iter=10)
-ADAPTIVE_STOP: dict[int, Rule | None] = {
-    5: _SETTLED, 4: _SETTLED, 3: dataclasses.replace(_SETTLED, tol=0.03), 2: None}
+#: An :data:`ADAPTIVE_STOP` entry: level L-1 is not deconvolved but warped (:func:`warps`).
+WARP = "warp"
+ADAPTIVE_STOP: dict[int, Rule | str | None] = {
+    5: WARP, 4: _SETTLED, 3: dataclasses.replace(_SETTLED, tol=0.03), 2: None}
+
+
+def warps(stop: str | Rule, level: int) -> bool:
+    """Whether ``stop`` rebuilds level L-1 at loop level ``level`` by warping the other
+    image's own level L-1 through the field instead of a deconvolution (:data:`WARP`)."""
+    return stop == "adaptive" and ADAPTIVE_STOP[level] == WARP
 
 
 def stop_rule(stop: str | Rule, level: int) -> Rule | None:
     """The rule of an ``lbfgs_stop`` name at loop level ``level`` ("adaptive": its
     :data:`ADAPTIVE_STOP` entry; "official": none), or the rule itself when given one."""
+    if warps(stop, level):
+        raise ValueError(f"the adaptive stop warps level {level - 1} instead of deconvolving "
+                         "it; give a rule of gpuanalogy.lbfgs to deconvolve it")
     if isinstance(stop, str):
-        return ADAPTIVE_STOP[level] if stop == "adaptive" else None
+        return ADAPTIVE_STOP[level] if stop == "adaptive" else None  # type: ignore[return-value]
     return stop
 
 

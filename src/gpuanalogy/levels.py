@@ -13,7 +13,9 @@ field upsampled there, blended with B''s features as a reconstruction would be. 
 to guide the A -> B' search's A/B term, and the warp gives it A's appearance on B''s layout,
 which is what the deconvolution aims at, without the four costliest runs that only B needs.
 The measurements behind the choice (against dropping B's term or letting B' stand for B) are
-in docs/performance.md, "A' alone".
+in docs/performance.md, "A' alone". Under the adaptive stop the top level's reconstruction
+(relu4_1) is such a warp on both sides (:data:`gpuanalogy.deconvolution.ADAPTIVE_STOP`;
+docs/performance.md, "The top level by a warp").
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from . import nnf as nnf_ops
 from .backend import Backend
 from .blending import alpha_for_level, blend, response_mask
 from .config import AnalogyConfig
-from .deconvolution import Deconvolved, DeconvolutionStats, deconvolve
+from .deconvolution import Deconvolved, DeconvolutionStats, deconvolve, warps
 from .fields import Field
 from .guides import Guides
 from .patchmatch import normalize_features, patchmatch
@@ -99,7 +101,8 @@ class LevelStep:
         The found fields upsampled to level L-1 (None at level 1).
     deconvolutions : tuple of Deconvolution
         The deconvolutions of level L-1, A''s and B's (none at level 1; A''s alone with
-        ``outputs="a_prime"``, where B's level is a warp).
+        ``outputs="a_prime"``, where B's level is a warp; none where the adaptive stop warps
+        both, at level 5).
     guides : Guides or None
         The region labels and the atlas of several exemplars the run obeys.
     """
@@ -265,21 +268,21 @@ class LevelSolver:
     def reconstruct(self, level: int, nnf_ab: Field,
                     nnf_ba: Field) -> tuple[Deconvolution, ...]:
         """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
-        features through ``nnf_ba``, B''s structure): deconvolution, then the blend. With
-        ``outputs="a_prime"`` B's is A's level L-1 warped by ``nnf_ba``, then the blend."""
+        features through ``nnf_ba``, B''s structure): deconvolution, then the blend. Where a
+        deconvolution does not pay (:meth:`warped`) the other image's own level L-1 is warped
+        by the field instead (:meth:`warp_level`), then blended the same way."""
         p = self.pyramids
-        outputs: tuple[LevelOutput, ...] = (
-            LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
-            LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
-        if self.config.outputs == "a_prime":
-            outputs = outputs[:1]
-            with self.clock("warping"):
-                up = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
-                                      self.pyramids.shape("a", level - 1), self.backend)
-                warped = self.warp_chw(p.a[level - 1], up, self.config.patch_sizes[level - 2],
-                                       self.labels(level - 1, "ba"))
-            with self.clock("blending"):
-                p.b[level - 1] = self.blend_with_own(level, p.b_prime, warped)
+        outputs = (LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
+                   LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
+        warped = {output.name for output in outputs if self.warped(level, output.name)}
+        for output in outputs:
+            if output.name in warped:
+                with self.clock("warping"):
+                    reconstruction = self.warp_level(level, output)
+                with self.clock("blending"):
+                    output.rebuilt[level - 1] = self.blend_with_own(level, output.structure,
+                                                                    reconstruction)
+        outputs = tuple(output for output in outputs if output.name not in warped)
         with self.clock("warping"):
             problems = [self.deconvolution_problem(level, output) for output in outputs]
         with self.clock("deconvolution"):
@@ -291,6 +294,23 @@ class LevelSolver:
                                                                 done.reconstruction)
         return tuple(Deconvolution(level - 1, output.name, done.stats)
                      for output, done in zip(outputs, solved))
+
+    def warped(self, level: int, output: str) -> bool:
+        """Whether level L-1 of ``output`` is warped instead of deconvolved: B's with
+        ``outputs="a_prime"`` (B only guides the search), and both at the levels where the
+        adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
+        return ((output == "b" and self.config.outputs == "a_prime")
+                or warps(self.config.lbfgs_stop, level))
+
+    def warp_level(self, level: int, output: LevelOutput) -> Any:
+        """The appearance image's own level L-1 warped by ``output``'s field upsampled there:
+        what the deconvolution aims at, without its reconstruction."""
+        appearance = output.appearance[level - 1]
+        direction = "ab" if output.name == "a_prime" else "ba"
+        field = output.nnf.upsampled(output.structure[level - 1].shape[1:],
+                                     appearance.shape[1:], self.backend)
+        return self.warp_chw(appearance, field, self.config.patch_sizes[level - 2],
+                             self.labels(level - 1, direction))
 
     def deconvolve(self, level: int, output: str, x0: Any, target: Any,
                    max_iter: int | None = None) -> Deconvolved:

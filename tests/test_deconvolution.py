@@ -148,16 +148,3 @@ def test_adaptive_runs_the_image_level_to_the_cap():
                              backend=cpu_backend())
     assert (stats.iterations, stats.stop, stats.rule) == (40, "max_iterations", "adaptive")
 
-
-def test_the_adaptive_stop_runs_no_deconvolution_at_the_top_level():
-    """At level 5 the adaptive stop warps instead (gpuanalogy.levels): asking it to deconvolve
-    there is an error that says so, and an explicit rule still deconvolves."""
-    from gpuanalogy import lbfgs
-
-    problem = _slow_problem(30.0)
-    problem[0].level = 5
-    with pytest.raises(ValueError, match="warps level 4"):
-        deconvolve(*problem, max_iter=20, stop="adaptive", backend=cpu_backend())
-    _, _, stats = deconvolve(*problem, max_iter=20, stop=lbfgs.Settled(0.06, 5, 10),
-                             backend=cpu_backend())
-    assert stats.rule == "custom" and 10 <= stats.iterations <= 20

@@ -89,6 +89,6 @@ def test_a_warm_frame_of_a_prime_alone_runs_only_its_deconvolutions_under_the_cl
     warm = clip.frame(frame(1)[:64, :64])
     assert warm.warm and warm.result.b is None and warm.result.nnf_ba is not None
     runs = warm.result.deconvolutions
-    assert [(d.level, d.output) for d in runs] == [(lv, "a_prime") for lv in (3, 2, 1)]
+    assert [(d.level, d.output) for d in runs] == [(lv, "a_prime") for lv in (4, 3, 2, 1)]
     assert all((d.stats.rule, d.stats.max_iterations) == ("adaptive", 3) for d in runs)
     assert all(1 <= d.stats.iterations <= 3 and d.stats.stop for d in runs)

@@ -14,7 +14,7 @@ to guide the A -> B' search's A/B term, and the warp gives it A's appearance on 
 which is what the deconvolution aims at, without the four costliest runs that only B needs.
 The measurements behind the choice (against dropping B's term or letting B' stand for B) are
 in docs/performance.md, "A' alone". Under the adaptive stop the top level's reconstruction
-(relu4_1) is such a warp on both sides (:data:`gpuanalogy.deconvolution.ADAPTIVE_STOP`;
+(relu4_1) is such a warp on both sides (:data:`gpuanalogy.deconvolution.ADAPTIVE_WARP`;
 docs/performance.md, "The top level by a warp").
 """
 from __future__ import annotations
@@ -195,12 +195,13 @@ class LevelSolver:
     A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
     overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
     package to them): :meth:`start` (the fields a level's search starts from), :meth:`search`,
-    :meth:`deconvolution_problem` (where a deconvolution starts) and :meth:`deconvolve`. The
+    :meth:`warped` (which levels are warped instead of deconvolved), :meth:`deconvolution_problem`
+    (where a deconvolution starts) and :meth:`deconvolve`. The
     other methods are helpers an override may call.
     """
 
     #: The methods a subclass may override.
-    OVERRIDE_POINTS = ("start", "search", "deconvolution_problem", "deconvolve")
+    OVERRIDE_POINTS = ("start", "search", "warped", "deconvolution_problem", "deconvolve")
 
     def __init__(self, model: Any, pyramids: Pyramids, config: AnalogyConfig, *,
                  images: tuple[Images, Images], clock: Callable[[str], Any],
@@ -296,9 +297,9 @@ class LevelSolver:
                      for output, done in zip(outputs, solved))
 
     def warped(self, level: int, output: str) -> bool:
-        """Whether level L-1 of ``output`` is warped instead of deconvolved: B's with
-        ``outputs="a_prime"`` (B only guides the search), and both at the levels where the
-        adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
+        """Override point: whether level L-1 of ``output`` is warped instead of deconvolved:
+        B's with ``outputs="a_prime"`` (B only guides the search), and both at the levels where
+        the adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
         return ((output == "b" and self.config.outputs == "a_prime")
                 or warps(self.config.lbfgs_stop, level))
 

@@ -147,4 +147,3 @@ def test_adaptive_runs_the_image_level_to_the_cap():
     _, _, stats = deconvolve(*problem, max_iter=40, history=4, stop="adaptive",
                              backend=cpu_backend())
     assert (stats.iterations, stats.stop, stats.rule) == (40, "max_iterations", "adaptive")
-

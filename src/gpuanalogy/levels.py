@@ -195,8 +195,8 @@ class LevelSolver:
     A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
     overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
     package to them): :meth:`start` (the fields a level's search starts from), :meth:`search`,
-    :meth:`warped` (which levels are warped instead of deconvolved), :meth:`deconvolution_problem`
-    (where a deconvolution starts) and :meth:`deconvolve`. The
+    :meth:`warped` (which levels are warped instead of deconvolved),
+    :meth:`deconvolution_problem` (where a deconvolution starts) and :meth:`deconvolve`. The
     other methods are helpers an override may call.
     """
 

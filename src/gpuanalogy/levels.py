@@ -182,6 +182,11 @@ class LevelOutput:
     appearance: dict[int, Any]
     rebuilt: dict[int, Any]
 
+    @property
+    def direction(self) -> str:
+        """The search direction of ``nnf``: "ab" (A -> B') for A', "ba" for B."""
+        return "ab" if self.name == "a_prime" else "ba"
+
 
 class LevelSolver:
     """The method's step at one level (see the module docstring), as :func:`coarse_to_fine`
@@ -195,13 +200,13 @@ class LevelSolver:
     A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
     overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
     package to them): :meth:`start` (the fields a level's search starts from), :meth:`search`,
-    :meth:`warped` (which levels are warped instead of deconvolved),
+    :meth:`level_warped` (which levels are warped instead of deconvolved),
     :meth:`deconvolution_problem` (where a deconvolution starts) and :meth:`deconvolve`. The
     other methods are helpers an override may call.
     """
 
     #: The methods a subclass may override.
-    OVERRIDE_POINTS = ("start", "search", "warped", "deconvolution_problem", "deconvolve")
+    OVERRIDE_POINTS = ("start", "search", "level_warped", "deconvolution_problem", "deconvolve")
 
     def __init__(self, model: Any, pyramids: Pyramids, config: AnalogyConfig, *,
                  images: tuple[Images, Images], clock: Callable[[str], Any],
@@ -297,21 +302,23 @@ class LevelSolver:
                      for output, done in zip(outputs, solved))
 
     def warped(self, level: int, output: str) -> bool:
-        """Override point: whether level L-1 of ``output`` is warped instead of deconvolved:
-        B's with ``outputs="a_prime"`` (B only guides the search), and both at the levels where
-        the adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
-        return ((output == "b" and self.config.outputs == "a_prime")
-                or warps(self.config.lbfgs_stop, level))
+        """Whether level L-1 of ``output`` is warped instead of deconvolved: B's with
+        ``outputs="a_prime"`` (B only guides the search), and both where :meth:`level_warped`."""
+        return (output == "b" and self.config.outputs == "a_prime") or self.level_warped(level)
+
+    def level_warped(self, level: int) -> bool:
+        """Override point: whether level L-1 of both outputs is warped instead of deconvolved:
+        where the adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
+        return warps(self.config.lbfgs_stop, level)
 
     def warp_level(self, level: int, output: LevelOutput) -> Any:
         """The appearance image's own level L-1 warped by ``output``'s field upsampled there:
         what the deconvolution aims at, without its reconstruction."""
         appearance = output.appearance[level - 1]
-        direction = "ab" if output.name == "a_prime" else "ba"
         field = output.nnf.upsampled(output.structure[level - 1].shape[1:],
                                      appearance.shape[1:], self.backend)
         return self.warp_chw(appearance, field, self.config.patch_sizes[level - 2],
-                             self.labels(level - 1, direction))
+                             self.labels(level - 1, output.direction))
 
     def deconvolve(self, level: int, output: str, x0: Any, target: Any,
                    max_iter: int | None = None) -> Deconvolved:
@@ -332,15 +339,14 @@ class LevelSolver:
         (``config.deconv_start``).
         """
         sizes, structure, appearance = self.config.patch_sizes, output.structure, output.appearance
-        direction = "ab" if output.name == "a_prime" else "ba"
         target = self.warp_chw(appearance[level], output.nnf, sizes[level - 1],
-                               self.labels(level, direction))
+                               self.labels(level, output.direction))
         if self.config.deconv_start == "own":
             return structure[level - 2], target
         start = output.nnf.upsampled(structure[level - 2].shape[1:],
                                      appearance[level - 2].shape[1:], self.backend)
         return self.warp_chw(appearance[level - 2], start, sizes[max(level - 2, 1) - 1],
-                             self.labels(level - 2, direction)), target
+                             self.labels(level - 2, output.direction)), target
 
     def blend_with_own(self, level: int, structure: dict, reconstruction: Any) -> Any:
         """Level L-1 of the analogy: the reconstruction, with structure^{L-1} kept where it

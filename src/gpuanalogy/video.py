@@ -119,11 +119,11 @@ class _WarmSolver(LevelSolver):
         better = after < xp.float32(1.0 - self.keep_margin) * before
         return Field(xp.where(better[..., None], found.values, carried.values), found.shape_b)
 
-    def warped(self, level: int, output: str) -> bool:
-        # Every level is deconvolved (but B's with A' alone), the adaptive stop's top level too:
-        # its solution, carried to the next frame, holds the coarse look in place, where a warp
-        # made anew at every frame flickered (docs/performance.md, "The top level by a warp").
-        return output == "b" and self.config.outputs == "a_prime"
+    def level_warped(self, level: int) -> bool:
+        # The adaptive stop's top level is deconvolved too: its solution, carried to the next
+        # frame, holds the coarse look in place, where a warp made anew at every frame
+        # flickered (docs/performance.md, "The top level by a warp").
+        return False
 
     def deconvolution_problem(self, level: int, output: LevelOutput) -> tuple[Any, Any]:
         x0, target = super().deconvolution_problem(level, output)

@@ -9,6 +9,7 @@ from scipy.optimize import minimize as scipy_minimize, rosen, rosen_der
 from gpuanalogy import lbfgs
 from gpuanalogy.errors import NumericalError
 from gpuanalogy.features import VGG19
+from gpuanalogy.kernels import vectors
 
 
 def _array_modules():
@@ -333,16 +334,45 @@ def test_vgg_subnetworks_end_on_average_within_1_percent_of_scipys_loss(final_lo
     assert np.exp(np.mean(np.log(ratios))) <= 1.01, ratios
 
 
-def test_blas_and_ufunc_axpy_agree():
-    """``y += a x``: BLAS's saxpy on NumPy vectors, two ufunc passes on other array types."""
+@pytest.mark.parametrize("n", [5000, 3 * vectors.RUN])
+def test_vector_kernels_match_float64_and_the_array_module_path(n):
+    """The Numba kernels and the array-module path of the same operations against float64
+    arithmetic: two pairs stored one after the other, with a free slot whose stale (NaN) rows
+    must never be read."""
     rng = np.random.default_rng(3)
-    x, y = (rng.standard_normal(5000).astype(np.float32) for _ in range(2))
-    expected = y + np.float32(-0.37) * x
-    on_numpy, on_device = y.copy(), DeviceArray(y.copy())
-    lbfgs._axpy(np, -0.37, x, on_numpy, np.empty_like(y))
-    lbfgs._axpy(np, -0.37, DeviceArray(x), on_device, DeviceArray(np.empty_like(y)))
-    np.testing.assert_allclose(on_numpy, expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(on_device.data, expected, rtol=1e-6, atol=1e-6)
+    points, grads = (rng.standard_normal((3, n)).astype(np.float32) for _ in range(2))
+    f64 = np.float64
+    s, y = np.diff(points.astype(f64), axis=0), np.diff(grads.astype(f64), axis=0)
+    basis = np.stack([s[0], y[0], s[1], y[1]])          # rows 0-3: slots 0 and 1
+    for impl, on in ((vectors, lambda v: v), (lbfgs._ArrayOps(np), DeviceArray)):
+        rows = impl.new_rows(6, on(points[0]))
+        _unwrap(rows)[...] = np.nan
+        for slot in (0, 1):
+            live = np.repeat(np.arange(3) <= slot, 2)
+            products = impl.add_pair(rows, slot, on(points[slot + 1]), on(points[slot]),
+                                     on(grads[slot + 1]), on(grads[slot]), live)
+            expected = np.zeros((3, 7))
+            expected[:, :2 * slot + 2] = (np.stack([s[slot], y[slot], grads[slot + 1]])
+                                          @ basis[:2 * slot + 2].T)
+            expected[0, 6] = points[slot + 1] @ points[slot + 1].astype(f64)
+            expected[2, 6] = grads[slot + 1] @ grads[slot + 1].astype(f64)
+            np.testing.assert_allclose(products, expected, rtol=1e-5, atol=1e-5 * n)
+        coefficients = np.array([0.5, -2.0, 0.25, 1.5, 0.0, 0.0], np.float32)
+        out = on(np.empty(n, np.float32))
+        impl.combine(rows, coefficients, on(grads[2]), -0.75, out)
+        np.testing.assert_allclose(_unwrap(out), coefficients[:4] @ basis - 0.75 * grads[2],
+                                   rtol=1e-5, atol=1e-5)
+        impl.step_to(on(points[0]), on(grads[0]), 0.3, out)
+        np.testing.assert_allclose(_unwrap(out), points[0] + np.float32(0.3) * grads[0],
+                                   rtol=1e-6, atol=1e-6)
+        exact = points[0] @ grads[0].astype(f64)
+        assert abs(impl.dot(on(points[0]), on(grads[0])) - exact) <= 1e-6 * n
+
+
+def test_vector_kernels_let_a_nan_through():
+    a = np.ones(3 * vectors.RUN + 5, np.float32)
+    a[-2] = np.nan
+    assert np.isnan(vectors.dot(a, a))
 
 
 def test_dot_accumulates_long_vectors_to_float32_precision():

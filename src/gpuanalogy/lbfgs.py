@@ -4,12 +4,19 @@ The deconvolution minimises ``f(x) = 0.5 * ||CNN(x) - target||^2`` over feature 
 few million values. As the official implementation does with its CUDA L-BFGS, the vectors stay
 where the network's gradient is produced (NumPy on the CPU, CuPy on the GPU) and are float32;
 inner products are accumulated in float64 (see :func:`dot`). Only scalars cross to the host:
-the loss, and ``phi'(alpha) = g(x + alpha d) . d`` for the line search.
+the loss, ``phi'(alpha) = g(x + alpha d) . d`` for the line search, and each step's inner
+products of the correction pairs.
 
 The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
-``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. Each step length comes from
-SciPy's port of MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the one inside
-L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)`` callbacks. The first step, along
+``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. It runs on coefficients, not on
+vectors ("vector-free" L-BFGS, Chen et al., NeurIPS 2014): the direction ``-H g`` is a
+combination of the pairs' vectors and ``g``, and the two-loop recursion needs only their inner
+products. Each step writes its new pair into one array and takes the pair's and gradient's
+products with every row in one pass, and forms the direction in one more (the recursion on
+vectors makes four per pair): on NumPy by ``gpuanalogy.kernels.vectors``, on CuPy by its own
+operations. Each step length comes from SciPy's port of MINPACK-2's DCSRCH (More and Thuente's
+strong-Wolfe search, the one inside L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)``
+callbacks. The first step, along
 -g, has no curvature to size it: for a loss with a known floor (the deconvolution's sum of
 squares) it tries Polyak's step to that floor, which the search accepts at once where L-BFGS-B's
 move by 1 takes it about six evaluations (docs/performance.md).
@@ -28,9 +35,9 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.linalg.blas import saxpy
 
 from .errors import NumericalError
+from .kernels import vectors
 
 # Why a run stopped (LbfgsResult.stop).
 CONVERGED = "converged"              # ||g||^2 < tolerance * max(1, ||x||^2)
@@ -128,18 +135,6 @@ class Plateau:
 
 
 _TINY = 1e-30   # the smallest ||x||^2 a relative step is taken against
-_RUN = 1024     # products summed in float32 before their sums are accumulated in float64
-
-
-@dataclass(frozen=True)
-class _Pair:
-    """One correction pair: ``s = x_{k+1} - x_k``, ``y = g_{k+1} - g_k``, ``rho = 1 / s'y``
-    and ``gamma = s'y / y'y`` (the scale of H0 when this pair is the newest)."""
-
-    s: Any
-    y: Any
-    rho: float
-    gamma: float
 
 
 def dot(xp: ModuleType, a: Any, b: Any) -> float:
@@ -150,8 +145,9 @@ def dot(xp: ModuleType, a: Any, b: Any) -> float:
     error near float32's epsilon however long the vectors (a plain float32 sum over millions
     of values loses about two more digits).
     """
-    whole = a.size // _RUN * _RUN
-    runs = xp.einsum("ij,ij->i", a[:whole].reshape(-1, _RUN), b[:whole].reshape(-1, _RUN))
+    whole = a.size // vectors.RUN * vectors.RUN
+    runs = xp.einsum("ij,ij->i", a[:whole].reshape(-1, vectors.RUN),
+                     b[:whole].reshape(-1, vectors.RUN))
     total = xp.sum(runs, dtype=xp.float64)
     if whole < a.size:
         total = total + xp.sum(a[whole:] * b[whole:], dtype=xp.float64)
@@ -211,30 +207,31 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
         ``fun`` returned a NaN or infinite loss, or a gradient with NaN or infinity.
     """
     x = x0.astype(xp.float32, copy=True)
-    scratch = xp.empty_like(x)
+    ops = _operations(xp, x)
     loss, g = fun(x)
     evaluations = 1
     _check_finite(loss, "loss", evaluations)
     initial_loss = loss
     losses, moves = [loss], []
-    pairs: deque[_Pair] = deque(maxlen=history)
+    pairs = _Pairs(ops, history, x)
+    gg, xx = ops.dot(g, g), ops.dot(x, x)
     iterations = restarts = 0
     stop = MAX_ITERATIONS
-    trial = xp.empty_like(x)
+    d, trial = xp.empty_like(x), xp.empty_like(x)
     while iterations < max_iter:
-        gg = dot(xp, g, g)
         _check_finite(gg, "gradient", evaluations)
-        if gg < tolerance * max(1.0, dot(xp, x, x)):
+        if gg < tolerance * max(1.0, xx):
             stop = CONVERGED
             break
         if evaluations >= 5 * max_iter:
             stop = MAX_EVALUATIONS
             break
-        d = _direction(xp, g, pairs, scratch)
+        coefficients, g_coefficient = pairs.direction()
         steepest = not pairs
-        derphi0 = dot(xp, g, d)
+        derphi0 = float(coefficients @ pairs.with_g) + g_coefficient * gg
         if derphi0 >= 0:           # rounding made the direction uphill: use -g
-            d, steepest, derphi0 = -g, True, -gg
+            coefficients[:], g_coefficient, steepest, derphi0 = 0.0, -1.0, True, -gg
+        ops.combine(pairs.rows, coefficients.astype(np.float32), g, g_coefficient, d)
         # Quasi-Newton steps try the step itself; steepest descent tries Polyak's step when the
         # loss has a known floor, else a move of x by 1 (L-BFGS-B's choice).
         if not steepest:
@@ -250,7 +247,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             nonlocal evaluations
             if last.get("alpha") == alpha:
                 return
-            _step_to(xp, x, d, alpha, out=trial)
+            ops.step_to(x, d, alpha, trial)
             value, grad = fun(trial)
             evaluations += 1
             _check_finite(value, "loss", evaluations)
@@ -264,7 +261,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
 
         def derphi(alpha: float) -> float:
             evaluate(alpha)
-            value = dot(xp, last["grad"], d)
+            value = ops.dot(last["grad"], d)
             _check_finite(value, "gradient", evaluations)
             return value
 
@@ -273,9 +270,10 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             # A failed search: move to the lowest point it found, if any, and retry from
             # steepest descent; a failure from steepest descent ends the run at the best point.
             if "alpha" in best:
-                x = _step_to(xp, x, d, best["alpha"], out=trial)
+                x = ops.step_to(x, d, best["alpha"], trial)
                 trial = xp.empty_like(x)
                 loss, g = best["loss"], best["grad"]
+                gg, xx = ops.dot(g, g), ops.dot(x, x)
             elif steepest:
                 stop = LINE_SEARCH_FAILED
                 break
@@ -283,18 +281,8 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             restarts += 1
             continue
         evaluate(alpha)
-        # With the history full, the oldest pair leaves now and its vectors are reused (no new
-        # pages to touch); a rejected new pair then leaves the history one shorter.
-        s = y = None
-        if len(pairs) == history:
-            oldest = pairs.popleft()
-            s, y = oldest.s, oldest.y
-        s = xp.subtract(trial, x, out=s)           # the step actually taken, in float32
-        y = xp.subtract(last["grad"], g, out=y)
-        sy, yy = dot(xp, s, y), dot(xp, y, y)
-        if sy > 1e-10 * yy:                        # keep H positive definite
-            pairs.append(_Pair(s, y, 1.0 / sy, sy / yy))
-        moves.append(float(np.sqrt(dot(xp, s, s) / max(dot(xp, trial, trial), _TINY))))
+        ss, xx, gg = pairs.add(ops, trial, x, last["grad"], g)
+        moves.append(float(np.sqrt(ss / max(xx, _TINY))))
         x, trial = trial, x
         loss, g = last["loss"], last["grad"]
         iterations += 1
@@ -306,39 +294,105 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
                        tuple(losses), tuple(moves))
 
 
-def _step_to(xp: ModuleType, x: Any, d: Any, alpha: float, *, out: Any) -> Any:
-    """``out = x + alpha * d`` in float32, without temporaries."""
-    xp.multiply(d, xp.float32(alpha), out=out)
-    out += x
-    return out
+class _Pairs:
+    """Up to ``history`` correction pairs, slot j's ``s`` and ``y`` in rows 2j and 2j + 1 of
+    ``rows`` (on the device, laid out by ``ops``), and on the host every inner product the
+    two-loop recursion needs: ``gram`` among the rows, ``with_g`` of the rows with the current
+    gradient (float64). Rows of a free slot keep stale values; their coefficients are 0."""
+
+    def __init__(self, ops: Any, history: int, like: Any) -> None:
+        self.rows = ops.new_rows(2 * history, like)
+        self.gram = np.zeros((2 * history, 2 * history))
+        self.with_g = np.zeros(2 * history)
+        self.order: deque[int] = deque()              # slots in use, oldest first
+        self.free = list(range(history - 1, -1, -1))
+
+    def __bool__(self) -> bool:
+        return bool(self.order)
+
+    def clear(self) -> None:
+        self.free += self.order
+        self.order.clear()
+
+    def add(self, ops: Any, trial: Any, x: Any, grad: Any, g: Any) -> tuple[float, float, float]:
+        """Store ``s = trial - x``, ``y = grad - g`` (the oldest pair leaves when all slots are
+        used) and take their products; the pair is kept only where ``s'y > 1e-10 y'y``, which
+        keeps H positive definite. Returns ``s . s``, ``trial . trial`` and ``grad . grad``."""
+        slot = self.free.pop() if self.free else self.order.popleft()
+        live = np.repeat([j in self.order or j == slot for j in range(len(self.with_g) // 2)], 2)
+        products = ops.add_pair(self.rows, slot, trial, x, grad, g, live)
+        for row, of in ((2 * slot, products[0, :-1]), (2 * slot + 1, products[1, :-1])):
+            self.gram[row, :] = self.gram[:, row] = of
+        self.with_g[:] = products[2, :-1]
+        sy, yy = products[0, 2 * slot + 1], products[1, 2 * slot + 1]
+        (self.order if sy > 1e-10 * yy else self.free).append(slot)
+        return float(products[0, 2 * slot]), float(products[0, -1]), float(products[2, -1])
+
+    def direction(self) -> tuple[np.ndarray, float]:
+        """``-H g`` as coefficients of the rows and of ``g``, by the two-loop recursion on the
+        inner products: a vector ``q = rows' c + c_g g`` has ``q . rows[k] = (gram c)_k +
+        c_g with_g_k``."""
+        c, c_g = np.zeros(len(self.with_g)), -1.0
+
+        def q_dot(row: int) -> float:
+            return float(self.gram[row] @ c) + c_g * self.with_g[row]
+
+        alphas = {}
+        for j in reversed(self.order):
+            alphas[j] = q_dot(2 * j) / self.gram[2 * j, 2 * j + 1]       # rho s'q
+            c[2 * j + 1] -= alphas[j]
+        if self.order:                          # H0 = (s'y / y'y) I of the newest pair
+            s_row, y_row = 2 * self.order[-1], 2 * self.order[-1] + 1
+            gamma = self.gram[s_row, y_row] / self.gram[y_row, y_row]
+            c, c_g = c * gamma, c_g * gamma
+        for j in self.order:
+            beta = q_dot(2 * j + 1) / self.gram[2 * j, 2 * j + 1]         # rho y'q
+            c[2 * j] += alphas[j] - beta
+        return c, c_g
 
 
-def _direction(xp: ModuleType, g: Any, pairs: deque[_Pair], scratch: Any) -> Any:
-    """``-H g`` by the two-loop recursion over the stored pairs (run on -g: H is linear)."""
-    q = xp.negative(g)
-    alphas = []
-    for pair in reversed(pairs):
-        a = pair.rho * dot(xp, pair.s, q)
-        alphas.append(a)
-        _axpy(xp, -a, pair.y, q, scratch)
-    if pairs:
-        q *= xp.float32(pairs[-1].gamma)            # H0 = (s'y / y'y) I of the newest pair
-    for pair, a in zip(pairs, reversed(alphas)):
-        b = pair.rho * dot(xp, pair.y, q)
-        _axpy(xp, a - b, pair.s, q, scratch)
-    return q
+def _operations(xp: ModuleType, x: Any) -> Any:
+    """The vector operations of a step: the kernels of ``gpuanalogy.kernels.vectors`` for
+    contiguous NumPy float32 vectors, the array module's own operations otherwise."""
+    if type(x) is np.ndarray and x.dtype == np.float32 and x.flags.c_contiguous:
+        return vectors
+    return _ArrayOps(xp)
 
 
-def _axpy(xp: ModuleType, a: float, x: Any, y: Any, scratch: Any) -> None:
-    """``y += a * x`` in place. Contiguous NumPy float32 vectors go through BLAS's saxpy, one
-    pass over memory instead of the two of a ufunc multiply and add; other arrays (CuPy) take
-    the two ufunc passes through ``scratch``."""
-    if (type(y) is np.ndarray and type(x) is np.ndarray and y.dtype == x.dtype == np.float32
-            and y.flags.c_contiguous and x.flags.c_contiguous):
-        saxpy(x, y, a=a)
-    else:
-        xp.multiply(x, xp.float32(a), out=scratch)
-        y += scratch
+class _ArrayOps:
+    """``kernels.vectors``' operations by an array module's own functions (several passes)."""
+
+    def __init__(self, xp: ModuleType) -> None:
+        self.xp = xp
+
+    def dot(self, a: Any, b: Any) -> float:
+        return dot(self.xp, a, b)
+
+    def new_rows(self, count: int, like: Any) -> Any:
+        return self.xp.empty_like(like, shape=(count, like.size))
+
+    def step_to(self, x: Any, d: Any, alpha: float, out: Any) -> Any:
+        self.xp.multiply(d, self.xp.float32(alpha), out=out)
+        out += x
+        return out
+
+    def combine(self, rows: Any, coefficients: np.ndarray, g: Any, g_coefficient: float,
+                out: Any) -> Any:
+        self.xp.multiply(g, self.xp.float32(g_coefficient), out=out)
+        for k in np.flatnonzero(coefficients):
+            out += rows[k] * self.xp.float32(coefficients[k])
+        return out
+
+    def add_pair(self, rows: Any, slot: int, trial: Any, x: Any, grad: Any, g: Any,
+                 live: np.ndarray) -> np.ndarray:
+        xp, s, y = self.xp, rows[2 * slot], rows[2 * slot + 1]
+        xp.subtract(trial, x, out=s)
+        xp.subtract(grad, g, out=y)
+        products = np.zeros((3, len(live) + 1))
+        for k in np.flatnonzero(live):
+            products[:, k] = [dot(xp, s, rows[k]), dot(xp, y, rows[k]), dot(xp, grad, rows[k])]
+        products[0, -1], products[2, -1] = dot(xp, trial, trial), dot(xp, grad, grad)
+        return products
 
 
 def _check_finite(value: float, what: str, evaluation: int) -> None:

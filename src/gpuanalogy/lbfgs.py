@@ -16,10 +16,9 @@ products with every row in one pass, and forms the direction in one more (the re
 vectors makes four per pair): on NumPy by ``gpuanalogy.kernels.vectors``, on CuPy by its own
 operations. Each step length comes from SciPy's port of MINPACK-2's DCSRCH (More and Thuente's
 strong-Wolfe search, the one inside L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)``
-callbacks. The first step, along
--g, has no curvature to size it: for a loss with a known floor (the deconvolution's sum of
-squares) it tries Polyak's step to that floor, which the search accepts at once where L-BFGS-B's
-move by 1 takes it about six evaluations (docs/performance.md).
+callbacks. The first step, along -g, has no curvature to size it: for a loss with a known floor
+(the deconvolution's sum of squares) it tries Polyak's step to that floor, which the search
+accepts at once where L-BFGS-B's move by 1 takes it about six evaluations (docs/performance.md).
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
 ``||g||^2 < 1e-8 * max(1, ||x||^2)``. A stopping rule may end a run earlier: :class:`Settled`

@@ -280,7 +280,7 @@ def minimize(fun: Callable[[Any], tuple[float, Any]], x0: Any, *, xp: ModuleType
             restarts += 1
             continue
         evaluate(alpha)
-        ss, xx, gg = pairs.add(ops, trial, x, last["grad"], g)
+        ss, xx, gg = pairs.add(trial, x, last["grad"], g)
         moves.append(float(np.sqrt(ss / max(xx, _TINY))))
         x, trial = trial, x
         loss, g = last["loss"], last["grad"]
@@ -300,7 +300,7 @@ class _Pairs:
     gradient (float64). Rows of a free slot keep stale values; their coefficients are 0."""
 
     def __init__(self, ops: Any, history: int, like: Any) -> None:
-        self.rows = ops.new_rows(2 * history, like)
+        self.ops, self.rows = ops, ops.new_rows(2 * history, like)
         self.gram = np.zeros((2 * history, 2 * history))
         self.with_g = np.zeros(2 * history)
         self.order: deque[int] = deque()              # slots in use, oldest first
@@ -313,13 +313,13 @@ class _Pairs:
         self.free += self.order
         self.order.clear()
 
-    def add(self, ops: Any, trial: Any, x: Any, grad: Any, g: Any) -> tuple[float, float, float]:
+    def add(self, trial: Any, x: Any, grad: Any, g: Any) -> tuple[float, float, float]:
         """Store ``s = trial - x``, ``y = grad - g`` (the oldest pair leaves when all slots are
         used) and take their products; the pair is kept only where ``s'y > 1e-10 y'y``, which
         keeps H positive definite. Returns ``s . s``, ``trial . trial`` and ``grad . grad``."""
         slot = self.free.pop() if self.free else self.order.popleft()
         live = np.repeat([j in self.order or j == slot for j in range(len(self.with_g) // 2)], 2)
-        products = ops.add_pair(self.rows, slot, trial, x, grad, g, live)
+        products = self.ops.add_pair(self.rows, slot, trial, x, grad, g, live)
         for row, of in ((2 * slot, products[0, :-1]), (2 * slot + 1, products[1, :-1])):
             self.gram[row, :] = self.gram[:, row] = of
         self.with_g[:] = products[2, :-1]

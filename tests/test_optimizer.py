@@ -175,11 +175,11 @@ def test_a_non_finite_loss_or_gradient_is_an_error(bad):
 
 
 class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
-    """An array that lives "on a device": arithmetic, reductions and in-place updates work,
-    each conversion to a host array is counted (a size-1 result read as a float is allowed,
-    as a CuPy scalar read is)."""
+    """An array that lives "on a device": arithmetic, reductions (their results stay on the
+    device too), item assignment and in-place updates work; every read to the host, as an
+    array or as a float (each a synchronisation on a GPU), is counted, with its size."""
 
-    conversions = 0
+    reads: list[int] = []
 
     def __init__(self, data):
         self.data = data
@@ -189,13 +189,15 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     size = property(lambda self: self.data.size)
 
     def __array__(self, dtype=None, copy=None):
-        DeviceArray.conversions += 1
+        DeviceArray.reads.append(self.data.size)
         return self.data if dtype is None else self.data.astype(dtype)
 
     def __float__(self):
-        if self.data.size != 1:
-            DeviceArray.conversions += 1
+        DeviceArray.reads.append(self.data.size)
         return float(self.data)
+
+    def __setitem__(self, index, value):
+        self.data[index] = _unwrap(value)
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         inputs = [_unwrap(v) for v in inputs]
@@ -227,10 +229,10 @@ def _unwrap(value):
 
 
 def _wrap(value):
-    return DeviceArray(value) if isinstance(value, np.ndarray) else value
+    return DeviceArray(np.asarray(value)) if isinstance(value, (np.ndarray, np.generic)) else value
 
 
-def test_no_array_leaves_the_device_inside_the_loop():
+def test_only_scalars_leave_the_device_inside_the_loop_a_few_reads_per_step():
     scale = np.logspace(0, 2, 3000).astype(np.float32)
 
     def fun(x):        # the objective itself computes "on the device", on x.data
@@ -238,14 +240,18 @@ def test_no_array_leaves_the_device_inside_the_loop():
         return 0.5 * float(np.sum(x.data * grad, dtype=np.float64)), DeviceArray(grad)
 
     x0 = DeviceArray(np.ones(3000, np.float32))
-    DeviceArray.conversions = 0
-    result = lbfgs.minimize(fun, x0, xp=np, max_iter=40)
+    DeviceArray.reads = []
+    result = lbfgs.minimize(fun, x0, xp=np, max_iter=40, history=4)
     assert result.iterations > 5 and result.loss < 1e-3 * result.initial_loss
     assert isinstance(result.x, DeviceArray)
-    assert DeviceArray.conversions == 0
+    # The start's g.g and x.x, one g.d per line-search evaluation, and one transfer of a
+    # step's inner products (3 x (2 history + 1) values): never a vector.
+    assert max(DeviceArray.reads) == 3 * (2 * 4 + 1)
+    assert len(DeviceArray.reads) <= 2 + result.evaluations + result.iterations
+    assert DeviceArray.reads.count(27) == result.iterations
 
     np.asarray(result.x)            # the counter does count a real conversion
-    assert DeviceArray.conversions == 1
+    assert DeviceArray.reads[-1] == 3000
 
 
 def test_scipy_still_offers_the_minpack2_line_search_we_wrap():

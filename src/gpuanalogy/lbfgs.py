@@ -5,16 +5,15 @@ few million values. As the official implementation does with its CUDA L-BFGS, th
 where the network's gradient is produced (NumPy on the CPU, CuPy on the GPU) and are float32;
 inner products are accumulated in float64 (see :func:`dot`). Only scalars cross to the host:
 the loss, ``phi'(alpha) = g(x + alpha d) . d`` for the line search, and each step's inner
-products of the correction pairs.
+products of the correction pairs (in one transfer).
 
-The recursion (Nocedal & Wright, algorithm 7.4) keeps ``history`` pairs ``s = x_{k+1} - x_k``,
-``y = g_{k+1} - g_k`` and starts from ``H0 = (s'y / y'y) I``. It runs on coefficients, not on
-vectors ("vector-free" L-BFGS, Chen et al., NeurIPS 2014): the direction ``-H g`` is a
-combination of the pairs' vectors and ``g``, and the two-loop recursion needs only their inner
-products. Each step writes its new pair into one array and takes the pair's and gradient's
-products with every row in one pass, and forms the direction in one more (the recursion on
-vectors makes four per pair): on NumPy by ``gpuanalogy.kernels.vectors``, on CuPy by its own
-operations. Each step length comes from SciPy's port of MINPACK-2's DCSRCH (More and Thuente's
+The recursion (Nocedal & Wright, algorithm 7.4; ``history`` pairs ``s = x_{k+1} - x_k``,
+``y = g_{k+1} - g_k``, ``H0 = (s'y / y'y) I``) runs on coefficients, not on vectors
+("vector-free" L-BFGS, Chen et al., NeurIPS 2014): ``-H g`` is a combination of the pairs and
+``g``, and the recursion needs only their inner products. Each step writes its pair and takes
+its and the gradient's products with every stored vector in one pass, and forms the direction
+in one more: on NumPy by ``gpuanalogy.kernels.vectors``, on CuPy by its own operations (several
+passes). Each step length comes from SciPy's port of MINPACK-2's DCSRCH (More and Thuente's
 strong-Wolfe search, the one inside L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)``
 callbacks. The first step, along -g, has no curvature to size it: for a loss with a known floor
 (the deconvolution's sum of squares) it tries Polyak's step to that floor, which the search
@@ -136,13 +135,13 @@ class Plateau:
 _TINY = 1e-30   # the smallest ||x||^2 a relative step is taken against
 
 
-def dot(xp: ModuleType, a: Any, b: Any) -> float:
-    """``a . b`` of two float32 vectors of shape (n,).
+def dot(xp: ModuleType, a: Any, b: Any, *, to_host: bool = True) -> Any:
+    """``a . b`` of two float32 vectors of shape (n,): a float, or with ``to_host=False`` a
+    float64 array of shape () left on ``xp`` (no transfer).
 
-    The products of each run of 1024 consecutive elements are summed in float32 in one fused
-    pass (``einsum``), and the runs' sums in float64: as fast as a float32 dot, with a rounding
-    error near float32's epsilon however long the vectors (a plain float32 sum over millions
-    of values loses about two more digits).
+    The products of each run of 1024 elements are summed in float32 in one fused pass
+    (``einsum``), the runs' sums in float64: as fast as a float32 dot, with an error near
+    float32's epsilon however long the vectors (a float32 sum over millions loses two digits).
     """
     whole = a.size // vectors.RUN * vectors.RUN
     runs = xp.einsum("ij,ij->i", a[:whole].reshape(-1, vectors.RUN),
@@ -150,7 +149,7 @@ def dot(xp: ModuleType, a: Any, b: Any) -> float:
     total = xp.sum(runs, dtype=xp.float64)
     if whole < a.size:
         total = total + xp.sum(a[whole:] * b[whole:], dtype=xp.float64)
-    return float(total)
+    return float(total) if to_host else total
 
 
 def strong_wolfe_step(phi: Callable[[float], float], derphi: Callable[[float], float],
@@ -387,11 +386,13 @@ class _ArrayOps:
         xp, s, y = self.xp, rows[2 * slot], rows[2 * slot + 1]
         xp.subtract(trial, x, out=s)
         xp.subtract(grad, g, out=y)
-        products = np.zeros((3, len(live) + 1))
+        products = xp.zeros_like(s, shape=(3, len(live) + 1), dtype=xp.float64)   # one transfer
         for k in np.flatnonzero(live):
-            products[:, k] = [dot(xp, s, rows[k]), dot(xp, y, rows[k]), dot(xp, grad, rows[k])]
-        products[0, -1], products[2, -1] = dot(xp, trial, trial), dot(xp, grad, grad)
-        return products
+            for i, v in enumerate((s, y, grad)):
+                products[i, k] = dot(xp, v, rows[k], to_host=False)
+        products[0, -1] = dot(xp, trial, trial, to_host=False)
+        products[2, -1] = dot(xp, grad, grad, to_host=False)
+        return products.get() if hasattr(products, "get") else np.asarray(products)
 
 
 def _check_finite(value: float, what: str, evaluation: int) -> None:

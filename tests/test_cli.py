@@ -101,8 +101,8 @@ def test_run_writes_every_output_the_issue_names(tmp_path, capsys):
 
 def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
     """``--outputs a_prime`` makes A' alone: no B and none of its files (the fields are
-    written); run.json lists A' as the only output and only A''s deconvolutions (levels 3-1:
-    the adaptive stop warps level 4)."""
+    written); run.json lists A' as the only output, only A''s deconvolutions (levels 3-1:
+    the adaptive stop warps level 4) and every level it warped instead."""
     a, b_prime = _picture(tmp_path / "a.png", 0), _picture(tmp_path / "b.png", 1)
     out = tmp_path / "out"
     code = main(["run", a, b_prime, "-o", str(out), "--preset", "photo2photo", "--save-levels",
@@ -119,6 +119,8 @@ def test_outputs_a_prime_writes_no_b_and_says_so(tmp_path, capsys):
     assert record["outputs"] == ["a_prime"] and record["config"]["outputs"] == "a_prime"
     assert [(d["level"], d["output"]) for d in record["deconvolutions"]] == [
         (level, "a_prime") for level in (3, 2, 1)]
+    assert [(w["level"], w["output"]) for w in record["warped"]] == [  # B only guides
+        (4, "a_prime"), (4, "b"), (3, "b"), (2, "b"), (1, "b")]
     for deconvolution in record["deconvolutions"]:   # how many iterations each made, and why
         assert 1 <= deconvolution["iterations"] <= deconvolution["max_iterations"] == 3
         assert deconvolution["rule"] == "adaptive" and deconvolution["stop"]

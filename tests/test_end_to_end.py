@@ -182,6 +182,8 @@ def test_on_level_sees_every_level_and_previews_vote_at_the_input_size(model):
     result = analogy(a, b_prime, config, model=model, on_level=on_level)
     assert [s.level for s in steps] == [5, 4, 3, 2, 1]
     assert [len(s.deconvolutions) for s in steps] == [0, 2, 2, 2, 0]   # level 4 is warped
+    assert [s.warped for s in steps] == [((4, "a_prime"), (4, "b")), (), (), (), ()]
+    assert result.warped == [(4, "a_prime"), (4, "b")]
     for coarse, fine in zip(steps, steps[1:]):   # each level starts where the last handed on
         assert np.array_equal(coarse.next_ab.values, fine.start_ab.values)
         assert fine.pyramids.a_prime[fine.level].shape == fine.pyramids.a[fine.level].shape

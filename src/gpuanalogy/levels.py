@@ -105,6 +105,9 @@ class LevelStep:
         both, at level 5).
     guides : Guides or None
         The region labels and the atlas of several exemplars the run obeys.
+    warped : tuple of (int, str)
+        (level L-1, output) of each output whose level L-1 is a warp instead of a
+        deconvolution (:meth:`LevelSolver.warped`).
     """
 
     level: int
@@ -119,6 +122,7 @@ class LevelStep:
     next_ba: Field | None = None
     deconvolutions: tuple[Deconvolution, ...] = ()
     guides: Guides | None = None
+    warped: tuple[tuple[int, str], ...] = ()
 
 
 def coarse_to_fine(step: Callable[[int, Field, Field], LevelStep], nnf_ab: Field,
@@ -230,8 +234,9 @@ class LevelSolver:
                                        self.pyramids.shape("b", level - 1), self.backend)
             next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
                                        self.pyramids.shape("a", level - 1), self.backend)
+        warped = tuple((level - 1, name) for name in ("a_prime", "b") if self.warped(level, name))
         return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
-                         nnf_ab, nnf_ba, next_ab, next_ba, done, self.guides)
+                         nnf_ab, nnf_ba, next_ab, next_ba, done, self.guides, warped)
 
     def start(self, level: int, start_ab: Field, start_ba: Field) -> tuple[Field, Field]:
         """Override point: the fields the search at ``level`` starts from, given those the

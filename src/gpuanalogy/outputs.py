@@ -116,6 +116,8 @@ def write_result(outdir: str | os.PathLike, result: AnalogyResult, *, a: np.ndar
              "rule": s.rule, "max_iterations": s.max_iterations, "stop": s.stop,
              "restarts": s.restarts}
             for level, direction, s in result.deconvolutions],
+        # levels rebuilt by a warp of the other image's features instead of a deconvolution
+        "warped": [{"level": level, "output": output} for level, output in result.warped],
         "versions": versions(),
         **(extra or {}),
     }

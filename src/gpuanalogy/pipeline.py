@@ -15,10 +15,9 @@ Read top-down, :func:`analogy` is DESIGN.md's algorithm:
 Each stage lives in its own module; this one only wires them.
 
 Besides :func:`analogy` and what serves its callers (:func:`level_preview`,
-:func:`outputs_from_fields`), this module offers a small internal API to other drivers of the
-coarse-to-fine loop (:mod:`gpuanalogy.video` runs one per frame): :func:`working_images` for the
-inputs, :func:`run_stages` for the progress plan, and :func:`render` for steps 4 and 5, with
-the override points of :class:`gpuanalogy.levels.LevelSolver` for the loop itself.
+:func:`outputs_from_fields`), other drivers of the coarse-to-fine loop (:mod:`gpuanalogy.video`,
+one per frame) use :func:`working_images`, :func:`run_stages` (the progress plan) and
+:func:`render` (steps 4 and 5), with :class:`gpuanalogy.levels.LevelSolver`'s override points.
 """
 from __future__ import annotations
 
@@ -46,9 +45,8 @@ from .sizes import check_memory, working_shape
 from .timing import Clock, Progress, StepReporter
 from .voting import refined, resize01, textured, transferred, vote_output
 
-__all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape",
-           "vote_output", "level_preview", "outputs_from_fields",
-           # the internal API of other drivers of the loop (gpuanalogy.video)
+__all__ = ["analogy", "AnalogyResult", "Progress", "SizeNotice", "working_shape", "vote_output",
+           "level_preview", "outputs_from_fields",  # and for other drivers (gpuanalogy.video):
            "Images", "working_images", "run_stages", "output_stages", "render"]
 
 
@@ -80,8 +78,9 @@ class AnalogyResult:
         ``b_refined`` with ``outputs="a_prime"``).
     timings : dict
         Seconds per stage ("features", "patchmatch", "deconvolution", ...).
-    deconvolutions : list of gpuanalogy.levels.Deconvolution
-        (level, output, DeconvolutionStats) for every L-BFGS run.
+    deconvolutions, warped : list
+        (level, output, DeconvolutionStats) of every L-BFGS run (``levels.Deconvolution``), and
+        (level, output) of every level rebuilt by a warp instead (``LevelStep.warped``).
     working_shapes : dict
         "a" and "b_prime": the (H, W) the network saw (a list for a list of exemplars).
     device : str
@@ -101,6 +100,7 @@ class AnalogyResult:
     b_refined: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     deconvolutions: list[Deconvolution] = field(default_factory=list)
+    warped: list[tuple[int, str]] = field(default_factory=list)
     working_shapes: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     fields_work: tuple[Field, Field] | None = None
@@ -246,8 +246,7 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
     nnf_ab, nnf_ba, guides = steps[-1].nnf_ab, steps[-1].nnf_ba, steps[-1].guides
 
     # 4. The level-1 NNFs, optionally aligned to sub-pixel precision on the working-size
-    #    images, vote the output pixels; images and fields come back at the input sizes
-    #    (config.upsample says how).
+    #    images, vote the output pixels, brought to the input sizes as config.upsample says.
     if config.subpixel:
         report("subpixel", 0)
         with clock("subpixel"):
@@ -258,6 +257,7 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
     result = _outputs(a, bp, exemplars or [bp], nnf_ab, nnf_ba, guides, config, backend, clock,
                       report)
     result.deconvolutions = [d for step in steps for d in step.deconvolutions]
+    result.warped = [w for step in steps for w in step.warped]
     result.working_shapes = {"a": a.work.shape[:2], "b_prime": bp.work.shape[:2]} \
         if exemplars is None or len(exemplars) == 1 else \
         {"a": a.work.shape[:2], "b_prime": [x.work.shape[:2] for x in exemplars]}

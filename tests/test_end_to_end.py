@@ -132,8 +132,9 @@ def test_the_adaptive_stop_warps_the_top_level_on_both_sides(model):
     for stop, runs in (("official", [2, 2, 2, 2, 0]), ("adaptive", [0, 2, 2, 2, 0])):
         config = AnalogyConfig(lbfgs_stop=stop, **{**SMALL, "lbfgs_iterations": 2})
         steps = []
-        analogy(a, b_prime, config, model=model, on_level=steps.append)
+        result = analogy(a, b_prime, config, model=model, on_level=steps.append)
         assert [len(s.deconvolutions) for s in steps] == runs
+        assert result.warped == ([] if stop == "official" else [(4, "a_prime"), (4, "b")])
     top, p = steps[0], steps[0].pyramids
     for field, structure, appearance, rebuilt in ((top.next_ab, p.a, p.b_prime, p.a_prime),
                                                    (top.next_ba, p.b_prime, p.a, p.b)):

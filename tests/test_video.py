@@ -90,5 +90,6 @@ def test_a_warm_frame_of_a_prime_alone_runs_only_its_deconvolutions_under_the_cl
     assert warm.warm and warm.result.b is None and warm.result.nnf_ba is not None
     runs = warm.result.deconvolutions
     assert [(d.level, d.output) for d in runs] == [(lv, "a_prime") for lv in (4, 3, 2, 1)]
+    assert warm.result.warped == [(lv, "b") for lv in (4, 3, 2, 1)]   # the clip deconvolves A''s
     assert all((d.stats.rule, d.stats.max_iterations) == ("adaptive", 3) for d in runs)
     assert all(1 <= d.stats.iterations <= 3 and d.stats.stop for d in runs)

@@ -10,14 +10,14 @@ products of the correction pairs (in one transfer).
 The recursion (Nocedal & Wright, algorithm 7.4; ``history`` pairs ``s = x_{k+1} - x_k``,
 ``y = g_{k+1} - g_k``, ``H0 = (s'y / y'y) I``) runs on coefficients, not on vectors
 ("vector-free" L-BFGS, Chen et al., NeurIPS 2014): ``-H g`` is a combination of the pairs and
-``g``, and the recursion needs only their inner products. Each step writes its pair and takes
-its and the gradient's products with every stored vector in one pass, and forms the direction
-in one more: on NumPy by ``gpuanalogy.kernels.vectors``, on CuPy by its own operations (several
-passes). Each step length comes from SciPy's port of MINPACK-2's DCSRCH (More and Thuente's
-strong-Wolfe search, the one inside L-BFGS-B), driven through ``phi(alpha)`` / ``phi'(alpha)``
-callbacks. The first step, along -g, has no curvature to size it: for a loss with a known floor
-(the deconvolution's sum of squares) it tries Polyak's step to that floor, which the search
-accepts at once where L-BFGS-B's move by 1 takes it about six evaluations (docs/performance.md).
+``g``, and the recursion needs only their inner products. On NumPy, ``kernels.vectors`` writes
+a step's pair and takes the products of s, y and g with every stored vector in one pass, and
+forms the direction in one more (the recursion on vectors makes four per pair); on CuPy the
+module's own operations do the same in several. Step lengths come from SciPy's port of
+MINPACK-2's DCSRCH (More and Thuente's strong-Wolfe search, the one inside L-BFGS-B) through
+``phi(alpha)`` / ``phi'(alpha)`` callbacks. The first step, along -g, has no curvature to size
+it: for a loss with a floor (a sum of squares) it tries Polyak's step to that floor, which the
+search accepts at once where L-BFGS-B's move by 1 takes about six (docs/performance.md).
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
 ``||g||^2 < 1e-8 * max(1, ||x||^2)``. A stopping rule may end a run earlier: :class:`Settled`
@@ -137,11 +137,11 @@ _TINY = 1e-30   # the smallest ||x||^2 a relative step is taken against
 
 def dot(xp: ModuleType, a: Any, b: Any, *, to_host: bool = True) -> Any:
     """``a . b`` of two float32 vectors of shape (n,): a float, or with ``to_host=False`` a
-    float64 array of shape () left on ``xp`` (no transfer).
+    float64 0-d array (or scalar) of ``xp``, left where it is (no transfer).
 
-    The products of each run of 1024 elements are summed in float32 in one fused pass
-    (``einsum``), the runs' sums in float64: as fast as a float32 dot, with an error near
-    float32's epsilon however long the vectors (a float32 sum over millions loses two digits).
+    Each run of 1024 products is summed in float32 in one fused pass (``einsum``), the runs'
+    sums in float64: as fast as a float32 dot, with an error near float32's epsilon however
+    long the vectors (a plain float32 sum over millions of values loses about two digits more).
     """
     whole = a.size // vectors.RUN * vectors.RUN
     runs = xp.einsum("ij,ij->i", a[:whole].reshape(-1, vectors.RUN),
@@ -386,13 +386,13 @@ class _ArrayOps:
         xp, s, y = self.xp, rows[2 * slot], rows[2 * slot + 1]
         xp.subtract(trial, x, out=s)
         xp.subtract(grad, g, out=y)
-        products = xp.zeros_like(s, shape=(3, len(live) + 1), dtype=xp.float64)   # one transfer
+        products = xp.zeros_like(s, shape=(3, len(live) + 1), dtype=xp.float64)
         for k in np.flatnonzero(live):
             for i, v in enumerate((s, y, grad)):
                 products[i, k] = dot(xp, v, rows[k], to_host=False)
         products[0, -1] = dot(xp, trial, trial, to_host=False)
         products[2, -1] = dot(xp, grad, grad, to_host=False)
-        return products.get() if hasattr(products, "get") else np.asarray(products)
+        return products.get() if hasattr(products, "get") else np.asarray(products)  # one read
 
 
 def _check_finite(value: float, what: str, evaluation: int) -> None:

@@ -106,7 +106,7 @@ class LevelStep:
     guides : Guides or None
         The region labels and the atlas of several exemplars the run obeys.
     warped : tuple of (int, str)
-        (level L-1, output) of each output whose level L-1 is a warp instead of a
+        (level L-1, output) of each output whose level L-1 was rebuilt by a warp instead of a
         deconvolution (:meth:`LevelSolver.warped`).
     """
 

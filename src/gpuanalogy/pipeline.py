@@ -15,8 +15,8 @@ Read top-down, :func:`analogy` is DESIGN.md's algorithm:
 Each stage lives in its own module; this one only wires them.
 
 Besides :func:`analogy` and what serves its callers (:func:`level_preview`,
-:func:`outputs_from_fields`), other drivers of the coarse-to-fine loop (:mod:`gpuanalogy.video`,
-one per frame) use :func:`working_images`, :func:`run_stages` (the progress plan) and
+:func:`outputs_from_fields`), other drivers of the coarse-to-fine loop (:mod:`gpuanalogy.video`
+runs one per frame) use :func:`working_images`, :func:`run_stages` (the progress plan) and
 :func:`render` (steps 4 and 5), with :class:`gpuanalogy.levels.LevelSolver`'s override points.
 """
 from __future__ import annotations
@@ -246,7 +246,7 @@ def render(a: Images, bp: Images, steps: list[LevelStep], config: AnalogyConfig,
     nnf_ab, nnf_ba, guides = steps[-1].nnf_ab, steps[-1].nnf_ba, steps[-1].guides
 
     # 4. The level-1 NNFs, optionally aligned to sub-pixel precision on the working-size
-    #    images, vote the output pixels, brought to the input sizes as config.upsample says.
+    #    images, vote the output pixels; images and fields come back at the input sizes.
     if config.subpixel:
         report("subpixel", 0)
         with clock("subpixel"):

@@ -32,6 +32,16 @@
 #     then give_back. It needs about 8 minutes of the 15; the files come back under files_at:
 #     gpu_check_table.md, gpu_check.json, gpu_check.log. Put the figures, the GPU's name and
 #     the date in docs/performance.md, "GPU".
+#  Seen on 2026-12-05 (H100 image: NumPy 2.5.2, numba-cuda 0.30.4): numba-cuda compiled no
+#  kernel ("module 'numpy' has no attribute 'row_stack'"; NumPy 2.5 dropped it), so the CUDA
+#  kernel tests failed and the comparison stopped. If the image still pairs them, either start
+#  the command with an alias (untested: that call's machine stopped answering):
+#       SP=$(python3 -c 'import site; print(site.getsitepackages()[0])'); echo "import numpy; \
+#       numpy.row_stack = getattr(numpy, 'row_stack', None) or numpy.vstack" > $SP/zz_rowstack.pth;
+#  or bring numpy 2.4.x for cp312 (about 16 MB: with the 46 MiB weights over the 64 MiB a call
+#  carries): in a call just before this one (the machine stays warm 30 s), with only that wheel
+#  in .whl/, run `python3 -m pip install -q --no-index --no-deps --target /tmp/gpuanalogy-site
+#  .whl/numpy-*.whl`; this script puts /tmp/gpuanalogy-site first on the PYTHONPATH.
 #  Optional, ONNX Runtime's CUDA provider (onnxruntime-gpu, about 284 MB, in parts over
 #  back-to-back calls; the machine goes back 30 s after a call, so make them at once):
 #       python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \

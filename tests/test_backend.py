@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,36 @@ def test_cuda_request_without_gpu_says_so_once_and_runs_on_cpu(capsys):
     err = capsys.readouterr().err
     assert b.name == "cpu"
     assert err.count("\n") == 1 and "running on the CPU" in err
+
+
+def test_the_cuda_compiler_check_compiles_a_kernel():
+    from gpuanalogy.kernels import cuda
+
+    cuda.check_compiler()        # in the simulator here, on the device where there is one
+
+
+def test_a_gpu_whose_kernels_cannot_compile_says_so_and_runs_on_cpu(monkeypatch, capsys):
+    """numba-cuda 0.30.4 on NumPy 2.5 (seen on an H100 image) compiles no kernel: with a GPU
+    found, even ``"auto"`` says why it runs on the CPU, in one line."""
+    import types
+
+    from gpuanalogy.kernels import cuda
+
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=runtime)))
+
+    def broken():
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(cuda, "check_compiler", broken)
+    for device in ("auto", "cuda"):
+        b = get_backend(device)
+        err = capsys.readouterr().err
+        assert b.name == "cpu"
+        assert err.count("\n") == 1 and "numba-cuda cannot compile kernels here" in err
+        assert "row_stack" in err and "running on the CPU" in err
+    assert get_backend("auto", quiet=True).name == "cpu" and capsys.readouterr().err == ""
 
 
 def test_unknown_device_is_refused():

@@ -185,11 +185,21 @@ def cpu_backend() -> Backend:
                    winograd_channels=256)
 
 
+class _KernelsUnusable(RuntimeError):
+    """A GPU is there, but its kernels cannot be compiled."""
+
+
 def _cuda_backend() -> Backend:
     import cupy  # noqa: PLC0415 - optional dependency, imported only when asked for
 
     cupy.cuda.runtime.getDeviceCount()  # raises when no usable device or driver
-    kernels = importlib.import_module("gpuanalogy.kernels.cuda").KERNELS
+    cuda_kernels = importlib.import_module("gpuanalogy.kernels.cuda")
+    try:
+        cuda_kernels.check_compiler()
+    except Exception as exc:
+        raise _KernelsUnusable(f"numba-cuda cannot compile kernels here: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    kernels = cuda_kernels.KERNELS
     device_id = cupy.cuda.Device().id
     providers = (("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider")
     return Backend("cuda", cupy, kernels, providers, device_id=device_id, max_unpool=False)
@@ -199,7 +209,8 @@ def get_backend(device: DeviceName | Backend = "auto", *, quiet: bool = False) -
     """Choose the backend once.
 
     ``"auto"`` takes CUDA when CuPy and a GPU are usable and the CPU otherwise; ``"cuda"`` asks
-    for the GPU and, if there is none, says so in one line on stderr and runs on the CPU.
+    for the GPU and, if there is none, says so in one line on stderr and runs on the CPU. A GPU
+    whose kernels cannot be compiled is said so in that line for ``"auto"`` too.
     """
     if isinstance(device, Backend):
         return device
@@ -210,7 +221,7 @@ def get_backend(device: DeviceName | Backend = "auto", *, quiet: bool = False) -
     try:
         return _cuda_backend()
     except Exception as exc:  # ImportError, CUDARuntimeError, driver errors: all mean "no GPU"
-        if device == "cuda" and not quiet:
+        if (device == "cuda" or isinstance(exc, _KernelsUnusable)) and not quiet:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"gpuanalogy: no usable GPU ({reason}); running on the CPU", file=sys.stderr)
         return cpu_backend()

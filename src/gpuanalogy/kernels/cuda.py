@@ -9,12 +9,14 @@ work is kept.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import cuda
 
 from gpuanalogy.kernels import _api, _device
 
-__all__ = ["KERNELS"]
+__all__ = ["KERNELS", "check_compiler"]
 
 _px = _device.compile_all(cuda.jit(device=True))
 
@@ -103,6 +105,18 @@ def _empty(like, shape, dtype):
     import cupy  # noqa: PLC0415 - only reached with CuPy inputs
 
     return cupy.empty(shape, dtype=dtype)
+
+
+def _probe(out):
+    out[0] = 1
+
+
+@functools.cache
+def check_compiler() -> None:
+    """Compile a one-line kernel (once per process), so that a numba-cuda that cannot compile
+    here fails when the backend is chosen rather than at the first search (numba-cuda 0.30.4 on
+    NumPy 2.5 fails at any compilation: docs/performance.md, "GPU")."""
+    cuda.jit("void(int32[:])")(_probe)
 
 
 #: The CUDA kernels (CuPy arrays; NumPy arrays in the simulator).

@@ -228,13 +228,12 @@ class LevelSolver:
             return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
                              nnf_ab, nnf_ba, guides=self.guides)
         self.report("deconvolution", level)
-        done = self.reconstruct(level, nnf_ab, nnf_ba)
+        done, warped = self.reconstruct(level, nnf_ab, nnf_ba)
         with self.clock("nnf upsampling"):
             next_ab = nnf_ab.upsampled(self.pyramids.shape("a", level - 1),
                                        self.pyramids.shape("b", level - 1), self.backend)
             next_ba = nnf_ba.upsampled(self.pyramids.shape("b", level - 1),
                                        self.pyramids.shape("a", level - 1), self.backend)
-        warped = tuple((level - 1, name) for name in ("a_prime", "b") if self.warped(level, name))
         return LevelStep(level, self.backend, self.pyramids, self.images, start_ab, start_ba,
                          nnf_ab, nnf_ba, next_ab, next_ba, done, self.guides, warped)
 
@@ -276,16 +275,17 @@ class LevelSolver:
         return tuple(normalize_features(maps[level], self.backend)  # type: ignore[return-value]
                      for maps in (p.a, p.a_prime, p.b, p.b_prime))
 
-    def reconstruct(self, level: int, nnf_ab: Field,
-                    nnf_ba: Field) -> tuple[Deconvolution, ...]:
+    def reconstruct(self, level: int, nnf_ab: Field, nnf_ba: Field
+                    ) -> tuple[tuple[Deconvolution, ...], tuple[tuple[int, str], ...]]:
         """Level L-1 of A' (B''s features through ``nnf_ab``, A's structure) and of B (A's
         features through ``nnf_ba``, B''s structure): deconvolution, then the blend. Where a
         deconvolution does not pay (:meth:`warped`) the other image's own level L-1 is warped
-        by the field instead (:meth:`warp_level`), then blended the same way."""
+        by the field instead (:meth:`warp_level`), then blended the same way. Returns the
+        deconvolutions and the (level L-1, output) pairs warped instead (``LevelStep.warped``)."""
         p = self.pyramids
         outputs = (LevelOutput("a_prime", nnf_ab, p.a, p.b_prime, p.a_prime),
                    LevelOutput("b", nnf_ba, p.b_prime, p.a, p.b))
-        warped = {output.name for output in outputs if self.warped(level, output.name)}
+        warped = tuple(output.name for output in outputs if self.warped(level, output.name))
         for output in outputs:
             if output.name in warped:
                 with self.clock("warping"):
@@ -303,8 +303,9 @@ class LevelSolver:
             for output, done in zip(outputs, solved):
                 output.rebuilt[level - 1] = self.blend_with_own(level, output.structure,
                                                                 done.reconstruction)
-        return tuple(Deconvolution(level - 1, output.name, done.stats)
-                     for output, done in zip(outputs, solved))
+        return (tuple(Deconvolution(level - 1, output.name, done.stats)
+                      for output, done in zip(outputs, solved)),
+                tuple((level - 1, name) for name in warped))
 
     def warped(self, level: int, output: str) -> bool:
         """Whether level L-1 of ``output`` is warped instead of deconvolved: B's with

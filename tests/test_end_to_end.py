@@ -54,7 +54,7 @@ def test_pairs_of_different_size_and_aspect(model):
     assert (result.nnf_ab[..., 1] >= 0).all() and (result.nnf_ab[..., 1] <= 39).all()
     assert {"features", "patchmatch", "deconvolution", "output"} <= set(result.timings)
     assert [e.level for e in events if e.stage == "patchmatch"] == [5, 4, 3, 2, 1]
-    assert len(result.deconvolutions) == 6    # the adaptive stop warps level 4 (its own test)
+    assert len(result.deconvolutions) == 5    # the adaptive stop warps level 4, B's level 3 too
     # A' takes its colours from B': its mean colour moves toward B''s.
     assert np.abs(result.a_prime.mean((0, 1)) - b_prime.mean((0, 1))).sum() < \
         np.abs(a.mean((0, 1)) - b_prime.mean((0, 1))).sum()
@@ -121,29 +121,40 @@ def test_each_deconvolution_starts_where_the_config_says(model, monkeypatch, sta
         assert np.array_equal(got, model.backend.to_numpy(structure)) == (start == "own")
 
 
-def test_the_adaptive_stop_warps_the_top_level_on_both_sides(model):
-    """Under the adaptive stop relu4_1 of A' and of B is no deconvolution's: it is the other
-    image's own relu4_1 voted through the level-5 field upsampled to level 4, blended with the
-    structure image's as a reconstruction is; the official stop deconvolves every level."""
+def test_the_adaptive_stop_warps_the_top_level_on_both_sides_and_b_below_it(model):
+    """Under the adaptive stop relu4_1 of A' and of B, and relu3_1 of B, are no deconvolution's:
+    each is the other image's own features voted through the field of the level above
+    upsampled there, blended with the structure image's as a reconstruction is; A''s relu3_1
+    is deconvolved, and the official stop deconvolves every level."""
     from gpuanalogy.blending import alpha_for_level, blend, response_mask
 
     a = _photo((40, 48))
     b_prime = np.ascontiguousarray(a[::-1])
-    for stop, runs in (("official", [2, 2, 2, 2, 0]), ("adaptive", [0, 2, 2, 2, 0])):
+    for stop, runs in (("official", [2, 2, 2, 2, 0]), ("adaptive", [0, 1, 2, 2, 0])):
         config = AnalogyConfig(lbfgs_stop=stop, **{**SMALL, "lbfgs_iterations": 2})
         steps = []
         result = analogy(a, b_prime, config, model=model, on_level=steps.append)
         assert [len(s.deconvolutions) for s in steps] == runs
-        assert result.warped == ([] if stop == "official" else [(4, "a_prime"), (4, "b")])
-    top, p = steps[0], steps[0].pyramids
-    for field, structure, appearance, rebuilt in ((top.next_ab, p.a, p.b_prime, p.a_prime),
-                                                   (top.next_ba, p.b_prime, p.a, p.b)):
-        hwc = np.ascontiguousarray(appearance[4].transpose(1, 2, 0))
-        warped = field.vote(hwc, config.patch_sizes[3], model.backend).transpose(2, 0, 1)
-        weight = np.float32(alpha_for_level(config.blend, 4)) * response_mask(
-            structure[4], kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=np)
-        np.testing.assert_allclose(rebuilt[4], blend(structure[4], warped, weight), atol=1e-6)
-        assert not np.allclose(rebuilt[4], structure[4], atol=1e-3)   # the warp took part
+        assert result.warped == ([] if stop == "official" else
+                                 [(4, "a_prime"), (4, "b"), (3, "b")])
+    p = steps[0].pyramids
+
+    def warp_blend(level, field, structure, appearance):
+        hwc = np.ascontiguousarray(appearance[level].transpose(1, 2, 0))
+        warped = field.vote(hwc, config.patch_sizes[level - 1], model.backend)
+        weight = np.float32(alpha_for_level(config.blend, level)) * response_mask(
+            structure[level], kind=config.mask, k=config.mask_k, tau=config.mask_tau, xp=np)
+        return blend(structure[level], warped.transpose(2, 0, 1), weight)
+
+    top, below = steps[0], steps[1]
+    for level, field, structure, appearance, rebuilt in (
+            (4, top.next_ab, p.a, p.b_prime, p.a_prime), (4, top.next_ba, p.b_prime, p.a, p.b),
+            (3, below.next_ba, p.b_prime, p.a, p.b)):
+        np.testing.assert_allclose(rebuilt[level], warp_blend(level, field, structure,
+                                                              appearance), atol=1e-6)
+        assert not np.allclose(rebuilt[level], structure[level], atol=1e-3)   # the warp took part
+    assert not np.allclose(p.a_prime[3], warp_blend(3, below.next_ab, p.a, p.b_prime),
+                           atol=1e-3)   # A''s relu3_1 is its deconvolution's
 
 
 def test_subpixel_alignment_recovers_a_half_pixel_shift_across_a_re_tone(model):
@@ -182,9 +193,9 @@ def test_on_level_sees_every_level_and_previews_vote_at_the_input_size(model):
 
     result = analogy(a, b_prime, config, model=model, on_level=on_level)
     assert [s.level for s in steps] == [5, 4, 3, 2, 1]
-    assert [len(s.deconvolutions) for s in steps] == [0, 2, 2, 2, 0]   # level 4 is warped
-    assert [s.warped for s in steps] == [((4, "a_prime"), (4, "b")), (), (), (), ()]
-    assert result.warped == [(4, "a_prime"), (4, "b")]
+    assert [len(s.deconvolutions) for s in steps] == [0, 1, 2, 2, 0]   # level 4, B's 3 warped
+    assert [s.warped for s in steps] == [((4, "a_prime"), (4, "b")), ((3, "b"),), (), (), ()]
+    assert result.warped == [(4, "a_prime"), (4, "b"), (3, "b")]
     for coarse, fine in zip(steps, steps[1:]):   # each level starts where the last handed on
         assert np.array_equal(coarse.next_ab.values, fine.start_ab.values)
         assert fine.pyramids.a_prime[fine.level].shape == fine.pyramids.a[fine.level].shape

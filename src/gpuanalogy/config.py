@@ -119,9 +119,9 @@ class AnalogyConfig:
     lbfgs_stop : {"adaptive", "official"}
         When a deconvolution stops before ``lbfgs_iterations``: "adaptive" once its variable
         moved by less than a share of itself over the last few iterations, at every level but
-        the last, and at the top none runs: relu4_1 is warped (the rules, as measured:
-        ``gpuanalogy.deconvolution.ADAPTIVE_STOP``); "official" only at the official gradient
-        tolerance, which in practice means every iteration asked.
+        the last, and at the top none runs: relu4_1 is warped, and so is B's relu3_1 (as
+        measured: ``gpuanalogy.deconvolution.ADAPTIVE_STOP``, ``ADAPTIVE_WARP``); "official"
+        only at the official gradient tolerance, which in practice means every iteration.
     outputs : {"both", "a_prime"}
         Both analogies (A' and B, both fields), or A' alone: the same search, but only A''s
         deconvolutions run, B's levels being A's features warped by the B' -> A field

@@ -9,7 +9,8 @@ of the sub-network graph.
 When to stop (``config.LBFGS_STOPS``): ``"official"`` runs every iteration asked (the official
 code stops only at a gradient tolerance it never reaches in practice); ``"adaptive"`` stops a
 run once its variable has stopped moving by a share of itself (:data:`ADAPTIVE_STOP`, per
-level), with the iterations asked as the cap, and at the top level runs none (:func:`warps`).
+level), with the iterations asked as the cap, and runs none where a warp of the other image's
+own features does as well (:func:`warps`: the top level, and B's level below it).
 
 Two optimisers (``config.OPTIMIZERS``): ``"lbfgs"`` (default) runs L-BFGS on the backend's own
 float32 arrays with SciPy's MINPACK-2 line search on scalars (:mod:`gpuanalogy.lbfgs`), as the
@@ -49,18 +50,21 @@ _SETTLED = lbfgs.Settled(tol=0.06, window=5, min_iter=10)
 ADAPTIVE_STOP: dict[int, Rule | None] = {
     5: _SETTLED, 4: _SETTLED, 3: dataclasses.replace(_SETTLED, tol=0.03), 2: None}
 
-#: The levels of the loop at which an analogy under the adaptive stop runs no deconvolution
-#: (:func:`warps`): at L = 5 relu4_1, of which A' keeps 90 % of A's own where A responds (blend
-#: 3), is the other image's relu4_1 warped by the field; at L = 4 too the known answers lose
-#: 0.2 dB. A clip still deconvolves it, warm from the frame before (:mod:`gpuanalogy.video`).
-ADAPTIVE_WARP = frozenset({5})
+#: The levels of the loop at which an analogy under the adaptive stop runs no deconvolution,
+#: by output (:func:`warps`). At L = 5 relu4_1, of which A' keeps 90 % of A's own where A
+#: responds (blend 3), is the other image's relu4_1 warped by the field, on both sides. At L = 4
+#: B's relu3_1 is A's own warped by the B' -> A field, as ``outputs="a_prime"`` makes every level
+#: of B: warping A''s there too loses 0.2 dB of A' on the known answers, B's alone keeps both
+#: outputs and saves B's costliest run left (docs/performance.md, "B's relu3_1 by a warp"). A
+#: clip still deconvolves these, warm from the frame before (:mod:`gpuanalogy.video`).
+ADAPTIVE_WARP: dict[str, frozenset[int]] = {"a_prime": frozenset({5}), "b": frozenset({5, 4})}
 
 
-def warps(stop: str | Rule, level: int) -> bool:
-    """Whether ``stop`` rebuilds level L-1 at loop level ``level`` by warping the other
-    image's own level L-1 through the field instead of a deconvolution
-    (:data:`ADAPTIVE_WARP`)."""
-    return stop == "adaptive" and level in ADAPTIVE_WARP
+def warps(stop: str | Rule, level: int, output: str) -> bool:
+    """Whether ``stop`` rebuilds level L-1 of ``output`` ("a_prime" or "b") at loop level
+    ``level`` by warping the other image's own level L-1 through the field instead of a
+    deconvolution (:data:`ADAPTIVE_WARP`)."""
+    return stop == "adaptive" and level in ADAPTIVE_WARP[output]
 
 
 def stop_rule(stop: str | Rule, level: int) -> Rule | None:

@@ -14,8 +14,9 @@ to guide the A -> B' search's A/B term, and the warp gives it A's appearance on 
 which is what the deconvolution aims at, without the four costliest runs that only B needs.
 The measurements behind the choice (against dropping B's term or letting B' stand for B) are
 in docs/performance.md, "A' alone". Under the adaptive stop the top level's reconstruction
-(relu4_1) is such a warp on both sides (:data:`gpuanalogy.deconvolution.ADAPTIVE_WARP`;
-docs/performance.md, "The top level by a warp").
+(relu4_1) is such a warp on both sides, and B's relu3_1 below it
+(:data:`gpuanalogy.deconvolution.ADAPTIVE_WARP`; docs/performance.md, "The top level by a
+warp").
 """
 from __future__ import annotations
 
@@ -101,8 +102,8 @@ class LevelStep:
         The found fields upsampled to level L-1 (None at level 1).
     deconvolutions : tuple of Deconvolution
         The deconvolutions of level L-1, A''s and B's (none at level 1; A''s alone with
-        ``outputs="a_prime"``, where B's level is a warp; none where the adaptive stop warps
-        both, at level 5).
+        ``outputs="a_prime"``, where B's level is a warp, and where the adaptive stop warps B's,
+        at level 4; none where it warps both, at level 5).
     guides : Guides or None
         The region labels and the atlas of several exemplars the run obeys.
     warped : tuple of (int, str)
@@ -204,7 +205,7 @@ class LevelSolver:
     A driver that starts the loop from earlier work (:mod:`gpuanalogy.video`) subclasses it and
     overrides only the methods :data:`OVERRIDE_POINTS` names (a test holds subclasses in the
     package to them): :meth:`start` (the fields a level's search starts from), :meth:`search`,
-    :meth:`level_warped` (which levels are warped instead of deconvolved),
+    :meth:`level_warped` (which outputs' levels are warped instead of deconvolved),
     :meth:`deconvolution_problem` (where a deconvolution starts) and :meth:`deconvolve`. The
     other methods are helpers an override may call.
     """
@@ -309,13 +310,14 @@ class LevelSolver:
 
     def warped(self, level: int, output: str) -> bool:
         """Whether level L-1 of ``output`` is warped instead of deconvolved: B's with
-        ``outputs="a_prime"`` (B only guides the search), and both where :meth:`level_warped`."""
-        return (output == "b" and self.config.outputs == "a_prime") or self.level_warped(level)
+        ``outputs="a_prime"`` (B only guides the search), and where :meth:`level_warped`."""
+        return ((output == "b" and self.config.outputs == "a_prime")
+                or self.level_warped(level, output))
 
-    def level_warped(self, level: int) -> bool:
-        """Override point: whether level L-1 of both outputs is warped instead of deconvolved:
+    def level_warped(self, level: int, output: str) -> bool:
+        """Override point: whether level L-1 of ``output`` is warped instead of deconvolved:
         where the adaptive stop runs no deconvolution (:func:`gpuanalogy.deconvolution.warps`)."""
-        return warps(self.config.lbfgs_stop, level)
+        return warps(self.config.lbfgs_stop, level, output)
 
     def warp_level(self, level: int, output: LevelOutput) -> Any:
         """The appearance image's own level L-1 warped by ``output``'s field upsampled there:

@@ -119,9 +119,9 @@ class _WarmSolver(LevelSolver):
         better = after < xp.float32(1.0 - self.keep_margin) * before
         return Field(xp.where(better[..., None], found.values, carried.values), found.shape_b)
 
-    def level_warped(self, level: int) -> bool:
-        # The adaptive stop's top level is deconvolved too: its solution, carried to the next
-        # frame, holds the coarse look in place, where a warp made anew at every frame
+    def level_warped(self, level: int, output: str) -> bool:
+        # The levels the adaptive stop warps are deconvolved too: their solution, carried to
+        # the next frame, holds the coarse look in place, where a warp made anew at every frame
         # flickered (docs/performance.md, "The top level by a warp").
         return False
 

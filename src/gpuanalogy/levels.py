@@ -16,7 +16,7 @@ The measurements behind the choice (against dropping B's term or letting B' stan
 in docs/performance.md, "A' alone". Under the adaptive stop the top level's reconstruction
 (relu4_1) is such a warp on both sides, and B's relu3_1 below it
 (:data:`gpuanalogy.deconvolution.ADAPTIVE_WARP`; docs/performance.md, "The top level by a
-warp").
+warp", "B's relu3_1 by a warp").
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ With ``config.outputs == "a_prime"`` the search is the same (both fields, the wh
 but B is never deconvolved: its level L-1 is A's own level-L-1 features warped by the B' -> A
 field upsampled there, blended with B''s features as a reconstruction would be. B exists only
 to guide the A -> B' search's A/B term, and the warp gives it A's appearance on B''s layout,
-which is what the deconvolution aims at, without the four costliest runs that only B needs.
+which is what the deconvolution aims at, without the runs that only B needs.
 The measurements behind the choice (against dropping B's term or letting B' stand for B) are
 in docs/performance.md, "A' alone". Under the adaptive stop the top level's reconstruction
 (relu4_1) is such a warp on both sides, and B's relu3_1 below it

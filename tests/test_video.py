@@ -93,3 +93,18 @@ def test_a_warm_frame_of_a_prime_alone_runs_only_its_deconvolutions_under_the_cl
     assert warm.result.warped == [(lv, "b") for lv in (4, 3, 2, 1)]   # the clip deconvolves A''s
     assert all((d.stats.rule, d.stats.max_iterations) == ("adaptive", 3) for d in runs)
     assert all(1 <= d.stats.iterations <= 3 and d.stats.stop for d in runs)
+
+
+def test_a_clip_of_both_outputs_deconvolves_the_levels_a_single_pair_warps(model):
+    """A single pair under the adaptive stop warps relu4_1 of both outputs and B's relu3_1;
+    a clip deconvolves them all, first frame and warm frames, so each frame's solution is
+    carried to the next."""
+    config = CONFIG.replace(outputs="both", lbfgs_stop="adaptive", lbfgs_iterations=3,
+                            patchmatch_iterations=1, min_side=32)
+    video = VideoConfig(lbfgs_iterations=2, patchmatch_iterations=1)
+    clip = Clip(exemplar(), config, video=video, model=model)
+    for n in (0, 1):
+        result = clip.frame(frame(n)[:64, :64]).result
+        assert result.warped == []
+        assert sorted((d.level, d.output) for d in result.deconvolutions) == sorted(
+            (lv, side) for lv in (4, 3, 2, 1) for side in ("a_prime", "b"))

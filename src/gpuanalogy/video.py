@@ -121,8 +121,9 @@ class _WarmSolver(LevelSolver):
 
     def level_warped(self, level: int, output: str) -> bool:
         # The levels the adaptive stop warps are deconvolved too: their solution, carried to
-        # the next frame, holds the coarse look in place, where a warp made anew at every frame
-        # flickered (docs/performance.md, "The top level by a warp").
+        # the next frame, holds the coarse look in place, where a warp of the top level made
+        # anew at every frame flickered (docs/performance.md, "The top level by a warp"; B's
+        # relu3_1 was not measured in a clip, and follows the top level).
         return False
 
     def deconvolution_problem(self, level: int, output: LevelOutput) -> tuple[Any, Any]:

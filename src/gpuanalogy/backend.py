@@ -97,11 +97,8 @@ class Backend:
         return self.xp.asarray(array, dtype=dtype)
 
     def to_numpy(self, array: Any) -> np.ndarray:
-        """Bring ``array`` back to host memory as a NumPy array."""
-        if isinstance(array, np.ndarray):
-            return array
-        get = getattr(array, "get", None)
-        return get() if get is not None else np.asarray(array)
+        """Bring ``array`` back to host memory as a NumPy array (:func:`to_host`)."""
+        return to_host(array)
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op on the CPU); used around timings."""
@@ -185,6 +182,15 @@ def cpu_backend() -> Backend:
                    winograd_channels=256)
 
 
+def to_host(array: Any) -> np.ndarray:
+    """``array`` (NumPy, CuPy, or anything with ``get()`` or ``__array__``) in host memory as a
+    NumPy array: one transfer from a device, none for a NumPy array."""
+    if isinstance(array, np.ndarray):
+        return array
+    get = getattr(array, "get", None)
+    return get() if get is not None else np.asarray(array)
+
+
 class _KernelsUnusable(RuntimeError):
     """A GPU is there, but its kernels cannot be compiled."""
 
@@ -197,8 +203,9 @@ def _cuda_backend() -> Backend:
     try:
         cuda_kernels.check_compiler()
     except Exception as exc:
+        # get_backend prints the message's first line: this prefix and the error's own first
         raise _KernelsUnusable(f"numba-cuda cannot compile kernels here: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                               f"{exc}") from exc
     kernels = cuda_kernels.KERNELS
     device_id = cupy.cuda.Device().id
     providers = (("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider")

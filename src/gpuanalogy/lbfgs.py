@@ -21,8 +21,7 @@ search accepts at once where L-BFGS-B's move by 1 takes about six (docs/performa
 
 Official parameters: history 4, at most 100 iterations, c1 = 1e-4, c2 = 0.9, and a stop when
 ``||g||^2 < 1e-8 * max(1, ||x||^2)``. A stopping rule may end a run earlier: :class:`Settled`
-once the variable has stopped moving by a share of itself, :class:`Plateau` once the loss has
-stopped falling by a share of itself.
+once the variable, :class:`Plateau` once the loss, stops changing by a share of itself.
 """
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .backend import to_host
 from .errors import NumericalError
 from .kernels import vectors
 
@@ -392,7 +392,7 @@ class _ArrayOps:
                 products[i, k] = dot(xp, v, rows[k], to_host=False)
         products[0, -1] = dot(xp, trial, trial, to_host=False)
         products[2, -1] = dot(xp, grad, grad, to_host=False)
-        return products.get() if hasattr(products, "get") else np.asarray(products)  # one read
+        return to_host(products)  # one read
 
 
 def _check_finite(value: float, what: str, evaluation: int) -> None:
